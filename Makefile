@@ -1,0 +1,34 @@
+# mmb — top-level entry points. `make demo` and `make test` work on a fresh Debian 12 machine:
+# both install what is missing (scripts/setup), build (Release, Ninja) and run.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Unix Makefiles")
+DEMO_OUT ?= runs/demo
+
+.PHONY: all setup configure build test demo bench clean
+
+all: build
+
+setup:
+	@scripts/setup
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -G "$(GENERATOR)" -DCMAKE_BUILD_TYPE=Release
+
+configure: setup $(BUILD)/CMakeCache.txt
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The main job on the built-in world, with the default recipe (grows with every issue).
+demo: build
+	scripts/demo $(BUILD) $(DEMO_OUT)
+
+bench: build
+	@echo "benchmarks: see docs/performance.md for each command"
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,11 @@
+// The subcommands of `mmb`. Each cmd_<name>.cpp defines one setup function that adds its flags,
+// sub-subcommands and callback to the CLI11 app it is given. main.cpp lists them in a table.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace mmb::app {
+
+void setup_info(CLI::App& cmd);
+void setup_world(CLI::App& cmd);
+
+}  // namespace mmb::app

@@ -1,0 +1,175 @@
+// Shared CLI plumbing: common options, the TOML config reader, run directories.
+//
+// --config: CLI11 processes config files on the root app only, so --config lives on the root and
+// every subcommand falls through to it (`mmb world generate --config w.toml` works). The reader
+// (toml++) maps top-level keys to the options of the subcommand chosen on the command line;
+// a table named after a subcommand path ([world.generate]) targets that subcommand. Unknown keys
+// are errors. Flags given on the command line win over the file.
+#include "common.h"
+
+#include <iostream>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "mmb/progress.h"
+#include "mmb/threads.h"
+
+namespace mmb::app {
+namespace {
+
+std::vector<std::string> g_command_line;
+
+// The chain of subcommands selected on the command line, e.g. {"world", "generate"}.
+std::vector<std::string> selected_path(const CLI::App* root) {
+  std::vector<std::string> path;
+  const CLI::App* cur = root;
+  while (cur) {
+    auto subs = cur->get_subcommands();
+    if (subs.empty()) break;
+    cur = subs.front();
+    path.push_back(cur->get_name());
+  }
+  return path;
+}
+
+std::string toml_scalar(const toml::node& node, const std::string& key) {
+  if (auto s = node.as_string()) return s->get();
+  if (auto i = node.as_integer()) return std::to_string(i->get());
+  if (auto f = node.as_floating_point()) {
+    std::ostringstream os;
+    os.precision(17);
+    os << f->get();
+    return os.str();
+  }
+  if (auto b = node.as_boolean()) return b->get() ? "true" : "false";
+  throw CLI::ConversionError("config key '" + key + "': unsupported TOML value type");
+}
+
+class TomlConfig : public CLI::Config {
+ public:
+  explicit TomlConfig(const CLI::App* root) : root_(root) {}
+
+  std::string to_config(const CLI::App* app, bool default_also, bool, std::string) const override {
+    return resolved_config(*app).dump(2);
+  }
+
+  std::vector<CLI::ConfigItem> from_config(std::istream& in) const override {
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    toml::table table;
+    try {
+      table = toml::parse(text);
+    } catch (const toml::parse_error& e) {
+      std::ostringstream os;
+      os << "config: TOML error at line " << e.source().begin.line << ", column "
+         << e.source().begin.column << ": " << e.description();
+      throw CLI::ConversionError(os.str());
+    }
+    std::vector<CLI::ConfigItem> items;
+    collect(table, selected_path(root_), items);
+    return items;
+  }
+
+ private:
+  void collect(const toml::table& table, const std::vector<std::string>& parents,
+               std::vector<CLI::ConfigItem>& items) const {
+    for (const auto& [k, node] : table) {
+      std::string key(k.str());
+      if (auto sub = node.as_table()) {
+        std::vector<std::string> p;  // a table names a subcommand path from the root
+        std::stringstream ss(key);
+        for (std::string part; std::getline(ss, part, '.');) p.push_back(part);
+        collect(*sub, p, items);
+        continue;
+      }
+      CLI::ConfigItem item;
+      item.parents = parents;
+      item.name = key;
+      if (auto arr = node.as_array()) {
+        for (const auto& el : *arr) item.inputs.push_back(toml_scalar(el, key));
+      } else {
+        item.inputs.push_back(toml_scalar(node, key));
+      }
+      items.push_back(std::move(item));
+    }
+  }
+  const CLI::App* root_;
+};
+
+Json parse_scalar(const std::string& s) {
+  if (s == "true") return true;
+  if (s == "false") return false;
+  if (!s.empty()) {
+    char* end = nullptr;
+    long long i = std::strtoll(s.c_str(), &end, 10);
+    if (*end == '\0') return i;
+    double d = std::strtod(s.c_str(), &end);
+    if (*end == '\0') return d;
+  }
+  return s;
+}
+
+}  // namespace
+
+void install_toml_config(CLI::App& app) {
+  app.option_defaults()->always_capture_default();
+  app.allow_config_extras(false);
+  app.fallthrough();
+  app.set_config("--config", "", "TOML file whose keys are flag names (flags override it)");
+  app.config_formatter(std::make_shared<TomlConfig>(&app));
+}
+
+void add_common_options(CLI::App& cmd, CommonOptions& opts, bool with_out) {
+  cmd.fallthrough();
+  cmd.add_option("--threads", opts.threads, "Threads (0 = all cores; policy in docs/performance.md)")
+      ->group("Common")
+      ->capture_default_str();
+  cmd.add_option("--seed", opts.seed, "Seed applied to every RNG")->group("Common")->capture_default_str();
+  if (with_out)
+    cmd.add_option("--out", opts.out, "Run directory (manifest.json, metrics.jsonl, results)")
+        ->group("Common");
+}
+
+void apply_common_options(const CommonOptions& opts) {
+  apply_thread_policy(default_thread_policy(opts.threads));
+  seed_everything(opts.seed);
+  log_info("seed " + std::to_string(opts.seed) + ", threads " + describe_threads());
+}
+
+Json resolved_config(const CLI::App& cmd) {
+  Json out = Json::object();
+  for (const CLI::App* app = &cmd; app != nullptr; app = app->get_parent()) {
+    for (const CLI::Option* opt : app->get_options()) {
+      const std::string& name = opt->get_lnames().empty() ? opt->get_name() : opt->get_lnames().front();
+      if (name.empty() || name == "help" || name == "version" || out.contains(name)) continue;
+      std::vector<std::string> values = opt->count() > 0 ? opt->results()
+                                                         : std::vector<std::string>{opt->get_default_str()};
+      if (opt->get_expected_max() > 1 && opt->count() > 0) {
+        Json arr = Json::array();
+        for (const auto& v : values) arr.push_back(parse_scalar(v));
+        out[name] = arr;
+      } else {
+        out[name] = values.empty() ? Json(nullptr) : parse_scalar(values.back());
+      }
+    }
+  }
+  return out;
+}
+
+std::unique_ptr<RunDir> open_run_dir(const CLI::App& cmd, const CommonOptions& opts) {
+  if (opts.out.empty()) return nullptr;
+  RunInfo info;
+  info.argv = command_line();
+  info.config = resolved_config(cmd);
+  info.seed = opts.seed;
+  info.extra["threads"] = describe_threads();
+  auto dir = std::make_unique<RunDir>(opts.out, std::move(info));
+  log_info("run directory " + dir->dir());
+  return dir;
+}
+
+const std::vector<std::string>& command_line() { return g_command_line; }
+
+void set_command_line(int argc, char** argv) { g_command_line.assign(argv, argv + argc); }
+
+}  // namespace mmb::app

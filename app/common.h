@@ -1,0 +1,46 @@
+// Shared pieces of the `mmb` command: options every subcommand can take, the TOML config
+// reader, and the run-directory wrapper. Subcommand files (cmd_<name>.cpp) stay thin: parse flags
+// into an options struct, call the library, print a summary.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "mmb/json.h"
+#include "mmb/run_dir.h"
+
+namespace mmb::app {
+
+// Options shared by every subcommand. Not every command uses `out`.
+struct CommonOptions {
+  std::string config_file;  // --config FILE.toml: keys are flag names; flags override the file
+  int threads = 0;          // --threads N: 0 = all cores, with the measured policy
+  uint64_t seed = 1234;     // --seed S: applied to every RNG
+  std::string out;          // --out DIR: run directory for commands that write results
+};
+
+// Adds --config, --threads, --seed (and --out when `with_out`) to `cmd`, in a "Common" group.
+void add_common_options(CLI::App& cmd, CommonOptions& opts, bool with_out);
+
+// Applies threads and seed (prints the seed to stderr). Call at the start of every callback.
+void apply_common_options(const CommonOptions& opts);
+
+// Opens the run directory for `cmd` if --out was given: manifest.json gets the command line and
+// the resolved config (every option of `cmd`, flags merged over the config file).
+std::unique_ptr<RunDir> open_run_dir(const CLI::App& cmd, const CommonOptions& opts);
+
+// Installs the TOML config reader (toml++) on the root app; see common.cpp.
+void install_toml_config(CLI::App& app);
+
+// The command line as given, for manifests (set by main()).
+const std::vector<std::string>& command_line();
+void set_command_line(int argc, char** argv);
+
+// Every option of `cmd` (and its parents' options) as JSON: the resolved config.
+Json resolved_config(const CLI::App& cmd);
+
+}  // namespace mmb::app

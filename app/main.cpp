@@ -1,0 +1,57 @@
+// mmb: one binary, subcommands dispatched from the table below.
+//   mmb <command> [<subcommand>] [flags] [--config FILE.toml]
+// Library errors (mmb::Error) are caught here, printed as "error: ..." and exit with status 1.
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "common.h"
+#include "mmb/error.h"
+#include "mmb/version.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* group;  // heading in `mmb --help`
+  const char* description;
+  void (*setup)(CLI::App&);
+};
+
+// The dispatch table: one row per subcommand, in the order `mmb --help` lists them.
+const Command kCommands[] = {
+    {"info", "Inspect", "Machine, build, thread policy and library versions", mmb::app::setup_info},
+    {"world", "Data", "Generate, inspect and verify the built-in procedural world",
+     mmb::app::setup_world},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mmb::app::set_command_line(argc, argv);
+  CLI::App app{"mmb: teach vision-language models where their knowledge ends"};
+  app.set_version_flag("--version",
+                       std::string("mmb ") + mmb::version() + " (commit " + mmb::git_commit() + ")");
+  app.require_subcommand(1);
+  app.get_formatter()->column_width(34);
+  mmb::app::install_toml_config(app);
+  for (const Command& c : kCommands) {
+    CLI::App* cmd = app.add_subcommand(c.name, c.description);
+    cmd->group(c.group);
+    c.setup(*cmd);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const mmb::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

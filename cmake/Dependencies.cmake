@@ -1,0 +1,48 @@
+# Finds every dependency and checks that libtorch will multiply matrices with an optimised BLAS.
+find_package(Threads REQUIRED)
+find_package(Torch REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(tomlplusplus REQUIRED)
+find_package(PkgConfig REQUIRED)
+
+# CLI11 is header-only; Debian 12 ships no CMake config for it.
+find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
+add_library(CLI11::CLI11 INTERFACE IMPORTED)
+target_include_directories(CLI11::CLI11 INTERFACE ${CLI11_INCLUDE_DIR})
+
+find_path(STB_INCLUDE_DIR stb_image.h PATH_SUFFIXES stb REQUIRED)
+
+# TORCH_CXX_FLAGS is a string; split it for target_compile_options.
+separate_arguments(TORCH_CXX_FLAGS_LIST UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+
+# OpenBLAS: linked directly so mmb can set its thread count (openblas_set_num_threads).
+find_library(OPENBLAS_LIBRARY NAMES openblas REQUIRED)
+
+# libtorch links libblas.so.3, which Debian's alternatives system points at OpenBLAS or at the
+# reference BLAS (60x slower). Resolve the link and warn loudly on the reference one.
+set(_blas_link "/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/libblas.so.3")
+if(EXISTS "${_blas_link}")
+  get_filename_component(MMB_BLAS_REAL "${_blas_link}" REALPATH)
+  if(MMB_BLAS_REAL MATCHES "openblas|blis|mkl|atlas")
+    message(STATUS "mmb: libtorch's BLAS is ${MMB_BLAS_REAL}")
+  else()
+    message(WARNING
+      "\n*** mmb: libblas.so.3 resolves to ${MMB_BLAS_REAL}, the REFERENCE BLAS. ***\n"
+      "*** Matrix products will be ~60x slower. Install libopenblas-dev (scripts/setup)  ***\n"
+      "*** or run: update-alternatives --config libblas.so.3-${CMAKE_LIBRARY_ARCHITECTURE} ***\n")
+  endif()
+else()
+  set(MMB_BLAS_REAL "unknown")
+  message(WARNING "mmb: cannot find ${_blas_link}; cannot check which BLAS libtorch uses")
+endif()
+
+# Distributed training over c10d: Gloo on CPU when the headers are present.
+set(MMB_TORCH_DEFS "")
+if(EXISTS "/usr/include/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp" OR
+   EXISTS "${TORCH_INSTALL_PREFIX}/include/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp")
+  find_path(GLOO_INCLUDE_DIR gloo/config.h)
+  if(GLOO_INCLUDE_DIR)
+    list(APPEND MMB_TORCH_DEFS USE_C10D_GLOO)
+    message(STATUS "mmb: c10d Gloo backend enabled")
+  endif()
+endif()

@@ -1,0 +1,30 @@
+// Thread policy for libtorch and OpenBLAS (they run separate pools; oversubscribing both was
+// measured ~1.9x slower). See docs/performance.md for the benchmark behind the default.
+#pragma once
+#include <string>
+
+namespace mmb {
+
+struct ThreadPolicy {
+  int torch_intra_op = 1;  // at::set_num_threads
+  int blas = 1;            // openblas_set_num_threads
+};
+
+// The policy mmb uses for `--threads n` (n <= 0: the number of cores). Chosen from
+// bench/threads_bench (see docs/performance.md).
+ThreadPolicy default_thread_policy(int n);
+
+// Applies a policy to libtorch and OpenBLAS. Call once, early, before any tensor work.
+void apply_thread_policy(const ThreadPolicy& policy);
+
+// Current thread counts as text, e.g. "torch=2 blas=1".
+std::string describe_threads();
+
+// Number of cores available to this process.
+int available_cores();
+
+// Seeds every RNG mmb uses (libtorch's CPU/CUDA generators); returns the seed for printing.
+// World generation and samplers take their own seeded engines derived from it.
+unsigned long long seed_everything(unsigned long long seed);
+
+}  // namespace mmb

@@ -1,0 +1,50 @@
+#include "mmb/threads.h"
+
+#include <sched.h>
+
+#include <thread>
+
+#include <torch/torch.h>
+
+extern "C" {
+// OpenBLAS's own pool; declared here so mmb does not need OpenBLAS's cblas.h.
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+}
+
+namespace mmb {
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+ThreadPolicy default_thread_policy(int n) {
+  if (n <= 0) n = available_cores();
+  // Measured in bench/threads_bench (docs/performance.md): GEMMs dominate the models mmb runs,
+  // so OpenBLAS gets the cores and libtorch's intra-op pool stays at 1. Both pools at n
+  // oversubscribe the cores (forward 2.3x, backward 2x slower); torch=n with BLAS=1 halves GEMM.
+  ThreadPolicy p;
+  p.torch_intra_op = 1;
+  p.blas = n;
+  return p;
+}
+
+void apply_thread_policy(const ThreadPolicy& policy) {
+  at::set_num_threads(std::max(1, policy.torch_intra_op));
+  openblas_set_num_threads(std::max(1, policy.blas));
+}
+
+std::string describe_threads() {
+  return "torch=" + std::to_string(at::get_num_threads()) +
+         " blas=" + std::to_string(openblas_get_num_threads());
+}
+
+unsigned long long seed_everything(unsigned long long seed) {
+  torch::manual_seed(seed);
+  return seed;
+}
+
+}  // namespace mmb

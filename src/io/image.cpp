@@ -1,0 +1,83 @@
+// PNG/JPEG decoding with stb_image, PNG encoding with stb_image_write. Limits are checked on the
+// header (stbi_info_from_memory) before any pixel buffer is allocated.
+#include "mmb/image.h"
+
+#include <climits>
+#include <cstring>
+#include <memory>
+
+#include "mmb/atomic_file.h"
+#include "mmb/error.h"
+
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_NO_STDIO
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STBI_WRITE_NO_STDIO
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#endif
+#include <stb_image.h>
+#include <stb_image_write.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+namespace mmb {
+
+Image decode_image(std::string_view bytes, const std::string& name, int want_channels,
+                   const ImageLimits& limits) {
+  if (want_channels < 1 || want_channels > 4)
+    fail("decode_image: want_channels must be 1..4, got ", want_channels);
+  if (bytes.empty()) fail("decode_image: ", name, ": empty file");
+  if (int64_t(bytes.size()) > limits.max_file_bytes)
+    fail("decode_image: ", name, ": ", bytes.size(), " bytes exceeds the limit of ",
+         limits.max_file_bytes);
+  if (bytes.size() > size_t(INT_MAX)) fail("decode_image: ", name, ": file too large");
+  auto data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  int len = int(bytes.size());
+  int w = 0, h = 0, c = 0;
+  if (!stbi_info_from_memory(data, len, &w, &h, &c))
+    fail("decode_image: ", name, ": not a PNG or JPEG image (", stbi_failure_reason(), ")");
+  if (w <= 0 || h <= 0 || w > limits.max_width || h > limits.max_height)
+    fail("decode_image: ", name, ": size ", w, "x", h, " outside the limit ", limits.max_width,
+         "x", limits.max_height);
+  std::unique_ptr<stbi_uc, void (*)(void*)> px(
+      stbi_load_from_memory(data, len, &w, &h, &c, want_channels), stbi_image_free);
+  if (!px) fail("decode_image: ", name, ": corrupt image (", stbi_failure_reason(), ")");
+  Image img(w, h, want_channels);
+  std::memcpy(img.pixels.data(), px.get(), img.pixels.size());
+  return img;
+}
+
+Image read_image(const std::string& path, int want_channels, const ImageLimits& limits) {
+  return decode_image(read_file(path), path, want_channels, limits);
+}
+
+namespace {
+void append_bytes(void* ctx, void* data, int size) {
+  static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), size_t(size));
+}
+}  // namespace
+
+std::string encode_png(const Image& image) {
+  if (image.width <= 0 || image.height <= 0 || image.channels < 1 || image.channels > 4 ||
+      image.pixels.size() != size_t(image.width) * image.height * image.channels)
+    fail("encode_png: inconsistent image ", image.width, "x", image.height, "x", image.channels,
+         " with ", image.pixels.size(), " bytes");
+  std::string out;
+  int ok = stbi_write_png_to_func(append_bytes, &out, image.width, image.height, image.channels,
+                                  image.pixels.data(), image.width * image.channels);
+  if (!ok) fail("encode_png: stb_image_write failed");
+  return out;
+}
+
+void write_png(const std::string& path, const Image& image) {
+  write_file_atomic(path, encode_png(image));
+}
+
+}  // namespace mmb
