@@ -121,6 +121,7 @@ void install_toml_config(CLI::App& app) {
 
 void add_common_options(CLI::App& cmd, CommonOptions& opts, bool with_out) {
   cmd.fallthrough();
+  cmd.footer("Every flag can also be set in --config FILE.toml (keys are flag names; flags win).");
   cmd.add_option("--threads", opts.threads, "Threads (0 = all cores; policy in docs/performance.md)")
       ->group("Common")
       ->capture_default_str();

@@ -44,6 +44,13 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ConfigError& e) {
+    // CLI11 words unknown keys as "INI was not able to parse <path.key>"; say what it is.
+    std::string msg = e.what();
+    const std::string ini = "INI was not able to parse ";
+    if (msg.rfind(ini, 0) == 0) msg = "unknown key '" + msg.substr(ini.size()) + "' (keys are flag names)";
+    std::cerr << "error: config: " << msg << "\n";
+    return 2;
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const mmb::Error& e) {

@@ -1,6 +1,7 @@
 #include "mmb/safetensors.h"
 
 #include "mmb/atomic_file.h"
+#include "mmb/json.h"
 #include "test_util.h"
 
 using mmb::testing::expect_throw_with;
@@ -179,7 +180,7 @@ const std::string kRef = std::string(MMB_PYTHON) + " " + MMB_SOURCE_DIR + "/test
 TEST(Safetensors, CrossCheckWithIndependentPythonReader) {
   TempDir d;
   torch::manual_seed(3);
-  std::map<std::string, torch::Tensor> ts = {{"a", torch::randn({4, 3})},
+  std::vector<std::pair<std::string, torch::Tensor>> ts = {{"a", torch::randn({4, 3})},
                                              {"b", torch::randn({6}).to(torch::kBFloat16)},
                                              {"c", torch::randint(0, 9, {5}, torch::kInt64)},
                                              {"d", torch::randn({2, 2}).to(torch::kFloat16)}};

@@ -85,7 +85,5 @@ std::string serialize_safetensors(const std::vector<std::pair<std::string, torch
 void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
-void save_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace mmb

@@ -269,10 +269,4 @@ void save_safetensors(const std::string& path,
   write_file_atomic(path, serialize_safetensors(tensors, metadata));
 }
 
-void save_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
-  save_safetensors(path, std::vector<std::pair<std::string, torch::Tensor>>(tensors.begin(), tensors.end()),
-                   metadata);
-}
-
 }  // namespace mmb
