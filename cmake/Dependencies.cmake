@@ -4,6 +4,7 @@ find_package(Torch REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(tomlplusplus REQUIRED)
 find_package(PkgConfig REQUIRED)
+pkg_check_modules(SentencePiece REQUIRED IMPORTED_TARGET sentencepiece)
 
 # CLI11 is header-only; Debian 12 ships no CMake config for it.
 find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
