@@ -41,6 +41,41 @@ def write(path):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
+def load(path):
+    """All tensors of a file, as a dict name -> torch tensor (an independent reader)."""
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        buf = bytearray(data[8 + n + b:8 + n + end])
+        dt = DTYPES[e["dtype"]]
+        if not buf:
+            out[name] = torch.zeros(e["shape"], dtype=dt)
+        elif dt == torch.bool:
+            out[name] = torch.frombuffer(buf, dtype=torch.uint8).to(torch.bool).reshape(e["shape"])
+        else:
+            out[name] = torch.frombuffer(buf, dtype=dt).reshape(e["shape"])
+    return out
+
+
+def save(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        raw = t.contiguous().view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool \
+            else t.to(torch.uint8).numpy().tobytes()
+        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
 def read(path):
     data = open(path, "rb").read()
     (n,) = struct.unpack("<Q", data[:8])

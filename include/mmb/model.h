@@ -1,0 +1,182 @@
+// The models: CLIP (Hugging Face CLIPModel) and a LLaVA-architecture VLM (Hugging Face
+// LlavaForConditionalGeneration: CLIP vision tower -> 2-layer GELU projector -> Llama decoder).
+// Module and parameter names follow the Hugging Face checkpoints exactly, so named_parameters()
+// are the safetensors keys. The forward passes read top to bottom in src/model/llava.cpp and
+// src/model/clip.cpp.
+//
+// Dimension legend used in shape comments:
+//   B batch, T new tokens, S cached + new tokens, C text hidden, Cv vision hidden, H heads,
+//   Hkv key/value heads, D head dim, V vocabulary, P patches (+1 with CLS), N image features.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "mmb/model_config.h"
+
+namespace mmb {
+
+// ---------------------------------------------------------------- CLIP building blocks
+class ClipEncoderLayerImpl;
+class ClipVisionTransformerImpl : public torch::nn::Module {
+ public:
+  explicit ClipVisionTransformerImpl(const ClipVisionConfig& c);
+  // Hidden state `layer` of the encoder, HF numbering: 0 = embeddings after pre_layrnorm,
+  // k = after k layers, negative counts from the end (-1 = last). Only the layers needed run.
+  // pixel_values (B, 3, H, W) normalised -> (B, P, Cv) with P = patches + 1 (CLS first).
+  torch::Tensor hidden_state(const torch::Tensor& pixel_values, int64_t layer);
+  // post_layernorm(CLS of the last layer): (B, Cv).
+  torch::Tensor pooled(const torch::Tensor& pixel_values);
+  const ClipVisionConfig& config() const { return cfg_; }
+
+ private:
+  ClipVisionConfig cfg_;
+  torch::Tensor class_embedding_;          // embeddings.class_embedding (Cv)
+  torch::nn::Conv2d patch_embedding_{nullptr};
+  torch::nn::Embedding position_embedding_{nullptr};
+  torch::nn::LayerNorm pre_layrnorm_{nullptr}, post_layernorm_{nullptr};
+  std::vector<std::shared_ptr<ClipEncoderLayerImpl>> layers_;
+};
+TORCH_MODULE(ClipVisionTransformer);
+
+// A CLIP text tower with projections, and the vision tower with its projection.
+class ClipTextTransformerImpl : public torch::nn::Module {
+ public:
+  explicit ClipTextTransformerImpl(const ClipTextConfig& c);
+  // input_ids (B, T) int64, attention_mask (B, T) (1 = token, 0 = padding; may be undefined).
+  // Returns the pooled embedding (B, C) before text_projection (final_layer_norm applied).
+  torch::Tensor pooled(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  const ClipTextConfig& config() const { return cfg_; }
+
+ private:
+  ClipTextConfig cfg_;
+  torch::nn::Embedding token_embedding_{nullptr}, position_embedding_{nullptr};
+  std::vector<std::shared_ptr<ClipEncoderLayerImpl>> layers_;
+  torch::nn::LayerNorm final_layer_norm_{nullptr};
+};
+TORCH_MODULE(ClipTextTransformer);
+
+class ClipModelImpl : public torch::nn::Module {
+ public:
+  explicit ClipModelImpl(const ClipConfig& c);
+  torch::Tensor image_embeds(const torch::Tensor& pixel_values);  // (B, E), L2-normalised
+  torch::Tensor text_embeds(const torch::Tensor& input_ids,
+                            const torch::Tensor& attention_mask);  // (B, E), L2-normalised
+  // exp(logit_scale) * image_embeds @ text_embeds^T: (B_img, B_txt).
+  torch::Tensor logits_per_image(const torch::Tensor& image_embeds, const torch::Tensor& text_embeds);
+  torch::Tensor logit_scale() const { return logit_scale_; }
+  const ClipConfig& config() const { return cfg_; }
+  ClipVisionTransformer vision_model() const { return vision_model_; }
+
+ private:
+  ClipConfig cfg_;
+  ClipTextTransformer text_model_{nullptr};
+  ClipVisionTransformer vision_model_{nullptr};
+  torch::nn::Linear visual_projection_{nullptr}, text_projection_{nullptr};
+  torch::Tensor logit_scale_;
+};
+TORCH_MODULE(ClipModel);
+
+// CLIPScore = max(100 * cos(E_img, E_txt), 0) for L2-normalised embeddings: (B,) from (B, E) pairs.
+torch::Tensor clip_score(const torch::Tensor& image_embeds, const torch::Tensor& text_embeds);
+
+// ---------------------------------------------------------------- KV cache
+// Keys and values of every decoder layer for a batch of sequences, preallocated to a capacity
+// that grows by doubling. Position s of row b may be attended only when key_keep[b][s] is true
+// (padding and hidden image tokens are false). next_position[b] is the rotary position the next
+// token of row b gets (padding does not advance it).
+struct KvCache {
+  std::vector<torch::Tensor> k, v;  // per layer (B, Hkv, capacity, D)
+  torch::Tensor key_keep;           // (B, capacity) bool: may be attended
+  torch::Tensor real;               // (B, capacity) bool: a real token (not padding)
+  torch::Tensor next_position;      // (B,) int64
+  int64_t length = 0;               // filled positions
+
+  int64_t batch() const { return next_position.defined() ? next_position.size(0) : 0; }
+  int64_t capacity() const { return k.empty() ? 0 : k[0].size(2); }
+  // Rows `index` (int64, any order, repeats allowed) as a new cache: beam reordering, forking a
+  // prompt cache into several continuations. Copies only the filled part.
+  KvCache select(const torch::Tensor& index) const;
+  // Drops positions >= `new_length` (continuation from an earlier prefix).
+  void truncate(int64_t new_length);
+  // A deep copy.
+  KvCache clone() const { return select(torch::arange(batch(), torch::kLong)); }
+};
+
+// ---------------------------------------------------------------- Llama decoder
+class LlamaDecoderLayerImpl;
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const LlamaConfig& c);
+  // embeds (B, T, C); positions (B, T) int64 rotary positions; key_keep (B, T) bool for the new
+  // positions. With a cache, the new keys/values are appended and attention covers the cache;
+  // without one, attention covers the T positions. Causal in both cases. Returns (B, T, C)
+  // after the final norm.
+  torch::Tensor forward(const torch::Tensor& embeds, const torch::Tensor& positions,
+                        const torch::Tensor& key_keep, KvCache* cache);
+  torch::nn::Embedding embed_tokens() const { return embed_tokens_; }
+  const LlamaConfig& config() const { return cfg_; }
+  // An empty cache for `batch` rows with room for `capacity` positions.
+  KvCache new_cache(int64_t batch, int64_t capacity) const;
+
+ private:
+  LlamaConfig cfg_;
+  torch::nn::Embedding embed_tokens_{nullptr};
+  std::vector<std::shared_ptr<LlamaDecoderLayerImpl>> layers_;
+  torch::Tensor norm_weight_;     // norm.weight (C)
+  torch::Tensor rope_cos_, rope_sin_;  // (max_position_embeddings, D), not parameters
+};
+TORCH_MODULE(LlamaModel);
+
+// ---------------------------------------------------------------- LLaVA
+// One forward's inputs. Rows are left- or right-padded; attention_mask marks real tokens.
+struct VlmInput {
+  torch::Tensor input_ids;       // (B, T) int64; image_token_index marks image-feature slots
+  torch::Tensor attention_mask;  // (B, T) 1/0 (undefined = all real tokens)
+  torch::Tensor pixel_values;    // (n_images, 3, H, W) normalised, one per image slot group
+  torch::Tensor image_features;  // or precomputed projector outputs (n_images, N, C)
+  torch::Tensor key_keep;        // (B, T) bool, optional: false hides a real position from
+                                 // attention as a key (BDHS masks image tokens this way)
+};
+
+class LlavaForConditionalGenerationImpl : public torch::nn::Module {
+ public:
+  explicit LlavaForConditionalGenerationImpl(const LlavaConfig& c);
+
+  // Vision tower layer `vision_feature_layer`, CLS dropped ("default"), projected:
+  // pixel_values (n, 3, H, W) -> (n, N, C).
+  torch::Tensor image_features(const torch::Tensor& pixel_values);
+  // Token embeddings with image features written into the image-token slots, in order:
+  // (B, T) -> (B, T, C). Throws if the slot count differs from n_images * N.
+  torch::Tensor embed(const torch::Tensor& input_ids, const torch::Tensor& image_features);
+  // Final hidden states (B, T, C). With a cache, appends to it (positions continue per row).
+  torch::Tensor forward_hidden(const VlmInput& in, KvCache* cache = nullptr);
+  // Logits (B, T, V) = lm_head(hidden).
+  torch::Tensor logits(const torch::Tensor& hidden);
+  torch::Tensor forward(const VlmInput& in, KvCache* cache = nullptr) {
+    return logits(forward_hidden(in, cache));
+  }
+  KvCache new_cache(int64_t batch, int64_t capacity) const {
+    return language_model_model_->new_cache(batch, capacity);
+  }
+  const LlavaConfig& config() const { return cfg_; }
+  ClipVisionTransformer vision_model() const { return vision_model_; }
+
+ private:
+  LlavaConfig cfg_;
+  ClipVisionTransformer vision_model_{nullptr};          // vision_tower.vision_model
+  torch::nn::Linear linear_1_{nullptr}, linear_2_{nullptr};  // multi_modal_projector
+  LlamaModel language_model_model_{nullptr};             // language_model.model
+  torch::nn::Linear lm_head_{nullptr};                   // language_model.lm_head (absent if tied)
+};
+TORCH_MODULE(LlavaForConditionalGeneration);
+
+// Hugging Face-style initialisation: normal(0, 0.02) weights, zero biases, unit norms.
+void init_weights(torch::nn::Module& module, uint64_t seed);
+
+// CLIP's image normalisation, applied to (B, 3, H, W) floats in [0, 1].
+torch::Tensor clip_normalize(const torch::Tensor& pixels01);
+
+}  // namespace mmb

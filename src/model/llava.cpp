@@ -1,0 +1,287 @@
+// The VLM, as Hugging Face's LlavaForConditionalGeneration (Liu et al. 2023, LLaVA-1.5):
+//   pixels -> CLIP vision tower, hidden state `vision_feature_layer` (-2), CLS dropped
+//          -> multi_modal_projector: linear_1 -> GELU -> linear_2
+//          -> written into the <image> token slots of the text embeddings
+//          -> Llama decoder: RMSNorm, rotary positions (rotate-half), SwiGLU MLP,
+//             grouped-query attention, causal, with a KV cache -> lm_head.
+// Shapes follow the legend in include/mmb/model.h.
+#include <cmath>
+
+#include "clip_layer.h"
+#include "mmb/error.h"
+#include "mmb/model.h"
+
+namespace mmb {
+namespace {
+
+constexpr double kMaskValue = -1e9;  // additive mask; exp underflows to exactly 0 in fp32
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  auto xf = x.to(torch::kFloat32);
+  auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return weight * y.to(x.scalar_type());
+}
+
+torch::Tensor rotate_half(const torch::Tensor& x) {  // (..., D) -> (-x2, x1)
+  auto halves = x.chunk(2, -1);
+  return torch::cat({-halves[1], halves[0]}, -1);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- decoder layer
+class LlamaDecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit LlamaDecoderLayerImpl(const LlamaConfig& c) : cfg_(c) {
+    const int64_t C = c.hidden_size, D = c.head_dim();
+    auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
+    auto lin = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+    q_proj_ = attn->register_module("q_proj", lin(C, c.num_attention_heads * D));
+    k_proj_ = attn->register_module("k_proj", lin(C, c.num_key_value_heads * D));
+    v_proj_ = attn->register_module("v_proj", lin(C, c.num_key_value_heads * D));
+    o_proj_ = attn->register_module("o_proj", lin(c.num_attention_heads * D, C));
+    auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
+    gate_proj_ = mlp->register_module("gate_proj", lin(C, c.intermediate_size));
+    up_proj_ = mlp->register_module("up_proj", lin(C, c.intermediate_size));
+    down_proj_ = mlp->register_module("down_proj", lin(c.intermediate_size, C));
+    auto ln1 = register_module("input_layernorm", std::make_shared<torch::nn::Module>());
+    input_norm_ = ln1->register_parameter("weight", torch::ones({C}));
+    auto ln2 = register_module("post_attention_layernorm", std::make_shared<torch::nn::Module>());
+    post_norm_ = ln2->register_parameter("weight", torch::ones({C}));
+  }
+
+  // x (B, T, C); cos/sin (B, 1, T, D); bias (B, 1, T, S) additive; k_cache/v_cache
+  // (B, Hkv, capacity, D) or undefined; start = cached length before this call.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& bias, torch::Tensor* k_cache, torch::Tensor* v_cache,
+                        int64_t start) {
+    const int64_t B = x.size(0), T = x.size(1), H = cfg_.num_attention_heads,
+                  Hkv = cfg_.num_key_value_heads, G = H / Hkv, D = cfg_.head_dim();
+    // attention block
+    auto h = rms_norm(x, input_norm_, cfg_.rms_norm_eps);               // (B, T, C)
+    auto q = q_proj_(h).view({B, T, H, D}).transpose(1, 2);             // (B, H, T, D)
+    auto k = k_proj_(h).view({B, T, Hkv, D}).transpose(1, 2);           // (B, Hkv, T, D)
+    auto v = v_proj_(h).view({B, T, Hkv, D}).transpose(1, 2);           // (B, Hkv, T, D)
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+    if (k_cache) {
+      k_cache->narrow(2, start, T).copy_(k);
+      v_cache->narrow(2, start, T).copy_(v);
+      k = k_cache->narrow(2, 0, start + T);                             // (B, Hkv, S, D)
+      v = v_cache->narrow(2, 0, start + T);                             // (B, Hkv, S, D)
+    }
+    const int64_t S = k.size(2);
+    // Query heads j*G .. j*G+G-1 share key/value head j (HF repeat_kv): group them, no copy of K/V.
+    auto qg = q.reshape({B, Hkv, G * T, D});                            // (B, Hkv, G*T, D)
+    auto att = torch::matmul(qg, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(D)));  // (B, Hkv, G*T, S)
+    att = (att.view({B, Hkv, G, T, S}) + bias.view({B, 1, 1, T, S})).softmax(-1);
+    auto y = torch::matmul(att.view({B, Hkv, G * T, S}), v);            // (B, Hkv, G*T, D)
+    y = y.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});     // (B, T, C)
+    auto r = x + o_proj_(y);
+    // SwiGLU MLP block
+    auto m = rms_norm(r, post_norm_, cfg_.rms_norm_eps);
+    return r + down_proj_(torch::silu(gate_proj_(m)) * up_proj_(m));    // (B, T, C)
+  }
+
+ private:
+  LlamaConfig cfg_;
+  torch::nn::Linear q_proj_{nullptr}, k_proj_{nullptr}, v_proj_{nullptr}, o_proj_{nullptr};
+  torch::nn::Linear gate_proj_{nullptr}, up_proj_{nullptr}, down_proj_{nullptr};
+  torch::Tensor input_norm_, post_norm_;
+};
+
+// ---------------------------------------------------------------- KV cache
+KvCache KvCache::select(const torch::Tensor& index) const {
+  KvCache out;
+  auto idx = index.to(torch::kLong);
+  for (size_t l = 0; l < k.size(); ++l) {
+    out.k.push_back(k[l].index_select(0, idx));
+    out.v.push_back(v[l].index_select(0, idx));
+  }
+  out.key_keep = key_keep.index_select(0, idx);
+  out.real = real.index_select(0, idx);
+  out.next_position = next_position.index_select(0, idx);
+  out.length = length;
+  return out;
+}
+
+void KvCache::truncate(int64_t new_length) {
+  if (new_length < 0 || new_length > length)
+    fail("KvCache::truncate: new length ", new_length, " outside 0..", length);
+  // Rotary positions of the dropped tokens are released: next position = kept real tokens.
+  next_position = real.narrow(1, 0, new_length).sum(1).to(torch::kLong);
+  key_keep.narrow(1, new_length, capacity() - new_length).fill_(false);
+  real.narrow(1, new_length, capacity() - new_length).fill_(false);
+  length = new_length;
+}
+
+// ---------------------------------------------------------------- decoder
+LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : cfg_(c) {
+  validate(c, "LlamaModel");
+  embed_tokens_ = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  auto list = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    layers_.push_back(std::make_shared<LlamaDecoderLayerImpl>(c));
+    list->push_back(layers_.back());
+  }
+  auto norm = register_module("norm", std::make_shared<torch::nn::Module>());
+  norm_weight_ = norm->register_parameter("weight", torch::ones({c.hidden_size}));
+  // Rotary tables (not parameters): inv_freq_i = theta^(-2i/D), angle = position * inv_freq.
+  const int64_t D = c.head_dim();
+  auto inv_freq = torch::pow(c.rope_theta, -torch::arange(0, D, 2, torch::kFloat64) / double(D));
+  auto angles = torch::outer(torch::arange(c.max_position_embeddings, torch::kFloat64), inv_freq);  // (Pmax, D/2)
+  auto emb = torch::cat({angles, angles}, -1);                                                     // (Pmax, D)
+  rope_cos_ = emb.cos().to(torch::kFloat32);
+  rope_sin_ = emb.sin().to(torch::kFloat32);
+}
+
+KvCache LlamaModelImpl::new_cache(int64_t batch, int64_t capacity) const {
+  KvCache c;
+  auto opts = norm_weight_.options().requires_grad(false);
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    c.k.push_back(torch::zeros({batch, cfg_.num_key_value_heads, capacity, cfg_.head_dim()}, opts));
+    c.v.push_back(torch::zeros({batch, cfg_.num_key_value_heads, capacity, cfg_.head_dim()}, opts));
+  }
+  c.key_keep = torch::zeros({batch, capacity}, torch::dtype(torch::kBool).device(opts.device()));
+  c.real = torch::zeros({batch, capacity}, torch::dtype(torch::kBool).device(opts.device()));
+  c.next_position = torch::zeros({batch}, torch::dtype(torch::kLong).device(opts.device()));
+  return c;
+}
+
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& embeds, const torch::Tensor& positions,
+                                      const torch::Tensor& key_keep, KvCache* cache) {
+  const int64_t B = embeds.size(0), T = embeds.size(1);
+  const int64_t start = cache ? cache->length : 0;
+  if (positions.max().item<int64_t>() >= cfg_.max_position_embeddings)
+    fail("LlamaModel: position ", positions.max().item<int64_t>(), " exceeds max_position_embeddings ",
+         cfg_.max_position_embeddings);
+  torch::Tensor keep_all = key_keep;  // (B, S)
+  if (cache) {
+    if (cache->batch() != B) fail("LlamaModel: cache has ", cache->batch(), " rows, input has ", B);
+    if (start + T > cache->capacity()) {  // grow by doubling
+      int64_t cap = std::max(start + T, 2 * cache->capacity());
+      for (auto* vec : {&cache->k, &cache->v})
+        for (auto& t : *vec) {
+          auto bigger = torch::zeros({t.size(0), t.size(1), cap, t.size(3)}, t.options());
+          bigger.narrow(2, 0, start).copy_(t.narrow(2, 0, start));
+          t = bigger;
+        }
+      for (auto* mask : {&cache->key_keep, &cache->real}) {
+        auto bigger = torch::zeros({B, cap}, mask->options());
+        bigger.narrow(1, 0, start).copy_(mask->narrow(1, 0, start));
+        *mask = bigger;
+      }
+    }
+    cache->key_keep.narrow(1, start, T).copy_(key_keep);
+    keep_all = cache->key_keep.narrow(1, 0, start + T);
+  }
+  const int64_t S = keep_all.size(1);
+  // allowed(b, i, j) = keep(b, j) and j <= start + i: causal in cache-index order.
+  auto j = torch::arange(S, torch::dtype(torch::kLong).device(embeds.device())).view({1, S});
+  auto i = torch::arange(T, torch::dtype(torch::kLong).device(embeds.device())).view({T, 1}) + start;
+  auto allowed = (j <= i).view({1, 1, T, S}) & keep_all.view({B, 1, 1, S});
+  auto bias = torch::zeros({B, 1, T, S}, embeds.options()).masked_fill(allowed.logical_not(), kMaskValue);
+  auto flat = positions.reshape({-1});
+  auto cos = rope_cos_.to(embeds.device()).index_select(0, flat).view({B, 1, T, -1}).to(embeds.dtype());  // (B, 1, T, D)
+  auto sin = rope_sin_.to(embeds.device()).index_select(0, flat).view({B, 1, T, -1}).to(embeds.dtype());
+  auto x = embeds;
+  for (size_t l = 0; l < layers_.size(); ++l)
+    x = layers_[l]->forward(x, cos, sin, bias, cache ? &cache->k[l] : nullptr, cache ? &cache->v[l] : nullptr,
+                            start);
+  if (cache) cache->length = start + T;
+  return rms_norm(x, norm_weight_, cfg_.rms_norm_eps);  // (B, T, C)
+}
+
+// ---------------------------------------------------------------- LLaVA
+LlavaForConditionalGenerationImpl::LlavaForConditionalGenerationImpl(const LlavaConfig& c) : cfg_(c) {
+  validate(c);
+  auto tower = register_module("vision_tower", std::make_shared<torch::nn::Module>());
+  vision_model_ = tower->register_module("vision_model", ClipVisionTransformer(c.vision));
+  auto proj = register_module("multi_modal_projector", std::make_shared<torch::nn::Module>());
+  linear_1_ = proj->register_module("linear_1", torch::nn::Linear(c.vision.hidden_size, c.text.hidden_size));
+  linear_2_ = proj->register_module("linear_2", torch::nn::Linear(c.text.hidden_size, c.text.hidden_size));
+  auto lm = register_module("language_model", std::make_shared<torch::nn::Module>());
+  language_model_model_ = lm->register_module("model", LlamaModel(c.text));
+  if (!c.text.tie_word_embeddings)
+    lm_head_ = lm->register_module(
+        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.text.hidden_size, c.text.vocab_size).bias(false)));
+}
+
+torch::Tensor LlavaForConditionalGenerationImpl::image_features(const torch::Tensor& pixel_values) {
+  auto h = vision_model_->hidden_state(pixel_values, cfg_.vision_feature_layer);  // (n, P, Cv)
+  if (cfg_.vision_feature_select_strategy == "default") h = h.narrow(1, 1, h.size(1) - 1);  // drop CLS
+  return linear_2_(torch::gelu(linear_1_(h)));                                   // (n, N, C)
+}
+
+torch::Tensor LlavaForConditionalGenerationImpl::embed(const torch::Tensor& input_ids,
+                                                       const torch::Tensor& image_features) {
+  if (input_ids.dim() != 2) fail("Llava::embed: expected input_ids (B, T), got ", input_ids.sizes());
+  auto is_img = input_ids == cfg_.image_token_index;  // (B, T)
+  const int64_t slots = is_img.sum().item<int64_t>();
+  auto safe_ids = input_ids.masked_fill(is_img, 0);
+  auto embeds = language_model_model_->embed_tokens()(safe_ids);  // (B, T, C)
+  const int64_t have = image_features.defined() ? image_features.size(0) * image_features.size(1) : 0;
+  if (slots != have)
+    fail("Llava::embed: the input has ", slots, " image-token slots but ", have, " image features were given (",
+         image_features.defined() ? image_features.size(0) : 0, " images x ", cfg_.image_seq_length(),
+         "); expand each <image> to ", cfg_.image_seq_length(), " tokens");
+  if (slots == 0) return embeds;
+  return embeds.index_put({is_img}, image_features.reshape({-1, embeds.size(2)}).to(embeds.dtype()));
+}
+
+torch::Tensor LlavaForConditionalGenerationImpl::forward_hidden(const VlmInput& in, KvCache* cache) {
+  const auto& ids = in.input_ids;
+  if (!ids.defined() || ids.dim() != 2) fail("Llava::forward: input_ids must be (B, T)");
+  const int64_t B = ids.size(0), T = ids.size(1);
+  auto mask = in.attention_mask.defined() ? in.attention_mask.to(torch::kLong)
+                                          : torch::ones({B, T}, torch::dtype(torch::kLong).device(ids.device()));
+  if (mask.sizes() != ids.sizes()) fail("Llava::forward: attention_mask ", mask.sizes(), " != input_ids ", ids.sizes());
+  torch::Tensor feats = in.image_features;
+  if (!feats.defined() && in.pixel_values.defined()) feats = image_features(in.pixel_values);
+  auto embeds = embed(ids, feats);                                    // (B, T, C)
+  // Rotary positions count real tokens only, so left padding does not shift them.
+  auto positions = (mask.cumsum(1) - 1).clamp_min(0);                 // (B, T)
+  if (cache) {
+    if (cache->batch() != B) fail("Llava::forward: cache has ", cache->batch(), " rows, input has ", B);
+    positions = positions + cache->next_position.view({B, 1});
+  }
+  auto keep = mask.to(torch::kBool);
+  if (in.key_keep.defined()) {
+    if (in.key_keep.sizes() != ids.sizes()) fail("Llava::forward: key_keep ", in.key_keep.sizes(), " != input_ids ", ids.sizes());
+    keep = keep & in.key_keep.to(torch::kBool);
+  }
+  const int64_t start = cache ? cache->length : 0;
+  auto hidden = language_model_model_->forward(embeds, positions, keep, cache);
+  if (cache) {
+    cache->real.narrow(1, start, T).copy_(mask.to(torch::kBool));  // after a possible growth
+    cache->next_position = cache->next_position + mask.sum(1);
+  }
+  return hidden;
+}
+
+torch::Tensor LlavaForConditionalGenerationImpl::logits(const torch::Tensor& hidden) {
+  if (lm_head_) return lm_head_(hidden);
+  return torch::matmul(hidden, language_model_model_->embed_tokens()->weight.t());  // tied
+}
+
+void init_weights(torch::nn::Module& module, uint64_t seed) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(seed);
+  for (auto& p : module.named_parameters()) {
+    const std::string& name = p.key();
+    torch::Tensor t = p.value();
+    auto ends_with = [&](const std::string& s) {
+      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+    };
+    if (ends_with("logit_scale")) continue;
+    if (ends_with("bias")) {
+      t.zero_();
+    } else if (t.dim() == 1 && !ends_with("class_embedding")) {
+      t.fill_(1.0);  // LayerNorm / RMSNorm weights
+    } else {
+      t.normal_(0.0, 0.02);
+    }
+  }
+}
+
+}  // namespace mmb

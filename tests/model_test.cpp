@@ -1,0 +1,288 @@
+// The model against an independent PyTorch implementation (tests/reference/llava_ref.py) on the
+// same safetensors weights, plus KV-cache equivalence, image-token masking, checkpoint round trip
+// and malformed checkpoints.
+#include "mmb/checkpoint.h"
+#include "mmb/model.h"
+
+#include <cstdio>
+
+#include "mmb/atomic_file.h"
+#include "mmb/safetensors.h"
+#include "test_util.h"
+
+using mmb::testing::expect_throw_with;
+using mmb::testing::TempDir;
+
+namespace {
+
+mmb::LlavaConfig tiny_llava(bool tied = false) {
+  mmb::LlavaConfig c;
+  c.vision.image_size = 32;
+  c.vision.patch_size = 8;  // 16 patches -> 16 image tokens
+  c.vision.hidden_size = 32;
+  c.vision.intermediate_size = 64;
+  c.vision.num_hidden_layers = 3;
+  c.vision.num_attention_heads = 4;
+  c.text.vocab_size = 50;
+  c.text.hidden_size = 64;
+  c.text.intermediate_size = 96;
+  c.text.num_hidden_layers = 2;
+  c.text.num_attention_heads = 4;
+  c.text.num_key_value_heads = 2;  // grouped-query attention
+  c.text.max_position_embeddings = 128;
+  c.text.tie_word_embeddings = tied;
+  c.image_token_index = 4;
+  return c;
+}
+
+// Random weights large enough that a wrong formula shows (HF's 0.02 init makes logits tiny).
+void randomize(torch::nn::Module& m, uint64_t seed) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(seed);
+  for (auto& p : m.named_parameters()) {
+    auto t = p.value();
+    if (p.key().find("norm") != std::string::npos || p.key().find("layrnorm") != std::string::npos) {
+      if (p.key().find("bias") != std::string::npos) t.normal_(0, 0.1); else t.normal_(1.0, 0.1);
+    } else if (p.key().find("logit_scale") == std::string::npos) {
+      t.normal_(0, t.dim() >= 2 ? 1.0 / std::sqrt(double(t.size(-1))) : 0.2);
+    }
+  }
+}
+
+std::string run(const std::string& cmd) {
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int rc = ::pclose(p);
+  if (rc != 0) throw std::runtime_error("command failed: " + cmd + "\n" + out);
+  return out;
+}
+
+const std::string kRef = std::string(MMB_PYTHON) + " " + MMB_SOURCE_DIR + "/tests/reference/llava_ref.py";
+
+// Two rows: row 0 = [bos, 5, <image>x16, 6, 7, 8, 9, 13, 14], row 1 left-padded by 3 with another image.
+struct Batch {
+  torch::Tensor ids, mask, pixels;
+};
+Batch make_batch(const mmb::LlavaConfig& c) {
+  const int64_t N = c.image_seq_length();
+  std::vector<int64_t> r0 = {1, 5}, r1 = {3, 3, 3, 1, 7};
+  for (int64_t i = 0; i < N; ++i) r0.push_back(c.image_token_index), r1.push_back(c.image_token_index);
+  for (int64_t t : {6, 7, 8, 9, 13, 14}) r0.push_back(t);
+  for (int64_t t : {10, 11, 12}) r1.push_back(t);
+  auto ids = torch::stack({torch::tensor(r0), torch::tensor(r1)});
+  auto mask = torch::ones_like(ids);
+  mask.index_put_({1, torch::indexing::Slice(0, 3)}, 0);
+  torch::manual_seed(11);
+  auto pixels = torch::randn({2, 3, c.vision.image_size, c.vision.image_size});
+  return {ids, mask, pixels};
+}
+
+double max_diff_real(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
+  auto m = mask.to(torch::kBool).unsqueeze(-1).expand_as(a);
+  return (a - b).abs().masked_select(m).max().item<double>();
+}
+
+}  // namespace
+
+class ModelGolden : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ModelGolden, LogitsMatchPytorchReference) {
+  TempDir d;
+  auto cfg = tiny_llava(GetParam());
+  mmb::LlavaForConditionalGeneration model(cfg);
+  randomize(*model, 1);
+  mmb::save_model_dir(d.file("m"), mmb::to_json(cfg), *model);
+  Batch b = make_batch(cfg);
+  torch::NoGradGuard ng;
+  auto logits = model->forward({b.ids, b.mask, b.pixels});
+  mmb::save_safetensors(d.file("in.safetensors"),
+                        {{"input_ids", b.ids}, {"attention_mask", b.mask}, {"pixel_values", b.pixels}});
+  run(kRef + " llava " + d.file("m") + " " + d.file("in.safetensors") + " " + d.file("out.safetensors"));
+  auto ref = mmb::load_safetensors(d.file("out.safetensors")).at("logits");
+  ASSERT_EQ(ref.sizes(), logits.sizes());
+  double diff = max_diff_real(logits, ref, b.mask);
+  std::printf("llava golden (tied=%d): logits max |mmb - pytorch| = %.3g (logit scale %.3g)\n", int(GetParam()),
+              diff, ref.abs().max().item<double>());
+  EXPECT_LE(diff, 1e-4);
+}
+INSTANTIATE_TEST_SUITE_P(TiedAndUntied, ModelGolden, ::testing::Values(false, true));
+
+TEST(Model, ImageTokenMaskMatchesReferenceAndRemovesTheImage) {
+  TempDir d;
+  auto cfg = tiny_llava();
+  mmb::LlavaForConditionalGeneration model(cfg);
+  randomize(*model, 2);
+  mmb::save_model_dir(d.file("m"), mmb::to_json(cfg), *model);
+  Batch b = make_batch(cfg);
+  // Hide every image token but one per row as keys (BDHS keeps ~1% of image tokens).
+  auto keep = (b.ids != cfg.image_token_index);
+  auto first_img = (b.ids == cfg.image_token_index).to(torch::kInt).argmax(1);
+  for (int64_t r = 0; r < 2; ++r) keep.index_put_({r, first_img[r].item<int64_t>()}, true);
+  torch::NoGradGuard ng;
+  auto logits = model->forward({b.ids, b.mask, b.pixels, {}, keep});
+  mmb::save_safetensors(d.file("in.safetensors"), {{"input_ids", b.ids}, {"attention_mask", b.mask},
+                                                   {"pixel_values", b.pixels}, {"key_keep", keep}});
+  run(kRef + " llava " + d.file("m") + " " + d.file("in.safetensors") + " " + d.file("out.safetensors"));
+  auto ref = mmb::load_safetensors(d.file("out.safetensors")).at("logits");
+  double diff = max_diff_real(logits, ref, b.mask);
+  std::printf("llava golden with image-token mask: max diff %.3g\n", diff);
+  EXPECT_LE(diff, 1e-4);
+  // With all image tokens hidden, text after the image cannot depend on the pixels.
+  auto none = (b.ids != cfg.image_token_index);
+  auto a1 = model->forward({b.ids, b.mask, b.pixels, {}, none});
+  auto a2 = model->forward({b.ids, b.mask, torch::randn_like(b.pixels), {}, none});
+  auto after = torch::zeros_like(b.mask);
+  after.index_put_({0, torch::indexing::Slice(-6, torch::indexing::None)}, 1);
+  after.index_put_({1, torch::indexing::Slice(-3, torch::indexing::None)}, 1);
+  EXPECT_LE(max_diff_real(a1, a2, after), 1e-6);
+  auto full = model->forward({b.ids, b.mask, torch::randn_like(b.pixels)});
+  EXPECT_GT(max_diff_real(a1, full, after), 1e-3) << "without the mask the pixels must matter";
+}
+
+TEST(Model, CachedDecodingMatchesFullForward) {
+  auto cfg = tiny_llava();
+  mmb::LlavaForConditionalGeneration model(cfg);
+  randomize(*model, 3);
+  Batch b = make_batch(cfg);
+  torch::NoGradGuard ng;
+  auto full = model->forward({b.ids, b.mask, b.pixels});  // (B, T, V)
+  const int64_t T = b.ids.size(1), prompt = T - 3;
+  auto cache = model->new_cache(2, 8);  // deliberately small: must grow
+  auto feats = model->image_features(b.pixels);
+  auto first = model->forward({b.ids.narrow(1, 0, prompt), b.mask.narrow(1, 0, prompt), {}, feats}, &cache);
+  double diff = max_diff_real(first, full.narrow(1, 0, prompt), b.mask.narrow(1, 0, prompt));
+  for (int64_t t = prompt; t < T; ++t) {
+    auto step = model->forward({b.ids.narrow(1, t, 1), b.mask.narrow(1, t, 1)}, &cache);
+    diff = std::max(diff, (step - full.narrow(1, t, 1)).abs().max().item<double>());
+  }
+  std::printf("cached vs uncached decoding: max diff %.3g\n", diff);
+  EXPECT_LE(diff, 1e-5);
+  EXPECT_EQ(cache.length, T);
+  // Truncate back to the prompt and continue again: same logits (continuation from a prefix).
+  cache.truncate(prompt);
+  auto again = model->forward({b.ids.narrow(1, prompt, 3), b.mask.narrow(1, prompt, 3)}, &cache);
+  EXPECT_LE((again - full.narrow(1, prompt, 3)).abs().max().item<double>(), 1e-5);
+  // Forking rows of the cache (beam reordering) keeps each row's state.
+  cache.truncate(prompt);
+  auto forked = cache.select(torch::tensor({1, 1, 0}));
+  auto f = model->forward({b.ids.narrow(1, prompt, 1).index_select(0, torch::tensor({1, 1, 0})),
+                           b.mask.narrow(1, prompt, 1).index_select(0, torch::tensor({1, 1, 0}))},
+                          &forked);
+  auto expect = full.narrow(1, prompt, 1).index_select(0, torch::tensor({1, 1, 0}));
+  EXPECT_LE((f - expect).abs().max().item<double>(), 1e-5);
+}
+
+TEST(Model, ClipMatchesPytorchReference) {
+  TempDir d;
+  mmb::ClipConfig c;
+  c.vision.image_size = 32;
+  c.vision.patch_size = 8;
+  c.vision.hidden_size = 32;
+  c.vision.intermediate_size = 64;
+  c.vision.num_hidden_layers = 2;
+  c.vision.num_attention_heads = 4;
+  c.text.vocab_size = 40;
+  c.text.hidden_size = 48;
+  c.text.intermediate_size = 96;
+  c.text.num_hidden_layers = 2;
+  c.text.num_attention_heads = 4;
+  c.text.max_position_embeddings = 16;
+  c.text.pooling = "first_eos";
+  c.projection_dim = 24;
+  mmb::ClipModel clip(c);
+  randomize(*clip, 4);
+  mmb::save_model_dir(d.file("clip"), mmb::to_json(c), *clip);
+  auto ids = torch::stack({torch::tensor({1, 7, 8, 9, 2, 3, 3}), torch::tensor({1, 12, 2, 3, 3, 3, 3})}).to(torch::kLong);
+  auto mask = (ids != 3).to(torch::kLong);
+  torch::manual_seed(5);
+  auto pixels = torch::randn({3, 3, 32, 32});
+  torch::NoGradGuard ng;
+  auto img = clip->image_embeds(pixels);
+  auto txt = clip->text_embeds(ids, mask);
+  auto lpi = clip->logits_per_image(img, txt);
+  mmb::save_safetensors(d.file("in.safetensors"), {{"input_ids", ids}, {"attention_mask", mask}, {"pixel_values", pixels}});
+  run(kRef + " clip " + d.file("clip") + " " + d.file("in.safetensors") + " " + d.file("out.safetensors"));
+  auto ref = mmb::load_safetensors(d.file("out.safetensors"));
+  double diff = std::max({(img - ref.at("image_embeds")).abs().max().item<double>(),
+                          (txt - ref.at("text_embeds")).abs().max().item<double>(),
+                          (lpi - ref.at("logits_per_image")).abs().max().item<double>() / 100.0});
+  std::printf("clip golden: max diff %.3g\n", diff);
+  EXPECT_LE(diff, 1e-5);
+  auto score = mmb::clip_score(img.narrow(0, 0, 2), txt);
+  EXPECT_TRUE((score >= 0).all().item<bool>());
+  EXPECT_NEAR(score[0].item<double>(), std::max(0.0, 100.0 * (img[0] * txt[0]).sum().item<double>()), 1e-4);
+}
+
+TEST(Checkpoint, SaveLoadRoundTripIsExact) {
+  TempDir d;
+  auto cfg = tiny_llava();
+  mmb::LlavaForConditionalGeneration model(cfg);
+  mmb::init_weights(*model, 9);
+  mmb::save_model_dir(d.file("m"), mmb::to_json(cfg), *model);
+  auto back = mmb::load_llava(d.file("m"));
+  auto a = model->named_parameters(), b = back->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
+  std::string info = mmb::inspect_model_dir(d.file("m"));
+  EXPECT_NE(info.find("model_type: llava"), std::string::npos) << info;
+  EXPECT_NE(info.find("16 image tokens"), std::string::npos) << info;
+}
+
+TEST(Checkpoint, MalformedCheckpointsNameTheProblem) {
+  TempDir d;
+  auto cfg = tiny_llava();
+  mmb::LlavaForConditionalGeneration model(cfg);
+  mmb::save_model_dir(d.file("m"), mmb::to_json(cfg), *model);
+  auto tensors = mmb::load_safetensors(d.file("m/model.safetensors"));
+  // missing tensor + wrong shape + unexpected tensor, all reported in one error
+  std::vector<std::pair<std::string, torch::Tensor>> edited;
+  for (auto& [k, v] : tensors) {
+    if (k == "multi_modal_projector.linear_1.bias") continue;
+    if (k == "language_model.model.norm.weight") edited.emplace_back(k, torch::ones({7}));
+    else edited.emplace_back(k, v.clone());
+  }
+  edited.emplace_back("extra.weight", torch::zeros({2}));
+  mmb::make_dirs(d.file("bad"));
+  mmb::write_file_atomic(d.file("bad/config.json"), mmb::read_file(d.file("m/config.json")));
+  mmb::save_safetensors(d.file("bad/model.safetensors"), edited);
+  try {
+    mmb::load_llava(d.file("bad"));
+    FAIL() << "expected an error";
+  } catch (const mmb::Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("missing tensors (1):\n    multi_modal_projector.linear_1.bias"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("language_model.model.norm.weight (file [7], model [64])"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("unexpected tensors (1):\n    extra.weight"), std::string::npos) << msg;
+  }
+  // corrupt safetensors
+  std::string bytes = mmb::read_file(d.file("m/model.safetensors"));
+  mmb::write_file_atomic(d.file("bad/model.safetensors"), bytes.substr(0, bytes.size() - 10));
+  expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "model.safetensors");
+  // config with an unknown key, a missing key, a bad value
+  mmb::write_file_atomic(d.file("bad/model.safetensors"), bytes);
+  auto j = mmb::read_json_file(d.file("m/config.json"));
+  auto unknown = j;
+  unknown["text_config"]["frobnicate"] = 1;
+  mmb::write_json_file(d.file("bad/config.json"), unknown);
+  expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "unknown key(s) 'frobnicate'");
+  EXPECT_NO_THROW(mmb::load_llava(d.file("bad"), torch::kCPU, /*strict_config=*/false));
+  auto missing = j;
+  missing["vision_config"].erase("patch_size");
+  mmb::write_json_file(d.file("bad/config.json"), missing);
+  expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "missing key 'patch_size'");
+  auto bad_heads = j;
+  bad_heads["text_config"]["num_key_value_heads"] = 3;
+  mmb::write_json_file(d.file("bad/config.json"), bad_heads);
+  expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "multiple of num_key_value_heads 3");
+  expect_throw_with([&] { mmb::load_llava(d.file("nowhere")); }, "config.json");
+}
+
+TEST(Model, WrongImageSlotCountIsAnError) {
+  auto cfg = tiny_llava();
+  mmb::LlavaForConditionalGeneration model(cfg);
+  auto ids = torch::tensor({1, 4, 4, 5}, torch::kLong).unsqueeze(0);
+  expect_throw_with([&] { model->forward({ids, {}, torch::zeros({1, 3, 32, 32})}); }, "has 2 image-token slots");
+}
