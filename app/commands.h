@@ -7,5 +7,6 @@ namespace mmb::app {
 
 void setup_info(CLI::App& cmd);
 void setup_world(CLI::App& cmd);
+void setup_tokenizer(CLI::App& cmd);
 
 }  // namespace mmb::app

@@ -25,6 +25,8 @@ const Command kCommands[] = {
     {"info", "Inspect", "Machine, build, thread policy and library versions", mmb::app::setup_info},
     {"world", "Data", "Generate, inspect and verify the built-in procedural world",
      mmb::app::setup_world},
+    {"tokenizer", "Data", "Train a SentencePiece tokenizer; encode and decode text",
+     mmb::app::setup_tokenizer},
 };
 
 }  // namespace
