@@ -8,5 +8,8 @@ namespace mmb::app {
 void setup_info(CLI::App& cmd);
 void setup_world(CLI::App& cmd);
 void setup_tokenizer(CLI::App& cmd);
+void setup_model(CLI::App& cmd);
+void setup_generate(CLI::App& cmd);
+void setup_score(CLI::App& cmd);
 
 }  // namespace mmb::app

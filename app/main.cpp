@@ -27,6 +27,10 @@ const Command kCommands[] = {
      mmb::app::setup_world},
     {"tokenizer", "Data", "Train a SentencePiece tokenizer; encode and decode text",
      mmb::app::setup_tokenizer},
+    {"model", "Model", "Inspect a model directory; create a freshly initialised one", mmb::app::setup_model},
+    {"generate", "Model", "Answer a prompt about an image (sampling, beams, per-token log-probs)",
+     mmb::app::setup_generate},
+    {"score", "Model", "Teacher-forced per-token log-probs and entropies of a response", mmb::app::setup_score},
 };
 
 }  // namespace

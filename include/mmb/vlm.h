@@ -1,0 +1,64 @@
+// A loaded VLM ready to answer: model + tokenizer + chat template + image preprocessing.
+// The one prompt path shared by `mmb generate`, `mmb score`, evaluation and the preference
+// builders: question (+ image) -> Vicuna-v1 prompt -> tokens with <image> expanded -> model.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "mmb/chat_template.h"
+#include "mmb/generate.h"
+#include "mmb/image.h"
+#include "mmb/model.h"
+#include "mmb/tokenizer.h"
+
+namespace mmb {
+
+// Resizes (bilinear, antialias off as CLIP's processor on already-square images) to size x size
+// and normalises with CLIP's mean/std: (3, size, size) float.
+torch::Tensor image_to_pixel_values(const Image& image, int64_t size);
+
+struct VlmAnswer {
+  std::string text;           // decoded answer, stop token and trailing EOS removed
+  Generation generation;      // tokens, per-token log-probs and entropies
+};
+
+class Vlm {
+ public:
+  // Loads DIR/config.json, DIR/model.safetensors and DIR/tokenizer.model. Checks that the
+  // tokenizer's image id equals the config's image_token_index. Throws mmb::Error.
+  static Vlm load(const std::string& dir, torch::Device device = torch::kCPU);
+  Vlm(LlavaForConditionalGeneration model, Tokenizer tokenizer, ChatTemplate tmpl);
+
+  // Prompt tokens with <image> expanded (B = 1) and the image's pixel values, or no image when
+  // `image` is null (text only).
+  VlmInput encode_prompt(const std::string& question, const Image* image) const;
+  // Left-padded batch of prompts; images[i] may be null only if every row is text-only.
+  VlmInput encode_prompts(const std::vector<std::string>& questions, const std::vector<const Image*>& images) const;
+  // Prompt + response (teacher forcing): ids, and response_begin (index of the first response token).
+  VlmInput encode_exchange(const std::string& question, const Image* image, const std::string& response,
+                           int64_t* response_begin) const;
+
+  // Answers a batch. Stops at EOS (plus options.stop). Greedy by default.
+  std::vector<VlmAnswer> answer(const std::vector<std::string>& questions, const std::vector<const Image*>& images,
+                                SampleOptions options);
+  // Per-token log-probs and entropies of `response` (its tokens, EOS included).
+  Generation score(const std::string& question, const Image* image, const std::string& response);
+
+  // Text of generated tokens (EOS and pads dropped).
+  std::string decode(const std::vector<int64_t>& tokens) const;
+  StopOptions default_stop(int64_t max_new_tokens) const;
+
+  LlavaForConditionalGeneration& model() { return model_; }
+  const Tokenizer& tokenizer() const { return tok_; }
+  const ChatTemplate& chat_template() const { return tmpl_; }
+
+ private:
+  LlavaForConditionalGeneration model_;
+  Tokenizer tok_;
+  ChatTemplate tmpl_;
+};
+
+}  // namespace mmb
