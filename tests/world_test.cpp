@@ -1,0 +1,275 @@
+// Tests of the world: scene sampling against the configured priors, rendering, scene files and
+// their errors, POPE balance and adversarial negatives, byte-identical generation.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "mmb/atomic_file.h"
+#include "mmb/error.h"
+#include "mmb/world.h"
+#include "mmb/world_tasks.h"
+
+namespace fs = std::filesystem;
+using namespace mmb::world;
+
+namespace {
+
+std::string temp_dir(const std::string& name) {
+  std::string dir = std::string(MMB_BINARY_DIR) + "/test_tmp/" + name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::vector<Scene> sample_many(const WorldConfig& c, uint64_t seed, Split split, int n) {
+  std::vector<Scene> out;
+  for (int i = 0; i < n; ++i) out.push_back(sample_scene(c, seed, split, i));
+  return out;
+}
+
+template <typename F>
+void expect_error(F&& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "expected mmb::Error containing '" << needle << "'";
+  } catch (const mmb::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(WorldScene, DeterministicAndIndependentOfOrder) {
+  WorldConfig c;
+  Scene a = sample_scene(c, 42, Split::kTrain, 17);
+  sample_scene(c, 42, Split::kTrain, 3);  // another scene in between changes nothing
+  Scene b = sample_scene(c, 42, Split::kTrain, 17);
+  EXPECT_EQ(scene_to_json(a).dump(), scene_to_json(b).dump());
+  Scene other = sample_scene(c, 43, Split::kTrain, 17);
+  EXPECT_NE(scene_to_json(a).dump(), scene_to_json(other).dump());
+  EXPECT_EQ(a.id, "train_000017");
+}
+
+TEST(WorldScene, StructureIsValid) {
+  WorldConfig c;
+  for (const Scene& s : sample_many(c, 1, Split::kVal, 500)) {
+    ASSERT_GE(int(s.objects.size()), c.min_objects);
+    ASSERT_LE(int(s.objects.size()), c.max_objects);
+    std::set<int> cells;
+    for (const Object& o : s.objects) {
+      EXPECT_TRUE(cells.insert(o.cell).second) << s.id << ": two objects in one cell";
+      EXPECT_GE(o.x - o.radius, 0.0f);
+      EXPECT_LE(o.x + o.radius, float(c.image_size));
+    }
+    EXPECT_LE(s.occluders.size(), 1u);
+  }
+}
+
+TEST(WorldScene, StatisticsMatchTheKnobs) {
+  WorldConfig c;
+  const int n = 20000;
+  for (Split split : {Split::kTrain, Split::kShifted}) {
+    const Priors& p = split == Split::kTrain ? c.priors : c.shifted_priors;
+    auto scenes = sample_many(c, 7, split, n);
+    ShapeStats st = shape_stats(scenes);
+    for (const ShapePair& pair : kCooccurringPairs)
+      EXPECT_NEAR(st.cooccur[int(pair.first)][int(pair.second)], p.cooccur_prob, 0.03)
+          << split_name(split) << " " << shape_name(pair.first) << "->" << shape_name(pair.second);
+    std::array<double, kNumShapes> objects{}, typical{};
+    int occluded = 0;
+    for (const Scene& s : scenes) {
+      occluded += s.has_occluder();
+      for (const Object& o : s.objects) {
+        objects[int(o.shape)]++;
+        typical[int(o.shape)] += int(o.color) == kTypicalColor[int(o.shape)];
+      }
+    }
+    for (int k = 0; k < kNumShapes; ++k) {
+      if (kTypicalColor[k] != kNoColor && objects[k] > 300) {
+        EXPECT_NEAR(typical[k] / objects[k], p.typical_color_prob, 0.035) << shape_name(Shape(k));
+      }
+    }
+    EXPECT_NEAR(double(occluded) / n, c.occlusion_prob, 0.015);
+    // Neutral shapes (in no pair) keep their Zipf ratio: circle is rank 0, square rank 1.
+    double ratio = objects[int(Shape::kCircle)] / objects[int(Shape::kSquare)];
+    double want = std::pow(2.0, p.shape_zipf >= 0 ? p.shape_zipf : 0);
+    if (p.shape_zipf >= 0) {
+      EXPECT_NEAR(ratio, want, 0.12 * want);
+    } else {
+      EXPECT_LT(ratio, 1.0);  // reversed order: circle now rare
+    }
+  }
+}
+
+TEST(WorldScene, ConfigValidationNamesTheField) {
+  WorldConfig c;
+  c.max_objects = 12;
+  expect_error([&] { validate(c); }, "max_objects");
+  c = WorldConfig{};
+  c.priors.cooccur_prob = 1.5;
+  expect_error([&] { validate(c); }, "cooccur_prob");
+  c = WorldConfig{};
+  mmb::Json j = config_to_json(c);
+  EXPECT_EQ(config_to_json(config_from_json(j, "test")).dump(), j.dump());
+  j["image_size"] = "big";
+  expect_error([&] { config_from_json(j, "world.json"); }, "image_size");
+}
+
+TEST(WorldRender, SizeDeterminismAndVisibility) {
+  WorldConfig c;
+  c.noise_std = 6;  // the noise is seeded too
+  int seen_occluded = 0;
+  for (int i = 0; i < 200; ++i) {
+    Scene s = sample_scene(c, 9, Split::kTest, i);
+    Scene t = s;
+    mmb::Image a = render_scene(s, 9);
+    mmb::Image b = render_scene(t, 9);
+    ASSERT_EQ(a.width, c.image_size);
+    ASSERT_EQ(a.channels, 3);
+    ASSERT_EQ(a.pixels, b.pixels);
+    for (const Object& o : s.objects) {
+      EXPECT_GE(o.visible_fraction, 0.0f);
+      EXPECT_LE(o.visible_fraction, 1.0f);
+      if (o.occluded) {
+        seen_occluded++;
+        EXPECT_LT(o.visible_fraction, 0.01f) << s.id;
+        EXPECT_EQ(o.difficulty, 1.0f);
+      }
+    }
+  }
+  EXPECT_GT(seen_occluded, 10);
+}
+
+TEST(WorldRender, ObjectColourIsDrawnAtItsCentre) {
+  WorldConfig c;
+  c.noise_std = 0;
+  c.occlusion_prob = 0;
+  c.contrast_min = 1.0;
+  for (int i = 0; i < 100; ++i) {
+    Scene s = sample_scene(c, 3, Split::kTrain, i);
+    mmb::Image img = render_scene(s, 3);
+    for (const Object& o : s.objects) {
+      if (o.shape == Shape::kRing || o.shape == Shape::kMoon || o.visible_fraction < 0.999f)
+        continue;  // hollow shapes and overlapped objects have no colour at the centre
+      const uint8_t* px = img.at(int(o.x), int(o.y));
+      auto rgb = color_rgb(o.color);
+      for (int ch = 0; ch < 3; ++ch) EXPECT_NEAR(px[ch], rgb[ch], 2) << s.id << " " << shape_name(o.shape);
+    }
+  }
+}
+
+TEST(WorldScenesFile, RoundTripAndErrors) {
+  WorldConfig c;
+  std::string dir = temp_dir("scenes_file");
+  std::string text;
+  std::vector<Scene> scenes;
+  for (int i = 0; i < 30; ++i) {
+    Scene s = sample_scene(c, 5, Split::kVal, i);
+    render_scene(s, 5);
+    text += scene_to_json(s).dump() + "\n";
+    scenes.push_back(s);
+  }
+  mmb::write_file_atomic(dir + "/scenes.jsonl", text);
+  auto back = read_scenes(dir + "/scenes.jsonl");
+  ASSERT_EQ(back.size(), scenes.size());
+  std::string again;
+  for (const Scene& s : back) again += scene_to_json(s).dump() + "\n";
+  EXPECT_EQ(again, text);  // byte-identical round trip
+  EXPECT_EQ(find_scene(back, "val_000007").index, 7);
+  expect_error([&] { find_scene(back, "val_999999"); }, "val_999999");
+
+  mmb::write_file_atomic(dir + "/bad_json.jsonl", scene_to_json(scenes[0]).dump() + "\n{oops\n");
+  expect_error([&] { read_scenes(dir + "/bad_json.jsonl"); }, "bad_json.jsonl:2");
+  mmb::Json broken = scene_to_json(scenes[0]);
+  broken["objects"][0]["shape"] = "blob";
+  mmb::write_file_atomic(dir + "/bad_shape.jsonl", "\n" + broken.dump() + "\n");
+  expect_error([&] { read_scenes(dir + "/bad_shape.jsonl"); }, "bad_shape.jsonl:2");
+  expect_error([&] { read_scenes(dir + "/bad_shape.jsonl"); }, "blob");
+  broken = scene_to_json(scenes[0]);
+  broken.erase("width");
+  mmb::write_file_atomic(dir + "/missing.jsonl", broken.dump() + "\n");
+  expect_error([&] { read_scenes(dir + "/missing.jsonl"); }, "width");
+  expect_error([&] { read_scenes(dir + "/does_not_exist.jsonl"); }, "does_not_exist");
+}
+
+TEST(WorldPope, BalancedAndAdversarialNegativesArePartners) {
+  WorldConfig c;
+  ShapeStats st = shape_stats(sample_many(c, 11, Split::kTrain, 3000));
+  std::map<std::string, std::array<int, 2>> totals;
+  int partner_cases = 0;
+  for (int i = 0; i < 2000; ++i) {
+    Scene s = sample_scene(c, 11, Split::kTest, i);
+    SceneTasks t = make_tasks(s, c, st, 11);
+    if (s.has_occluder()) {
+      EXPECT_TRUE(t.pope.empty());
+      continue;
+    }
+    std::map<std::string, std::array<int, 2>> per;
+    std::array<bool, kNumShapes> present{};
+    for (const Object& o : s.objects) present[int(o.shape)] = true;
+    for (const PopeQuestion& q : t.pope) {
+      per[q.category][q.label]++;
+      totals[q.category][q.label]++;
+      EXPECT_EQ(present[int(q.shape)], q.label) << s.id << " " << q.text;
+      EXPECT_EQ(q.text, std::string("Is there a ") + shape_name(q.shape) + " in the image?");
+    }
+    for (auto& [cat, n] : per) EXPECT_EQ(n[0], n[1]) << s.id << " " << cat;
+    // When a configured partner is missing, it is what the adversarial question asks about.
+    std::set<int> missing_partners;
+    for (const ShapePair& p : kCooccurringPairs)
+      if (present[int(p.first)] && !present[int(p.second)]) missing_partners.insert(int(p.second));
+    for (const PopeQuestion& q : t.pope) {
+      if (q.category != "adversarial" || q.label) continue;
+      if (!missing_partners.empty()) {
+        partner_cases++;
+        EXPECT_TRUE(missing_partners.count(int(q.shape))) << s.id << " " << q.text;
+      }
+    }
+  }
+  EXPECT_GT(partner_cases, 30);
+  for (const char* cat : {"random", "popular", "adversarial"}) {
+    EXPECT_GT(totals[cat][1], 100) << cat;
+    EXPECT_EQ(totals[cat][0], totals[cat][1]) << cat;
+  }
+}
+
+TEST(WorldGenerate, ByteIdenticalWhateverTheThreads) {
+  WorldConfig c;
+  c.train_scenes = 20;
+  c.val_scenes = 4;
+  c.test_scenes = 10;
+  c.shifted_scenes = 6;
+  std::string a = temp_dir("gen_a"), b = temp_dir("gen_b");
+  c.threads = 1;
+  GenerateSummary sa = generate_world(c, 77, a, false);
+  c.threads = 3;
+  generate_world(c, 77, b, false);
+  EXPECT_EQ(sa.scenes, 40);
+  EXPECT_GT(sa.samples, 400);
+  int files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(a)) {
+    if (!e.is_regular_file()) continue;
+    std::string rel = fs::relative(e.path(), a).string();
+    ASSERT_TRUE(fs::exists(b + "/" + rel)) << rel;
+    EXPECT_EQ(mmb::read_file(e.path().string()), mmb::read_file(b + "/" + rel)) << rel;
+    files++;
+  }
+  EXPECT_EQ(files, 40 + 3 + 4 * 6);  // images, scenes/stats/world.json, 6 files per split
+  for (const char* f : {"scenes.jsonl", "stats.json", "world.json", "train/llava.json",
+                        "test/pope.jsonl", "shifted/mc.jsonl", "val/reasoning.jsonl",
+                        "train/idk.jsonl", "train/captions.jsonl"})
+    EXPECT_TRUE(fs::exists(a + "/" + f)) << f;
+  // The files parse, and the statistics read back match the ones written.
+  auto llava = mmb::Json::parse(mmb::read_file(a + "/train/llava.json"));
+  ASSERT_TRUE(llava.is_array());
+  EXPECT_EQ(llava[0]["conversations"][0]["value"].get<std::string>().rfind("<image>\n", 0), 0u);
+  EXPECT_EQ(compute_stats(a).dump(), sa.stats.dump());
+  EXPECT_FALSE(format_stats(sa.stats).empty());
+  // A different seed gives a different world.
+  std::string d = temp_dir("gen_d");
+  c.val_scenes = c.test_scenes = c.shifted_scenes = 0;
+  generate_world(c, 78, d, false);
+  EXPECT_NE(mmb::read_file(a + "/train/llava.json"), mmb::read_file(d + "/train/llava.json"));
+}
