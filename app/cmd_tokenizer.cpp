@@ -37,7 +37,7 @@ struct DecodeOptions {
   int32_t image_id = -1;
 };
 
-void setup_train(CLI::App& cmd) {
+void setup_tokenizer_train(CLI::App& cmd) {
   auto o = std::make_shared<TrainOptions>();
   TokenizerTrainOptions& t = o->train;
   add_common_options(cmd, o->common, /*with_out=*/true);
@@ -89,7 +89,7 @@ void setup_train(CLI::App& cmd) {
   });
 }
 
-void setup_encode(CLI::App& cmd) {
+void setup_tokenizer_encode(CLI::App& cmd) {
   auto o = std::make_shared<EncodeOptions>();
   add_common_options(cmd, o->common, /*with_out=*/false);
   cmd.add_option("--model", o->model, "tokenizer.model (SentencePiece)")->required();
@@ -125,7 +125,7 @@ void setup_encode(CLI::App& cmd) {
   });
 }
 
-void setup_decode(CLI::App& cmd) {
+void setup_tokenizer_decode(CLI::App& cmd) {
   auto o = std::make_shared<DecodeOptions>();
   add_common_options(cmd, o->common, /*with_out=*/false);
   cmd.add_option("--model", o->model, "tokenizer.model (SentencePiece)")->required();
@@ -143,9 +143,9 @@ void setup_decode(CLI::App& cmd) {
 
 void setup_tokenizer(CLI::App& cmd) {
   cmd.require_subcommand(1);
-  setup_train(*cmd.add_subcommand("train", "Train a SentencePiece tokenizer (BPE, as Llama)"));
-  setup_encode(*cmd.add_subcommand("encode", "Text to token ids and pieces"));
-  setup_decode(*cmd.add_subcommand("decode", "Token ids to text"));
+  setup_tokenizer_train(*cmd.add_subcommand("train", "Train a SentencePiece tokenizer (BPE, as Llama)"));
+  setup_tokenizer_encode(*cmd.add_subcommand("encode", "Text to token ids and pieces"));
+  setup_tokenizer_decode(*cmd.add_subcommand("decode", "Token ids to text"));
 }
 
 }  // namespace mmb::app

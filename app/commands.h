@@ -11,5 +11,8 @@ void setup_tokenizer(CLI::App& cmd);
 void setup_model(CLI::App& cmd);
 void setup_generate(CLI::App& cmd);
 void setup_score(CLI::App& cmd);
+void setup_metrics(CLI::App& cmd);
+void setup_eval(CLI::App& cmd);
+void setup_train(CLI::App& cmd);
 
 }  // namespace mmb::app

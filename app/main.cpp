@@ -31,6 +31,11 @@ const Command kCommands[] = {
     {"generate", "Model", "Answer a prompt about an image (sampling, beams, per-token log-probs)",
      mmb::app::setup_generate},
     {"score", "Model", "Teacher-forced per-token log-probs and entropies of a response", mmb::app::setup_score},
+    {"eval", "Measure", "Evaluation suite: POPE, CHAIR, multiple choice with confidence, IDK, reasoning steps",
+     mmb::app::setup_eval},
+    {"metrics", "Measure", "Calibration metrics (ECE, AUROC, AURC, ...) of any model's predictions (JSONL)",
+     mmb::app::setup_metrics},
+    {"train", "Train", "Train CLIP and the VLM (SFT); the default base recipe", mmb::app::setup_train},
 };
 
 }  // namespace

@@ -20,6 +20,12 @@ namespace mmb {
 // and normalises with CLIP's mean/std: (3, size, size) float.
 torch::Tensor image_to_pixel_values(const Image& image, int64_t size);
 
+// The chat template of a model directory: DIR/chat_template.json ({"name": "vicuna_v1",
+// "system": "..."}; "system" optional) or, when absent, Vicuna v1 as LLaVA-1.5. The world
+// models use the Vicuna v1 format with a short system message (fewer tokens per sample).
+ChatTemplate chat_template_for(const std::string& model_dir);
+void write_chat_template(const std::string& model_dir, const ChatTemplate& tmpl);
+
 struct VlmAnswer {
   std::string text;           // decoded answer, stop token and trailing EOS removed
   Generation generation;      // tokens, per-token log-probs and entropies

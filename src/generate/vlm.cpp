@@ -3,9 +3,11 @@
 #include "mmb/vlm.h"
 
 #include <algorithm>
+#include <fstream>
 
 #include "mmb/checkpoint.h"
 #include "mmb/error.h"
+#include "mmb/json.h"
 
 namespace mmb {
 namespace {
@@ -27,6 +29,20 @@ torch::Tensor image_to_pixel_values(const Image& image, int64_t size) {
   return clip_normalize(t).squeeze(0);  // (3, size, size)
 }
 
+ChatTemplate chat_template_for(const std::string& model_dir) {
+  const std::string path = model_dir + "/chat_template.json";
+  std::ifstream probe(path);
+  if (!probe) return ChatTemplate::vicuna_v1();
+  Json j = read_json_file(path);
+  ChatTemplate t = ChatTemplate::by_name(json_get<std::string>(j, "name", path));
+  if (j.contains("system")) t.system = json_get<std::string>(j, "system", path);
+  return t;
+}
+
+void write_chat_template(const std::string& model_dir, const ChatTemplate& tmpl) {
+  write_json_file(model_dir + "/chat_template.json", {{"name", tmpl.name}, {"system", tmpl.system}});
+}
+
 Vlm Vlm::load(const std::string& dir, torch::Device device) {
   auto model = load_llava(dir, device);
   TokenizerOptions topts;
@@ -35,7 +51,7 @@ Vlm Vlm::load(const std::string& dir, torch::Device device) {
   if (tok.num_ids() > model->config().text.vocab_size)
     fail("Vlm::load: ", dir, ": tokenizer has ", tok.num_ids(), " ids but the model's vocabulary is ",
          model->config().text.vocab_size);
-  return Vlm(model, std::move(tok), ChatTemplate::vicuna_v1());
+  return Vlm(model, std::move(tok), chat_template_for(dir));
 }
 
 Vlm::Vlm(LlavaForConditionalGeneration model, Tokenizer tokenizer, ChatTemplate tmpl)

@@ -1,0 +1,139 @@
+// mmb train: sft | clip | base (the default recipe). Runs under the torchrun convention
+// (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) for data-parallel training over c10d.
+//   mmb train base --config configs/base.toml --out runs/base
+//   mmb train sft --model DIR --data world/train/llava.json --image-root world --out runs/sft
+//   mmb train clip --model DIR --captions world/train/captions.jsonl --image-root world --out runs/clip
+#include <iostream>
+
+#include "commands.h"
+#include "common.h"
+#include "mmb/recipe.h"
+#include "mmb/sft.h"
+
+namespace mmb::app {
+namespace {
+
+struct SftCmd {
+  CommonOptions common;
+  SftRunOptions o;
+};
+struct ClipCmd {
+  CommonOptions common;
+  ClipRunOptions o;
+};
+struct BaseCmd {
+  CommonOptions common;
+  BaseRecipeOptions o;
+};
+
+void print_last(const StepStats& s) {
+  std::cout << "step " << s.step << "  loss " << s.loss << "  lr " << s.lr << "  grad_norm " << s.grad_norm;
+  for (auto& [k, v] : s.extra.items()) std::cout << "  " << k << " " << v.dump();
+  std::cout << "\n";
+}
+
+void setup_train_sft(CLI::App& cmd) {
+  auto c = std::make_shared<SftCmd>();
+  auto& o = c->o;
+  add_common_options(cmd, c->common, true);
+  cmd.add_option("--model", o.model_dir, "Starting model directory")->required();
+  cmd.add_option("--data", o.data, "LLaVA JSON / JSONL files")->required();
+  cmd.add_option("--image-root", o.image_root, "Image paths are relative to this directory");
+  cmd.add_option("--stage", o.stage, "align (projector only) | full")->group("Training");
+  cmd.add_flag("--freeze-vision", o.freeze_vision, "Keep the vision tower fixed")->group("Training");
+  cmd.add_option("--steps", o.steps, "Optimiser steps")->group("Training");
+  cmd.add_option("--batch", o.batch_size, "Global batch size")->group("Training");
+  cmd.add_option("--lr", o.lr, "Peak learning rate")->group("Training");
+  cmd.add_option("--projector-lr", o.projector_lr, "Projector lr (<0: --lr)")->group("Training");
+  cmd.add_option("--vision-lr", o.vision_lr, "Vision tower lr (<0: --lr)")->group("Training");
+  cmd.add_option("--weight-decay", o.weight_decay, "Decoupled weight decay")->group("Training");
+  cmd.add_option("--warmup-ratio", o.warmup_ratio, "Warmup steps / steps")->group("Training");
+  cmd.add_option("--grad-clip", o.grad_clip, "Global gradient-norm clip")->group("Training");
+  cmd.add_option("--grad-accum", o.grad_accum, "Micro-batches per step")->group("Training");
+  cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("Training");
+  cmd.add_option("--max-length", o.max_length, "Longest sample (tokens); longer ones are rejected")->group("Data");
+  cmd.add_option("--init-vision-from", o.init_vision_from, "CLIP model dir for the vision tower")->group("Data");
+  cmd.callback([&cmd, c] {
+    apply_common_options(c->common);
+    if (c->common.out.empty()) fail("mmb train sft: --out DIR is required");
+    c->o.out = c->common.out;
+    c->o.seed = c->common.seed;
+    auto run = open_run_dir(cmd, c->common);
+    print_last(run_sft(c->o, run.get()));
+    std::cout << "model: " << c->o.out << "/model\n";
+    if (run) run->finish();
+  });
+}
+
+void setup_train_clip(CLI::App& cmd) {
+  auto c = std::make_shared<ClipCmd>();
+  auto& o = c->o;
+  add_common_options(cmd, c->common, true);
+  cmd.add_option("--model", o.model_dir, "Starting CLIP directory (mmb model init --kind clip)")->required();
+  cmd.add_option("--captions", o.captions, "captions.jsonl ({image, caption})")->required();
+  cmd.add_option("--image-root", o.image_root, "Image paths are relative to this directory");
+  cmd.add_option("--steps", o.steps, "Optimiser steps")->group("Training");
+  cmd.add_option("--batch", o.batch_size, "Batch size (negatives per image = batch - 1)")->group("Training");
+  cmd.add_option("--lr", o.lr, "Peak learning rate")->group("Training");
+  cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("Training");
+  cmd.callback([&cmd, c] {
+    apply_common_options(c->common);
+    if (c->common.out.empty()) fail("mmb train clip: --out DIR is required");
+    c->o.out = c->common.out;
+    c->o.seed = c->common.seed;
+    auto run = open_run_dir(cmd, c->common);
+    print_last(run_clip(c->o, run.get()));
+    if (run) run->finish();
+  });
+}
+
+void setup_train_base(CLI::App& cmd) {
+  auto c = std::make_shared<BaseCmd>();
+  auto& o = c->o;
+  add_common_options(cmd, c->common, true);
+  cmd.add_option("--train-scenes", o.train_scenes, "World: training scenes")->group("World");
+  cmd.add_option("--val-scenes", o.val_scenes, "World: validation scenes")->group("World");
+  cmd.add_option("--test-scenes", o.test_scenes, "World: test scenes")->group("World");
+  cmd.add_option("--shifted-scenes", o.shifted_scenes, "World: shifted (OOD) scenes")->group("World");
+  cmd.add_option("--sft-idk-fraction", o.sft_idk_fraction, "Share of 'I don't know' answers in SFT data")->group("World");
+  cmd.add_option("--vocab-size", o.vocab_size, "Tokenizer pieces")->group("Tokenizer");
+  cmd.add_option("--clip-steps", o.clip_steps, "CLIP steps")->group("CLIP");
+  cmd.add_option("--clip-batch", o.clip_batch, "CLIP batch")->group("CLIP");
+  cmd.add_option("--clip-lr", o.clip_lr, "CLIP lr")->group("CLIP");
+  cmd.add_option("--sft-steps", o.sft_steps, "VLM SFT steps")->group("VLM");
+  cmd.add_option("--sft-batch", o.sft_batch, "VLM SFT batch")->group("VLM");
+  cmd.add_option("--sft-lr", o.sft_lr, "VLM SFT lr")->group("VLM");
+  cmd.add_option("--hidden", o.vlm.text.hidden_size, "Decoder hidden size")->group("VLM");
+  cmd.add_option("--layers", o.vlm.text.num_hidden_layers, "Decoder layers")->group("VLM");
+  cmd.add_option("--heads", o.vlm.text.num_attention_heads, "Decoder heads")->group("VLM");
+  cmd.add_option("--kv-heads", o.vlm.text.num_key_value_heads, "Decoder key/value heads")->group("VLM");
+  cmd.add_option("--mlp", o.vlm.text.intermediate_size, "Decoder MLP size")->group("VLM");
+  cmd.add_option("--vision-hidden", o.vlm.vision.hidden_size, "Vision hidden size")->group("VLM");
+  cmd.add_option("--vision-layers", o.vlm.vision.num_hidden_layers, "Vision layers")->group("VLM");
+  cmd.add_option("--vision-mlp", o.vlm.vision.intermediate_size, "Vision MLP size")->group("VLM");
+  cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("VLM");
+  cmd.callback([&cmd, c] {
+    apply_common_options(c->common);
+    if (c->common.out.empty()) fail("mmb train base: --out DIR is required");
+    c->o.out = c->common.out;
+    c->o.seed = c->common.seed;
+    auto run = open_run_dir(cmd, c->common);
+    Json r = run_base_recipe(c->o, run.get());
+    if (run) {
+      run->set_result("recipe", r);
+      run->finish();
+    }
+    std::cout << r.dump(2) << "\n";
+  });
+}
+
+}  // namespace
+
+void setup_train(CLI::App& cmd) {
+  cmd.require_subcommand(1);
+  setup_train_sft(*cmd.add_subcommand("sft", "Supervised fine-tuning of the VLM on LLaVA-format conversations"));
+  setup_train_clip(*cmd.add_subcommand("clip", "Contrastive CLIP training on image-caption pairs"));
+  setup_train_base(*cmd.add_subcommand("base", "The default recipe: world -> tokenizer -> CLIP -> VLM"));
+}
+
+}  // namespace mmb::app

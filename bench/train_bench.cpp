@@ -1,0 +1,162 @@
+// Training-step benchmark: one SFT step (forward + backward + clip + AdamW) of the default-size
+// LLaVA through mmb::Trainer, reported as samples/s and model FLOP/s.
+//
+// Model (the default recipe's sizes): CLIP vision 64 px, patch 8 (64 image tokens), hidden 128,
+// 4 layers; projector 128 -> 256 -> 256; Llama hidden 256, 4 layers, 8 heads, 4 kv heads, MLP 688,
+// vocabulary 1000. Batch 16 x 100 tokens: bos, 64 image slots, 35 text tokens; the loss covers the
+// 35 text targets per row (prompt / image positions masked, as SFT).
+//
+// Run (thread policy: mmb's default for the machine's cores, or for MMB_BENCH_THREADS cores):
+//   build/bench/train_bench --benchmark_min_time=5
+//   MMB_BENCH_THREADS=1 build/bench/train_bench --benchmark_min_time=5   # one core (less noisy)
+// It writes the model it trains to $MMB_TRAIN_BENCH_MODEL (default /tmp/mmb_train_bench_model),
+// so the PyTorch side by side runs the same step on the same weights:
+//   /usr/bin/python3 bench/train_ref.py /tmp/mmb_train_bench_model
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+
+#include <torch/torch.h>
+
+#include "mmb/checkpoint.h"
+#include "mmb/model.h"
+#include "mmb/model_config.h"
+#include "mmb/threads.h"
+#include "mmb/train.h"
+
+namespace {
+
+constexpr int64_t kBatch = 16, kSeq = 100, kVocab = 1000;
+
+mmb::LlavaConfig bench_config() {
+  mmb::LlavaConfig c;  // vision defaults: 64 px, patch 8, hidden 128, 4 layers, 4 heads, mlp 512
+  c.text.vocab_size = kVocab;
+  c.text.hidden_size = 256;
+  c.text.intermediate_size = 688;
+  c.text.num_hidden_layers = 4;
+  c.text.num_attention_heads = 8;
+  c.text.num_key_value_heads = 4;
+  c.text.max_position_embeddings = 512;
+  return c;
+}
+
+// Model FLOPs of one training step: 6 * (matmul parameters) * tokens for vision tower, projector
+// and decoder, plus attention scores (QK^T and AV, x3 for backward). Embeddings excluded.
+double step_flops(const mmb::LlavaConfig& c) {
+  const double Cv = double(c.vision.hidden_size), Iv = double(c.vision.intermediate_size);
+  const double Pv = double(c.vision.num_patches() + 1), Lv = double(c.vision.num_hidden_layers);
+  const double C = double(c.text.hidden_size), I = double(c.text.intermediate_size);
+  const double L = double(c.text.num_hidden_layers), D = double(c.text.head_dim());
+  const double Hkv = double(c.text.num_key_value_heads);
+  // The vision tower runs layers up to vision_feature_layer (-2: all but the last).
+  const double Lv_used = Lv + 1 + double(c.vision_feature_layer);
+  const double vision_params = Lv_used * (4 * Cv * Cv + 2 * Cv * Iv);
+  const double proj_params = Cv * C + C * C;
+  const double text_params = L * (2 * C * C + 2 * C * Hkv * D + 3 * C * I) + C * double(c.text.vocab_size);
+  const double N = double(c.image_seq_length()), T = double(kSeq), B = double(kBatch);
+  double flops = 6 * (vision_params * Pv + proj_params * N + text_params * T) * B;
+  flops += 3 * 2 * 2 * B * (Lv_used * Pv * Pv * Cv + L * T * T * C);  // attention matmuls
+  return flops;
+}
+
+// The model (written to disk for train_ref.py) and one fixed batch.
+struct Setup {
+  mmb::LlavaConfig cfg = bench_config();
+  mmb::LlavaForConditionalGeneration model{cfg};
+  int64_t n_img = 0, n_text = 0;
+  torch::Tensor text, ids, pixels;
+
+  Setup() {
+    const char* threads = std::getenv("MMB_BENCH_THREADS");  // cores to use (default: all)
+    mmb::apply_thread_policy(mmb::default_thread_policy(threads ? std::atoi(threads) : 0));
+    mmb::init_weights(*model, 0);
+    const char* dir_env = std::getenv("MMB_TRAIN_BENCH_MODEL");
+    mmb::save_model_dir(dir_env ? dir_env : "/tmp/mmb_train_bench_model", mmb::to_json(cfg), *model);
+    n_img = cfg.image_seq_length();  // 64
+    n_text = kSeq - 1 - n_img;       // 35
+    torch::manual_seed(1);
+    text = torch::randint(5, kVocab, {kBatch, n_text}, torch::kLong);  // (B, 35)
+    ids = torch::cat({torch::ones({kBatch, 1}, torch::kLong),
+                      torch::full({kBatch, n_img}, cfg.image_token_index, torch::kLong), text},
+                     1);  // (B, 100)
+    pixels = torch::randn({kBatch, 3, cfg.vision.image_size, cfg.vision.image_size});
+  }
+  torch::Tensor loss() {
+    mmb::VlmInput in;
+    in.input_ids = ids;
+    in.pixel_values = pixels;
+    auto logits = model->forward(in);                                  // (B, T, V)
+    auto pred = logits.narrow(1, n_img, n_text).reshape({-1, kVocab});  // positions 64..98 predict text
+    return torch::nn::functional::cross_entropy(pred, text.reshape({-1}));
+  }
+};
+
+// Forward + loss + backward only (no optimiser): separates model time from the loop's.
+void BM_LlavaForwardBackward(benchmark::State& state) {
+  Setup s;
+  s.loss().backward();
+  for (auto _ : state) {
+    for (auto& p : s.model->parameters()) p.mutable_grad() = torch::Tensor();
+    auto loss = s.loss();
+    loss.backward();
+    benchmark::DoNotOptimize(loss.item<double>());
+  }
+  state.counters["samples/s"] = benchmark::Counter(double(kBatch), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Clip + AdamW alone on the model's parameters with fixed random gradients.
+void BM_ClipAndAdamW(benchmark::State& state) {
+  Setup s;
+  torch::manual_seed(2);
+  auto params = s.model->parameters();
+  for (auto& p : params) p.mutable_grad() = torch::randn_like(p) * 1e-3;
+  mmb::ParamGroupOptions po;
+  po.lr = 1e-4;
+  auto groups = mmb::make_param_groups(*s.model, po);
+  auto adamw = mmb::make_adamw(groups, 0.9, 0.999, 1e-8);
+  adamw->step();
+  for (auto _ : state) {
+    torch::nn::utils::clip_grad_norm_(params, 1.0);
+    adamw->step();
+  }
+}
+
+void BM_LlavaSftStep(benchmark::State& state) {
+  Setup s;
+  auto& cfg = s.cfg;
+  auto& model = s.model;
+  struct FixedBatch : mmb::BatchSource<int> {
+    int next() override { return 0; }
+    mmb::Json state() const override { return mmb::Json::object(); }
+    void load_state(const mmb::Json&) override {}
+  } source;
+
+  mmb::ParamGroupOptions po;
+  po.lr = 1e-4;
+  po.weight_decay = 0.0;
+  mmb::TrainOptions o;
+  o.total_steps = 1 << 30;
+  o.out_dir = "/tmp/mmb_train_bench_run";  // never written: no checkpoint is taken here
+  o.progress = false;
+  mmb::Trainer trainer(*model, mmb::make_param_groups(*model, po), o);
+  trainer.set_data<int>(source, [&](int&) {
+    mmb::LossOutput out;
+    out.loss = s.loss();
+    out.tokens = kBatch * s.n_text;
+    out.samples = kBatch;
+    return out;
+  });
+  const double first_loss = trainer.step().loss;  // warm-up (allocates AdamW state)
+  for (auto _ : state) benchmark::DoNotOptimize(trainer.step().loss);
+  state.counters["samples/s"] = benchmark::Counter(double(kBatch), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(step_flops(cfg) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["first_loss"] = first_loss;  // equals train_ref.py's first loss (same weights, data)
+  state.SetLabel(mmb::describe_threads());
+}
+
+}  // namespace
+
+BENCHMARK(BM_LlavaForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ClipAndAdamW)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LlavaSftStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_MAIN();

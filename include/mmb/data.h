@@ -1,0 +1,98 @@
+// Training data for the VLM and CLIP: LLaVA-format conversations (the world's llava.json or any
+// such file with image paths), tokenized with the chat template, images decoded once and kept as
+// uint8; batches are right-padded with the prompt, template and image positions out of the loss.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "mmb/chat_template.h"
+#include "mmb/model_config.h"
+#include "mmb/tokenizer.h"
+
+namespace mmb {
+
+// One conversation: alternating human / gpt turns, optional image.
+struct ConversationSample {
+  std::string id;
+  std::string image;              // path relative to the image root; "" = text only
+  std::vector<ChatTurn> turns;    // user / assistant pairs; "<image>" markers removed
+  std::string task;               // optional "task" field
+  std::string where;              // "file.json#index" for errors
+};
+
+// Reads a LLaVA JSON array or JSONL of {"id", "image", "conversations": [{"from","value"}...]}.
+// Throws mmb::Error naming the file and the sample (index or line) on a malformed entry:
+// missing conversations, roles not alternating human/gpt, an empty answer.
+std::vector<ConversationSample> read_conversations(const std::string& path);
+
+struct SftDataOptions {
+  int64_t max_length = 512;        // tokens after image expansion; longer samples are rejected
+  bool error_on_too_long = false;  // true: a too-long sample is an error instead of a report
+  bool only_last_answer = false;   // loss on the last answer only (else every answer)
+};
+
+// What loading found; printed and written to the run directory.
+struct DataReport {
+  int64_t samples = 0, used = 0, rejected_too_long = 0, images = 0;
+  std::vector<std::string> rejected_examples;  // up to 5 "where (N tokens)"
+};
+
+struct SftBatch {
+  torch::Tensor input_ids;       // (B, T) int64, right-padded with pad id
+  torch::Tensor attention_mask;  // (B, T) int64
+  torch::Tensor loss_mask;       // (B, T) bool: position t is a target (answer token or EOS)
+  torch::Tensor pixel_values;    // (n_images, 3, S, S) normalised; undefined if none
+  int64_t target_tokens = 0;     // loss_mask.sum()
+};
+
+class SftDataset {
+ public:
+  // Tokenizes every sample and decodes every image (relative to `image_root`). Missing or
+  // corrupt images are errors naming the sample.
+  SftDataset(const std::vector<ConversationSample>& samples, const std::string& image_root, const Tokenizer& tok,
+             const ChatTemplate& tmpl, const LlavaConfig& cfg, const SftDataOptions& options);
+  int64_t size() const { return int64_t(ids_.size()); }
+  SftBatch batch(const std::vector<int64_t>& indices) const;
+  const DataReport& report() const { return report_; }
+
+ private:
+  std::vector<std::vector<int32_t>> ids_;
+  std::vector<std::vector<uint8_t>> loss_mask_;
+  std::vector<int64_t> image_of_;  // index into images_, -1 = none
+  torch::Tensor images_;           // (n, 3, S, S) uint8
+  int64_t pad_id_;
+  DataReport report_;
+};
+
+// Image-caption pairs for CLIP: {"image", "caption"} JSONL (the world's captions.jsonl).
+struct ClipBatch {
+  torch::Tensor pixel_values;    // (B, 3, S, S)
+  torch::Tensor input_ids;       // (B, T) BOS caption EOS, right-padded
+  torch::Tensor attention_mask;  // (B, T)
+};
+
+class CaptionDataset {
+ public:
+  // Captions longer than max_tokens are cut (keeping EOS last), as CLIP's tokenizer truncates;
+  // the count is reported.
+  CaptionDataset(const std::string& jsonl, const std::string& image_root, const Tokenizer& tok, int64_t image_size,
+                 int64_t max_tokens);
+  int64_t size() const { return int64_t(ids_.size()); }
+  ClipBatch batch(const std::vector<int64_t>& indices) const;
+  int64_t truncated() const { return truncated_; }
+
+ private:
+  std::vector<std::vector<int32_t>> ids_;
+  torch::Tensor images_;  // (n, 3, S, S) uint8
+  int64_t pad_id_, truncated_ = 0;
+};
+
+// Decodes and resizes an image file to (3, size, size) uint8.
+torch::Tensor load_image_u8(const std::string& path, int64_t size);
+// (n, 3, S, S) uint8 -> CLIP-normalised float.
+torch::Tensor normalise_u8(const torch::Tensor& images);
+
+}  // namespace mmb

@@ -1,0 +1,45 @@
+// The default recipe (`mmb train base`, configs/base.toml): world -> tokenizer -> CLIP -> VLM,
+// all in one run directory:
+//   <out>/world      the generated world (images, truth, tasks)
+//   <out>/tokenizer  SentencePiece model trained on the world's text and the chat template
+//   <out>/clip       CLIP trained on the world's captions (run dir, model/)
+//   <out>/sft        the VLM: vision tower from CLIP, SFT on the world's conversations (model/)
+//   <out>/manifest.json, metrics.jsonl (one "phase" line per phase with its wall time)
+// Each phase is skipped when its output already exists, so a killed recipe resumes (training
+// phases resume from their own checkpoints).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "mmb/json.h"
+#include "mmb/model_config.h"
+
+namespace mmb {
+
+class RunDir;
+
+struct BaseRecipeOptions {
+  std::string out;                  // run directory
+  uint64_t seed = 1234;
+  // world
+  int64_t train_scenes = 20000, val_scenes = 1000, test_scenes = 2000, shifted_scenes = 2000;
+  double sft_idk_fraction = 0.05;   // share of unanswerable questions answered "I don't know" in SFT data
+  // tokenizer
+  int64_t vocab_size = 600;
+  // CLIP
+  int64_t clip_steps = 300, clip_batch = 128;
+  double clip_lr = 2e-3;
+  // VLM
+  LlavaConfig vlm;                  // sizes (defaults: the world model)
+  int64_t sft_steps = 1200, sft_batch = 32;
+  double sft_lr = 2e-3;
+  int64_t checkpoint_every = 200;
+  // evaluation after training (may be empty); returns the quality numbers to report
+  std::function<Json(const std::string& model_dir, const std::string& world_dir)> evaluate;
+};
+
+// Runs (or resumes) every phase; returns {"phases": {name: seconds}, "quality": evaluate(...)}.
+Json run_base_recipe(const BaseRecipeOptions& options, RunDir* run);
+
+}  // namespace mmb

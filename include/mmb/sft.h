@@ -1,0 +1,66 @@
+// Supervised training runs: VLM SFT (LLaVA's recipe, with the two-stage option) and CLIP
+// contrastive training, on the Trainer loop (train.h). Both resume from <out>/checkpoints when
+// a run directory already holds them, and write the final model to <out>/model.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mmb/data.h"
+#include "mmb/model.h"
+#include "mmb/train.h"
+
+namespace mmb {
+
+class RunDir;
+
+// Mean cross-entropy over answer tokens (loss_mask), each predicted from the previous position.
+LossOutput sft_loss(LlavaForConditionalGeneration& model, const SftBatch& batch);
+// Symmetric InfoNCE (CLIP): mean of image->text and text->image cross-entropies of
+// logits_per_image with the diagonal as targets; the temperature is learned (logit_scale,
+// clamped to log(100) as CLIP).
+LossOutput clip_loss(ClipModel& model, const ClipBatch& batch);
+
+struct SftRunOptions {
+  std::string model_dir;            // start: config.json + model.safetensors + tokenizer.model
+  std::vector<std::string> data;    // LLaVA JSON / JSONL files
+  std::string image_root;           // image paths are relative to it
+  std::string out;                  // run directory: checkpoints/, model/
+  std::string stage = "full";       // "align": projector only (LLaVA stage 1); "full": all but frozen
+  bool freeze_vision = false;       // keep the vision tower fixed in "full"
+  int64_t batch_size = 16;          // global batch (split across ranks)
+  int64_t steps = 1000;             // optimiser steps
+  double lr = 1e-3;                 // peak lr of the decoder
+  double projector_lr = -1;         // < 0: = lr
+  double vision_lr = -1;            // < 0: = lr
+  double weight_decay = 0.0;
+  double warmup_ratio = 0.03;
+  double grad_clip = 1.0;
+  int64_t grad_accum = 1;
+  int64_t checkpoint_every = 200;
+  int64_t max_length = 512;
+  uint64_t seed = 1234;
+  std::string init_vision_from;     // CLIP model dir whose vision tower initialises the VLM's
+};
+StepStats run_sft(const SftRunOptions& options, RunDir* run);
+
+struct ClipRunOptions {
+  std::string model_dir;            // a CLIP directory (mmb model init --kind clip)
+  std::string captions;             // captions.jsonl
+  std::string image_root;
+  std::string out;
+  int64_t batch_size = 64;
+  int64_t steps = 500;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  double warmup_ratio = 0.05;
+  int64_t checkpoint_every = 200;
+  int64_t max_tokens = 77;
+  uint64_t seed = 1234;
+};
+StepStats run_clip(const ClipRunOptions& options, RunDir* run);
+
+// Copies a CLIP model's vision tower into the VLM's (vision configs must match).
+void copy_vision_from_clip(LlavaForConditionalGeneration& model, const std::string& clip_dir);
+
+}  // namespace mmb

@@ -1,0 +1,201 @@
+// Loading, tokenizing and batching training data (LLaVA conversations, CLIP captions).
+#include "mmb/data.h"
+
+#include <algorithm>
+#include <map>
+
+#include "mmb/error.h"
+#include "mmb/image.h"
+#include "mmb/json.h"
+#include "mmb/jsonl.h"
+#include "mmb/model.h"
+
+namespace mmb {
+namespace {
+
+std::string strip_image_marker(std::string s) {
+  for (const std::string m : {"<image>\n", "\n<image>", "<image>"}) {
+    auto p = s.find(m);
+    if (p != std::string::npos) s.erase(p, m.size());
+  }
+  return s;
+}
+
+ConversationSample parse_sample(const Json& j, const std::string& where) {
+  if (!j.is_object()) fail("read_conversations: ", where, ": expected an object");
+  ConversationSample s;
+  s.where = where;
+  s.id = j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : where;
+  if (j.contains("image") && !j["image"].is_null()) {
+    if (!j["image"].is_string()) fail("read_conversations: ", where, ": 'image' must be a string path");
+    s.image = j["image"].get<std::string>();
+  }
+  if (j.contains("task") && j["task"].is_string()) s.task = j["task"].get<std::string>();
+  if (!j.contains("conversations") || !j["conversations"].is_array() || j["conversations"].empty())
+    fail("read_conversations: ", where, ": missing or empty 'conversations'");
+  const Json& conv = j["conversations"];
+  if (conv.size() % 2) fail("read_conversations: ", where, ": odd number of turns (", conv.size(), ")");
+  for (size_t i = 0; i < conv.size(); i += 2) {
+    auto role = [&](size_t k) {
+      if (!conv[k].is_object() || !conv[k].contains("from") || !conv[k].contains("value") ||
+          !conv[k]["value"].is_string())
+        fail("read_conversations: ", where, ": turn ", k, " needs 'from' and a string 'value'");
+      return conv[k]["from"].get<std::string>();
+    };
+    std::string a = role(i), b = role(i + 1);
+    if ((a != "human" && a != "user") || (b != "gpt" && b != "assistant"))
+      fail("read_conversations: ", where, ": turns ", i, "/", i + 1, " are '", a, "'/'", b, "', expected human/gpt");
+    ChatTurn t{strip_image_marker(conv[i]["value"].get<std::string>()), conv[i + 1]["value"].get<std::string>()};
+    if (t.assistant.empty()) fail("read_conversations: ", where, ": empty answer in turn ", i + 1);
+    s.turns.push_back(std::move(t));
+  }
+  return s;
+}
+
+}  // namespace
+
+std::vector<ConversationSample> read_conversations(const std::string& path) {
+  std::vector<ConversationSample> out;
+  const bool jsonl = path.size() > 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
+  if (jsonl) {
+    JsonlReader r(path);
+    Json j;
+    while (r.next(j)) out.push_back(parse_sample(j, r.where()));
+  } else {
+    Json all = read_json_file(path);
+    if (!all.is_array()) fail("read_conversations: ", path, ": expected a JSON array of conversations");
+    for (size_t i = 0; i < all.size(); ++i) out.push_back(parse_sample(all[i], path + "#" + std::to_string(i)));
+  }
+  return out;
+}
+
+torch::Tensor load_image_u8(const std::string& path, int64_t size) {
+  Image img = read_image(path, 3);
+  auto t = torch::from_blob(img.pixels.data(), {img.height, img.width, 3}, torch::kUInt8).permute({2, 0, 1});
+  if (img.height != size || img.width != size) {
+    auto f = t.unsqueeze(0).to(torch::kFloat32);
+    f = torch::nn::functional::interpolate(
+        f, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{size, size}).mode(torch::kBilinear).align_corners(false));
+    return f.squeeze(0).round().clamp(0, 255).to(torch::kUInt8);
+  }
+  return t.clone();
+}
+
+torch::Tensor normalise_u8(const torch::Tensor& images) {
+  return clip_normalize(images.to(torch::kFloat32).div(255.0));
+}
+
+SftDataset::SftDataset(const std::vector<ConversationSample>& samples, const std::string& image_root,
+                       const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaConfig& cfg,
+                       const SftDataOptions& options)
+    : pad_id_(cfg.text.pad_token_id) {
+  std::map<std::string, int64_t> image_index;
+  std::vector<torch::Tensor> images;
+  report_.samples = int64_t(samples.size());
+  for (const auto& s : samples) {
+    ChatExample ex = tokenize_chat(tok, tmpl, s.turns, !s.image.empty());
+    ex = expand_image_tokens(ex, tok.image_id(), cfg.image_seq_length());
+    if (int64_t(ex.ids.size()) > options.max_length) {
+      if (options.error_on_too_long)
+        fail("SftDataset: ", s.where, " (", s.id, ") has ", ex.ids.size(), " tokens, over max_length ", options.max_length);
+      ++report_.rejected_too_long;  // never truncated: a cut could fall inside the image span
+      if (report_.rejected_examples.size() < 5)
+        report_.rejected_examples.push_back(s.where + " (" + std::to_string(ex.ids.size()) + " tokens)");
+      continue;
+    }
+    if (options.only_last_answer)
+      for (size_t i = 0; i < ex.response_begin && i < ex.loss_mask.size(); ++i) ex.loss_mask[i] = 0;
+    int64_t img = -1;
+    if (!s.image.empty()) {
+      auto it = image_index.find(s.image);
+      if (it == image_index.end()) {
+        const std::string path = image_root.empty() ? s.image : image_root + "/" + s.image;
+        try {
+          images.push_back(load_image_u8(path, cfg.vision.image_size));
+        } catch (const Error& e) {
+          fail("SftDataset: ", s.where, " (", s.id, "): ", e.what());
+        }
+        it = image_index.emplace(s.image, int64_t(images.size()) - 1).first;
+      }
+      img = it->second;
+    }
+    ids_.push_back(std::move(ex.ids));
+    loss_mask_.push_back(std::move(ex.loss_mask));
+    image_of_.push_back(img);
+  }
+  report_.used = int64_t(ids_.size());
+  report_.images = int64_t(images.size());
+  if (ids_.empty()) fail("SftDataset: no usable samples (", report_.rejected_too_long, " over max_length ", options.max_length, ")");
+  if (!images.empty()) images_ = torch::stack(images);
+}
+
+SftBatch SftDataset::batch(const std::vector<int64_t>& indices) const {
+  const int64_t B = int64_t(indices.size());
+  size_t T = 0;
+  for (auto i : indices) T = std::max(T, ids_.at(i).size());
+  auto ids = torch::full({B, int64_t(T)}, pad_id_, torch::kLong);
+  auto mask = torch::zeros({B, int64_t(T)}, torch::kLong);
+  auto loss = torch::zeros({B, int64_t(T)}, torch::kBool);
+  auto ia = ids.accessor<int64_t, 2>();
+  auto ma = mask.accessor<int64_t, 2>();
+  auto la = loss.accessor<bool, 2>();
+  std::vector<int64_t> imgs;
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& row = ids_[indices[b]];
+    const auto& lm = loss_mask_[indices[b]];
+    for (size_t t = 0; t < row.size(); ++t) {
+      ia[b][t] = row[t];
+      ma[b][t] = 1;
+      la[b][t] = lm[t] != 0;
+    }
+    if (image_of_[indices[b]] >= 0) imgs.push_back(image_of_[indices[b]]);
+  }
+  SftBatch out{ids, mask, loss, {}, loss.sum().item<int64_t>()};
+  if (!imgs.empty()) out.pixel_values = normalise_u8(images_.index_select(0, torch::tensor(imgs, torch::kLong)));
+  return out;
+}
+
+CaptionDataset::CaptionDataset(const std::string& jsonl, const std::string& image_root, const Tokenizer& tok,
+                               int64_t image_size, int64_t max_tokens)
+    : pad_id_(tok.pad_id()) {
+  JsonlReader r(jsonl);
+  Json j;
+  std::vector<torch::Tensor> images;
+  while (r.next(j)) {
+    const std::string cap = json_get<std::string>(j, "caption", r.where());
+    const std::string img = json_get<std::string>(j, "image", r.where());
+    auto ids = tok.encode(cap, /*add_bos=*/true);
+    ids.push_back(tok.eos_id());
+    if (int64_t(ids.size()) > max_tokens) {
+      ids.resize(size_t(max_tokens));
+      ids.back() = tok.eos_id();
+      ++truncated_;
+    }
+    try {
+      images.push_back(load_image_u8(image_root + "/" + img, image_size));
+    } catch (const Error& e) {
+      fail("CaptionDataset: ", r.where(), ": ", e.what());
+    }
+    ids_.push_back(std::move(ids));
+  }
+  if (ids_.empty()) fail("CaptionDataset: ", jsonl, " has no captions");
+  images_ = torch::stack(images);
+}
+
+ClipBatch CaptionDataset::batch(const std::vector<int64_t>& indices) const {
+  const int64_t B = int64_t(indices.size());
+  size_t T = 0;
+  for (auto i : indices) T = std::max(T, ids_.at(i).size());
+  auto ids = torch::full({B, int64_t(T)}, pad_id_, torch::kLong);
+  auto mask = torch::zeros({B, int64_t(T)}, torch::kLong);
+  auto ia = ids.accessor<int64_t, 2>();
+  auto ma = mask.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t t = 0; t < ids_[indices[b]].size(); ++t) {
+      ia[b][int64_t(t)] = int64_t(ids_[indices[b]][t]);
+      ma[b][int64_t(t)] = 1;
+    }
+  return {normalise_u8(images_.index_select(0, torch::tensor(indices, torch::kLong))), ids, mask};
+}
+
+}  // namespace mmb

@@ -1,0 +1,155 @@
+// The default recipe: world -> tokenizer -> CLIP -> VLM SFT, resumable phase by phase.
+#include "mmb/recipe.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+
+#include "mmb/atomic_file.h"
+#include "mmb/chat_template.h"
+#include "mmb/checkpoint.h"
+#include "mmb/error.h"
+#include "mmb/progress.h"
+#include "mmb/run_dir.h"
+#include "mmb/sft.h"
+#include "mmb/tokenizer.h"
+#include "mmb/vlm.h"
+#include "mmb/world_tasks.h"
+
+namespace mmb {
+namespace {
+
+bool exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+// Runs `fn` unless `done_marker` exists; logs the phase and its wall time.
+void phase(const std::string& name, const std::string& done_marker, RunDir* run, Json& times,
+           const std::function<void()>& fn) {
+  if (exists(done_marker)) {
+    log_info("phase " + name + ": already done (" + done_marker + ")");
+    return;
+  }
+  log_info("phase " + name + " ...");
+  auto t0 = std::chrono::steady_clock::now();
+  fn();
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  times[name] = s;
+  log_info("phase " + name + " done in " + std::to_string(int(s)) + " s");
+  if (run) run->log_metrics({{"phase", name}, {"seconds", s}});
+}
+
+// Vicuna v1's format with a short system message: the world model pays fewer tokens per sample.
+ChatTemplate world_template() {
+  ChatTemplate t = ChatTemplate::vicuna_v1();
+  t.system = "A chat about a picture.";
+  return t;
+}
+
+}  // namespace
+
+Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
+  if (o.out.empty()) fail("run_base_recipe: no output directory");
+  make_dirs(o.out);
+  const std::string world = o.out + "/world", tokdir = o.out + "/tokenizer", clip = o.out + "/clip",
+                    sft = o.out + "/sft";
+  Json times = Json::object();
+
+  phase("world", world + "/world.json", run, times, [&] {
+    world::WorldConfig wc;
+    wc.train_scenes = o.train_scenes;
+    wc.val_scenes = o.val_scenes;
+    wc.test_scenes = o.test_scenes;
+    wc.shifted_scenes = o.shifted_scenes;
+    wc.sft_idk_fraction = o.sft_idk_fraction;
+    world::generate_world(wc, o.seed, world, true);
+  });
+
+  phase("tokenizer", tokdir + "/tokenizer.model", run, times, [&] {
+    TokenizerTrainOptions t;
+    t.corpus_files = {world + "/train/llava.json"};
+    // The template's fixed text, so the system prompt and roles get pieces of their own.
+    t.lines = {render_chat(world_template(), {{"question", "answer"}}, false)};
+    for (int i = 0; i < 2000; ++i) t.lines.push_back(t.lines.front());
+    t.vocab_size = int32_t(o.vocab_size);
+    t.output_prefix = tokdir + "/tokenizer";
+    make_dirs(tokdir);
+    train_tokenizer(t);
+  });
+  TokenizerOptions topts;
+  Tokenizer tok = Tokenizer::load(tokdir + "/tokenizer.model", topts);
+
+  auto init_dir = [&](const std::string& dir, const Json& config, torch::nn::Module& m) {
+    init_weights(m, o.seed);
+    save_model_dir(dir, config, m);
+    write_file_atomic(dir + "/tokenizer.model", read_file(tokdir + "/tokenizer.model"));
+    write_chat_template(dir, world_template());
+  };
+
+  phase("clip", clip + "/model/model.safetensors", run, times, [&] {
+    ClipConfig cc;
+    cc.vision = o.vlm.vision;
+    cc.text.vocab_size = tok.num_ids();
+    cc.text.eos_token_id = tok.eos_id();
+    cc.text.pooling = "first_eos";
+    cc.text.hidden_size = 128;
+    cc.text.intermediate_size = 512;
+    cc.text.num_hidden_layers = 2;
+    cc.text.max_position_embeddings = 96;
+    cc.projection_dim = 128;
+    if (!exists(clip + "/init/config.json")) {
+      ClipModel m(cc);
+      init_dir(clip + "/init", to_json(cc), *m);
+    }
+    ClipRunOptions c;
+    c.model_dir = clip + "/init";
+    c.captions = world + "/train/captions.jsonl";
+    c.image_root = world;
+    c.out = clip;
+    c.steps = o.clip_steps;
+    c.batch_size = o.clip_batch;
+    c.lr = o.clip_lr;
+    c.max_tokens = cc.text.max_position_embeddings;
+    c.checkpoint_every = o.checkpoint_every;
+    c.seed = o.seed;
+    run_clip(c, nullptr);
+  });
+
+  phase("sft", sft + "/model/model.safetensors", run, times, [&] {
+    LlavaConfig vc = o.vlm;
+    vc.text.vocab_size = tok.num_ids();
+    vc.text.bos_token_id = tok.bos_id();
+    vc.text.eos_token_id = tok.eos_id();
+    vc.text.pad_token_id = tok.pad_id();
+    vc.image_token_index = tok.image_id();
+    if (!exists(sft + "/init/config.json")) {
+      LlavaForConditionalGeneration m(vc);
+      init_dir(sft + "/init", to_json(vc), *m);
+    }
+    SftRunOptions s;
+    s.model_dir = sft + "/init";
+    s.init_vision_from = clip + "/model";
+    s.data = {world + "/train/llava.json"};
+    s.image_root = world;
+    s.out = sft;
+    s.steps = o.sft_steps;
+    s.batch_size = o.sft_batch;
+    s.lr = o.sft_lr;
+    s.checkpoint_every = o.checkpoint_every;
+    s.seed = o.seed;
+    run_sft(s, nullptr);
+  });
+
+  Json result = {{"phases", times}, {"model", sft + "/model"}, {"world", world}};
+  if (o.evaluate) {
+    auto t0 = std::chrono::steady_clock::now();
+    result["quality"] = o.evaluate(sft + "/model", world);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    result["phases"]["eval"] = s;
+    if (run) run->log_metrics({{"phase", "eval"}, {"seconds", s}});
+  }
+  return result;
+}
+
+}  // namespace mmb

@@ -1,0 +1,202 @@
+// VLM SFT (LLaVA-1.5, Liu et al. 2023): cross-entropy on assistant tokens only; stage "align"
+// trains the projector alone (LLaVA's feature alignment), stage "full" everything not frozen,
+// with optional per-part learning rates. CLIP training: symmetric InfoNCE with a learned
+// temperature (Radford et al. 2021).
+#include "mmb/sft.h"
+
+#include <cmath>
+#include <fstream>
+
+#include "mmb/atomic_file.h"
+#include "mmb/checkpoint.h"
+#include "mmb/distributed.h"
+#include "mmb/error.h"
+#include "mmb/progress.h"
+#include "mmb/run_dir.h"
+#include "mmb/safetensors.h"
+#include "mmb/vlm.h"
+
+namespace mmb {
+
+LossOutput sft_loss(LlavaForConditionalGeneration& model, const SftBatch& b) {
+  auto logits = model->forward({b.input_ids, b.attention_mask, b.pixel_values});  // (B, T, V)
+  const int64_t T = b.input_ids.size(1), V = logits.size(2);
+  auto pred = logits.narrow(1, 0, T - 1).reshape({-1, V});                         // (B*(T-1), V)
+  auto target = b.input_ids.narrow(1, 1, T - 1).reshape({-1});                      // (B*(T-1),)
+  auto w = b.loss_mask.narrow(1, 1, T - 1).reshape({-1}).to(torch::kFloat32);       // (B*(T-1),)
+  auto nll = torch::nn::functional::cross_entropy(
+      pred, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  const double n = std::max<double>(1.0, w.sum().item<double>());
+  LossOutput out;
+  out.loss = (nll * w).sum() / n;
+  out.tokens = int64_t(n);
+  out.samples = b.input_ids.size(0);
+  {
+    torch::NoGradGuard ng;
+    auto correct = (pred.argmax(-1) == target).to(torch::kFloat32) * w;
+    out.metrics["token_accuracy"] = correct.sum().item<double>() / n;
+  }
+  return out;
+}
+
+LossOutput clip_loss(ClipModel& model, const ClipBatch& b) {
+  {
+    torch::NoGradGuard ng;
+    model->logit_scale().clamp_(0.0, std::log(100.0));
+  }
+  auto img = model->image_embeds(b.pixel_values);                 // (B, E)
+  auto txt = model->text_embeds(b.input_ids, b.attention_mask);   // (B, E)
+  auto logits = model->logits_per_image(img, txt);                // (B, B)
+  auto labels = torch::arange(logits.size(0), torch::kLong);
+  auto li = torch::nn::functional::cross_entropy(logits, labels);
+  auto lt = torch::nn::functional::cross_entropy(logits.t(), labels);
+  LossOutput out;
+  out.loss = 0.5 * (li + lt);
+  out.samples = logits.size(0);
+  out.tokens = b.attention_mask.sum().item<int64_t>();
+  torch::NoGradGuard ng;
+  out.metrics["i2t_accuracy"] = (logits.argmax(1) == labels).to(torch::kFloat32).mean().item<double>();
+  out.metrics["temperature"] = 1.0 / model->logit_scale().exp().item<double>();
+  return out;
+}
+
+void copy_vision_from_clip(LlavaForConditionalGeneration& model, const std::string& clip_dir) {
+  ClipModel clip = load_clip(clip_dir);
+  const auto& a = clip->config().vision;
+  const auto& b = model->config().vision;
+  if (a.hidden_size != b.hidden_size || a.num_hidden_layers != b.num_hidden_layers ||
+      a.image_size != b.image_size || a.patch_size != b.patch_size || a.intermediate_size != b.intermediate_size ||
+      a.num_attention_heads != b.num_attention_heads)
+    fail("copy_vision_from_clip: ", clip_dir, "'s vision tower does not match the VLM's vision config");
+  torch::NoGradGuard ng;
+  auto dst = model->vision_model()->named_parameters();
+  for (const auto& p : clip->vision_model()->named_parameters()) dst[p.key()].copy_(p.value());
+}
+
+namespace {
+
+// Copies config.json and tokenizer.model of the starting model into checkpoints and the result.
+void copy_side_files(const std::string& from_dir, const std::string& to_dir, const Json& config) {
+  write_json_file(to_dir + "/config.json", config);
+  write_file_atomic(to_dir + "/tokenizer.model", read_file(from_dir + "/tokenizer.model"));
+  std::ifstream tmpl(from_dir + "/chat_template.json");
+  if (tmpl) write_file_atomic(to_dir + "/chat_template.json", read_file(from_dir + "/chat_template.json"));
+}
+
+TrainOptions base_train_options(const std::string& out, int64_t steps, double warmup_ratio, double grad_clip,
+                                int64_t grad_accum, int64_t checkpoint_every, uint64_t seed) {
+  TrainOptions t;
+  t.out_dir = out;
+  t.total_steps = steps;
+  t.warmup_steps = int64_t(std::round(warmup_ratio * double(steps)));
+  t.grad_clip = grad_clip;
+  t.grad_accum = grad_accum;
+  t.checkpoint_every = checkpoint_every;
+  t.seed = seed;
+  t.weight_by_tokens = true;
+  return t;
+}
+
+}  // namespace
+
+StepStats run_sft(const SftRunOptions& o, RunDir* run) {
+  if (o.data.empty()) fail("run_sft: no data files");
+  if (o.out.empty()) fail("run_sft: no output directory");
+  if (o.stage != "align" && o.stage != "full") fail("run_sft: stage must be 'align' or 'full', got '", o.stage, "'");
+  Distributed dist(dist_env_from_environment());
+  torch::manual_seed(o.seed);
+  auto model = load_llava(o.model_dir);
+  if (!o.init_vision_from.empty()) copy_vision_from_clip(model, o.init_vision_from);
+  if (dist.active()) dist.broadcast_module(*model);
+  model->train();
+  TokenizerOptions topts;
+  topts.image_id = int32_t(model->config().image_token_index);
+  Tokenizer tok = Tokenizer::load(o.model_dir + "/tokenizer.model", topts);
+
+  std::vector<ConversationSample> samples;
+  for (const auto& f : o.data) {
+    auto part = read_conversations(f);
+    samples.insert(samples.end(), part.begin(), part.end());
+  }
+  SftDataOptions dopts;
+  dopts.max_length = std::min<int64_t>(o.max_length, model->config().text.max_position_embeddings);
+  const ChatTemplate tmpl = chat_template_for(o.model_dir);
+  SftDataset data(samples, o.image_root, tok, tmpl, model->config(), dopts);
+  const auto& rep = data.report();
+  log_info("sft data: " + std::to_string(rep.used) + " of " + std::to_string(rep.samples) + " samples, " +
+           std::to_string(rep.images) + " images, " + std::to_string(rep.rejected_too_long) + " rejected as too long");
+  if (run) {
+    run->set_result("data", {{"samples", rep.samples}, {"used", rep.used}, {"images", rep.images},
+                             {"rejected_too_long", rep.rejected_too_long}, {"rejected_examples", rep.rejected_examples}});
+  }
+
+  ParamGroupOptions popts;
+  popts.lr = o.lr;
+  popts.weight_decay = o.weight_decay;
+  if (o.stage == "align") {
+    popts.frozen_prefixes = {"vision_tower.", "language_model."};
+  } else {
+    if (o.freeze_vision) popts.frozen_prefixes.push_back("vision_tower.");
+    if (o.projector_lr > 0) popts.groups.push_back({"projector", {"multi_modal_projector."}, o.projector_lr, -1});
+    if (o.vision_lr > 0 && !o.freeze_vision) popts.groups.push_back({"vision", {"vision_tower."}, o.vision_lr, -1});
+  }
+  auto groups = make_param_groups(*model, popts);
+  const int64_t per_rank = o.batch_size / std::max(1, dist.world_size());
+  if (per_rank < 1 || o.batch_size % std::max(1, dist.world_size()))
+    fail("run_sft: batch size ", o.batch_size, " must be a positive multiple of the world size ", dist.world_size());
+  TrainOptions topt = base_train_options(o.out, o.steps, o.warmup_ratio, o.grad_clip, o.grad_accum,
+                                         o.checkpoint_every, o.seed);
+  Trainer trainer(*model, groups, topt);
+  ShardedIndexBatches batches(data.size(), o.batch_size, o.seed, dist.rank(), dist.world_size());
+  trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) { return sft_loss(model, data.batch(idx)); });
+  trainer.set_run_dir(run);
+  if (dist.active()) trainer.set_distributed(&dist);
+  const Json config = to_json(model->config());
+  trainer.set_checkpoint_hook([&](const std::string& dir) { copy_side_files(o.model_dir, dir, config); });
+  if (trainer.resume()) log_info("resumed at step " + std::to_string(trainer.step_count()));
+  StepStats last = trainer.train();
+  if (dist.is_main()) {
+    model->eval();
+    save_model_dir(o.out + "/model", config, *model);
+    copy_side_files(o.model_dir, o.out + "/model", config);
+  }
+  return last;
+}
+
+StepStats run_clip(const ClipRunOptions& o, RunDir* run) {
+  if (o.out.empty()) fail("run_clip: no output directory");
+  Distributed dist(dist_env_from_environment());
+  torch::manual_seed(o.seed);
+  auto model = load_clip(o.model_dir);
+  if (dist.active()) dist.broadcast_module(*model);
+  model->train();
+  Tokenizer tok = Tokenizer::load(o.model_dir + "/tokenizer.model");
+  CaptionDataset data(o.captions, o.image_root, tok, model->config().vision.image_size,
+                      std::min(o.max_tokens, model->config().text.max_position_embeddings));
+  log_info("clip data: " + std::to_string(data.size()) + " image-caption pairs, " + std::to_string(data.truncated()) +
+           " captions truncated to " + std::to_string(o.max_tokens) + " tokens");
+  if (run) run->set_result("data", {{"pairs", data.size()}, {"truncated", data.truncated()}});
+  ParamGroupOptions popts;
+  popts.lr = o.lr;
+  popts.weight_decay = o.weight_decay;
+  auto groups = make_param_groups(*model, popts);
+  TrainOptions topt = base_train_options(o.out, o.steps, o.warmup_ratio, 1.0, 1, o.checkpoint_every, o.seed);
+  topt.weight_by_tokens = false;
+  Trainer trainer(*model, groups, topt);
+  ShardedIndexBatches batches(data.size(), o.batch_size, o.seed, dist.rank(), dist.world_size());
+  trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) { return clip_loss(model, data.batch(idx)); });
+  trainer.set_run_dir(run);
+  if (dist.active()) trainer.set_distributed(&dist);
+  const Json config = to_json(model->config());
+  trainer.set_checkpoint_hook([&](const std::string& dir) { copy_side_files(o.model_dir, dir, config); });
+  if (trainer.resume()) log_info("resumed at step " + std::to_string(trainer.step_count()));
+  StepStats last = trainer.train();
+  if (dist.is_main()) {
+    model->eval();
+    save_model_dir(o.out + "/model", config, *model);
+    write_file_atomic(o.out + "/model/tokenizer.model", read_file(o.model_dir + "/tokenizer.model"));
+  }
+  return last;
+}
+
+}  // namespace mmb
