@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "mmb/eval.h"
 #include "mmb/recipe.h"
 #include "mmb/sft.h"
 
@@ -24,6 +25,7 @@ struct ClipCmd {
 struct BaseCmd {
   CommonOptions common;
   BaseRecipeOptions o;
+  bool no_eval = false;  // skip the evaluation after training
 };
 
 void print_last(const StepStats& s) {
@@ -112,18 +114,29 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--vision-layers", o.vlm.vision.num_hidden_layers, "Vision layers")->group("VLM");
   cmd.add_option("--vision-mlp", o.vlm.vision.intermediate_size, "Vision MLP size")->group("VLM");
   cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("VLM");
+  cmd.add_flag("--no-eval", c->no_eval, "Skip the evaluation (mmb eval) after training");
   cmd.callback([&cmd, c] {
     apply_common_options(c->common);
     if (c->common.out.empty()) fail("mmb train base: --out DIR is required");
     c->o.out = c->common.out;
     c->o.seed = c->common.seed;
     auto run = open_run_dir(cmd, c->common);
+    if (!c->no_eval)
+      c->o.evaluate = [out = c->o.out](const std::string& model_dir, const std::string& world_dir) {
+        Vlm vlm = Vlm::load(model_dir);
+        Json r = run_eval(vlm, world_dir, EvalOptions{});
+        write_json_file(out + "/results.json", r);
+        std::cout << format_eval_headline(r) << std::flush;
+        return r;
+      };
     Json r = run_base_recipe(c->o, run.get());
     if (run) {
       run->set_result("recipe", r);
       run->finish();
     }
-    std::cout << r.dump(2) << "\n";
+    Json summary = r;
+    summary.erase("quality");  // the headline table above says it; results.json has all of it
+    std::cout << summary.dump(2) << "\n";
   });
 }
 

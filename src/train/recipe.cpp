@@ -113,7 +113,12 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     c.max_tokens = cc.text.max_position_embeddings;
     c.checkpoint_every = o.checkpoint_every;
     c.seed = o.seed;
-    run_clip(c, nullptr);
+    RunInfo info;
+    info.argv = {"mmb train base: clip phase"};
+    info.seed = o.seed;
+    RunDir sub(clip, info);  // the phase's own manifest.json and metrics.jsonl
+    run_clip(c, &sub);
+    sub.finish();
   });
 
   phase("sft", sft + "/model/model.safetensors", run, times, [&] {
@@ -138,7 +143,12 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     s.lr = o.sft_lr;
     s.checkpoint_every = o.checkpoint_every;
     s.seed = o.seed;
-    run_sft(s, nullptr);
+    RunInfo info;
+    info.argv = {"mmb train base: sft phase"};
+    info.seed = o.seed;
+    RunDir sub(sft, info);
+    run_sft(s, &sub);
+    sub.finish();
   });
 
   Json result = {{"phases", times}, {"model", sft + "/model"}, {"world", world}};
