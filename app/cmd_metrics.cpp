@@ -28,7 +28,7 @@ std::string cell(const Json& j, const char* key) {
 }
 
 void print_row(const std::string& name, const Json& s) {
-  std::printf("%-24s %6lld %s %s %s %s %s %s %s %s %s %s %s\n", name.c_str(),
+  std::printf("%-30s %6lld %s %s %s %s %s %s %s %s %s %s %s\n", name.c_str(),
               static_cast<long long>(s.value("n", int64_t(0))), cell(s, "accuracy").c_str(),
               cell(s, "mean_confidence").c_str(), cell(s, "ece").c_str(), cell(s, "ece_equal_mass").c_str(),
               cell(s, "mce").c_str(), cell(s, "brier").c_str(), cell(s, "nll").c_str(), cell(s, "auroc").c_str(),
@@ -48,7 +48,7 @@ void run(const CLI::App& cmd, MetricsOptions& o) {
     std::cout << results.dump(2) << "\n";
   } else {
     std::printf("%s\n\n", calibration_definition(o.bins).c_str());
-    std::printf("%-24s %6s %6s %6s %6s %6s %6s %6s %6s %6s %6s %6s %6s\n", "set", "n", "acc", "conf", "ECE",
+    std::printf("%-30s %6s %6s %6s %6s %6s %6s %6s %6s %6s %6s %6s %6s\n", "set", "n", "acc", "conf", "ECE",
                 "ECE-m", "MCE", "Brier", "NLL", "AUROC", "AUPRC", "AURC", "E-AURC");
     print_row("all", results["all"]);
     if (results.contains("groups"))
@@ -57,7 +57,7 @@ void run(const CLI::App& cmd, MetricsOptions& o) {
       for (auto& [l, s] : results["labels"].items()) print_row("label " + l, s);
     if (results.contains("pope"))
       for (auto& [g, p] : results["pope"].items())
-        std::printf("POPE %-19s acc %.3f  precision %.3f  recall %.3f  F1 %.3f  yes-ratio %.3f  unparsed %lld\n",
+        std::printf("POPE %-25s acc %.3f  precision %.3f  recall %.3f  F1 %.3f  yes-ratio %.3f  unparsed %lld\n",
                     g.c_str(), p["accuracy"].get<double>(), p["precision"].get<double>(), p["recall"].get<double>(),
                     p["f1"].get<double>(), p["yes_ratio"].get<double>(),
                     static_cast<long long>(p["unparsed"].get<int64_t>()));

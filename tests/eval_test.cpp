@@ -37,7 +37,7 @@ class EvalFixture : public ::testing::Test {
     mmb::world::generate_world(wc, 11, world_, /*progress=*/false);
     mmb::TokenizerTrainOptions to;
     to.corpus_files = {world_ + "/train/llava.json"};
-    to.vocab_size = 400;
+    to.vocab_size = 600;
     to.output_prefix = tmp_->file("tok");
     mmb::train_tokenizer(to);
     auto tok = mmb::Tokenizer::load(tmp_->file("tok.model"));

@@ -61,8 +61,8 @@ std::vector<LetterAnswer> letter_answers(Vlm& vlm, const std::vector<std::string
 // ---- (b) yes / no --------------------------------------------------------------------------------
 
 // First tokens of an answer that says yes / no: the first token of encode(w) for w in
-// {"Yes", "yes", "YES", "No", "no", "NO"} plus the pieces themselves where they exist. Throws if
-// a token would count for both.
+// {"Yes", "yes", "YES", "No", "no", "NO"} plus the pieces themselves where they exist. A token
+// that would count for both (e.g. a bare "▁") is dropped from both; throws if a side is left empty.
 struct YesNoTokens {
   std::vector<int64_t> yes, no;
 };

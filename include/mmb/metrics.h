@@ -48,8 +48,9 @@ double maximum_calibration_error(const std::vector<double>& confidence, const st
                                  int num_bins = 10, Binning binning = Binning::kEqualWidth);
 // Brier = mean (conf - correct)^2.
 double brier_score(const std::vector<double>& confidence, const std::vector<bool>& correct);
-// Binary NLL = -mean [y log p + (1 - y) log(1 - p)], p clipped to [eps, 1 - eps]; nats.
-double binary_nll(const std::vector<double>& confidence, const std::vector<bool>& correct, double eps = 1e-12);
+// Binary NLL = -mean [y log p + (1 - y) log(1 - p)], p clipped to [eps, 1 - eps] (eps = the float64
+// epsilon, as scikit-learn's log_loss with eps="auto"); nats.
+double binary_nll(const std::vector<double>& confidence, const std::vector<bool>& correct, double eps = 2.220446049250313e-16);
 
 // ---- ranking -----------------------------------------------------------------------------------
 

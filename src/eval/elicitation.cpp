@@ -146,10 +146,18 @@ YesNoTokens yes_no_tokens(const Tokenizer& tok) {
     add_unique(t.no, tok.piece_to_id(w));
     add_unique(t.no, tok.piece_to_id(std::string(kWordStart) + w));
   }
+  // A token that starts both (a bare "▁" when a small vocabulary spells "YES" as "▁", "Y", ...)
+  // tells nothing: drop it from both sides.
+  std::vector<int64_t> shared;
   for (auto id : t.yes)
-    if (std::find(t.no.begin(), t.no.end(), id) != t.no.end())
-      fail("yes_no_tokens: token ", id, " ('", tok.id_to_piece(int32_t(id)), "') starts both yes and no");
-  if (t.yes.empty() || t.no.empty()) fail("yes_no_tokens: the tokenizer cannot spell yes / no");
+    if (std::find(t.no.begin(), t.no.end(), id) != t.no.end()) shared.push_back(id);
+  for (auto id : shared) {
+    t.yes.erase(std::find(t.yes.begin(), t.yes.end(), id));
+    t.no.erase(std::find(t.no.begin(), t.no.end(), id));
+  }
+  if (t.yes.empty() || t.no.empty())
+    fail("yes_no_tokens: the tokenizer has no token that starts only \"yes\" or only \"no\" (",
+         tok.source(), " spells both from the same first piece; a larger vocabulary has \"▁Yes\" / \"▁No\")");
   return t;
 }
 

@@ -169,6 +169,8 @@ Json run_eval(Vlm& vlm, const std::string& world_dir, const EvalOptions& options
   if (!options.pope_files.empty() && options.pope_images.empty())
     fail("run_eval: POPE files need an image folder (pope_images)");
   if (options.batch_size < 1) fail("run_eval: batch_size must be >= 1, got ", options.batch_size);
+  if (options.short_tokens < 1 || options.description_tokens < 1 || options.reasoning_tokens < 1)
+    fail("run_eval: short_tokens, description_tokens and reasoning_tokens must be >= 1");
   if (options.mc_style != "seed" && options.mc_style != "world")
     fail("run_eval: mc_style must be seed or world, got '", options.mc_style, "'");
   vlm.model()->eval();
@@ -234,7 +236,15 @@ Json at(const Json& j, std::initializer_list<const char*> path) {
 }
 
 void pope_rows(std::ostringstream& os, const std::string& prefix, const Json& pope) {
-  for (auto& [cat, m] : pope.items()) {
+  // The world's categories in POPE's order, then any others (official files), then "all".
+  std::vector<std::string> order;
+  for (const char* c : {"random", "popular", "adversarial"})
+    if (pope.contains(c)) order.push_back(c);
+  for (auto& [cat, m] : pope.items())
+    if (std::find(order.begin(), order.end(), cat) == order.end() && cat != "all") order.push_back(cat);
+  if (pope.contains("all")) order.push_back("all");
+  for (const auto& cat : order) {
+    const Json& m = pope[cat];
     if (!m.is_object() || !m.contains("f1")) continue;
     os << "  " << prefix << cat << std::string(std::max<int>(1, 22 - int(prefix.size() + cat.size())), ' ')
        << "acc " << fmt(m, "accuracy") << "  prec " << fmt(m, "precision") << "  rec " << fmt(m, "recall")
