@@ -10,8 +10,9 @@ struct ThreadPolicy {
   int blas = 1;            // openblas_set_num_threads
 };
 
-// The policy mmb uses for `--threads n` (n <= 0: the number of cores). Chosen from
-// bench/threads_bench (see docs/performance.md).
+// The policy mmb uses for `--threads n` (n <= 0: the cores not already busy, i.e. available
+// cores minus the rounded 1-minute load average, at least 1). Chosen from bench/threads_bench
+// (see docs/performance.md).
 ThreadPolicy default_thread_policy(int n);
 
 // Applies a policy to libtorch and OpenBLAS. Call once, early, before any tensor work.

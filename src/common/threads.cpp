@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include <torch/torch.h>
@@ -21,8 +22,19 @@ int available_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// Cores not already busy: available cores minus the rounded 1-minute load average (at least 1).
+// OpenBLAS's threads spin while they wait; on cores other processes keep busy they fight the
+// scheduler: a training step measured 17x slower with 2 BLAS threads than with 1 while two
+// compilers ran (docs/performance.md).
+int idle_cores() {
+  const int cores = available_cores();
+  double load[1] = {0.0};
+  if (getloadavg(load, 1) != 1) return cores;
+  return std::max(1, std::min(cores, cores - int(load[0] + 0.5)));
+}
+
 ThreadPolicy default_thread_policy(int n) {
-  if (n <= 0) n = available_cores();
+  if (n <= 0) n = idle_cores();
   // Measured in bench/threads_bench (docs/performance.md): GEMMs dominate the models mmb runs,
   // so OpenBLAS gets the cores and libtorch's intra-op pool stays at 1. Both pools at n
   // oversubscribe the cores (forward 2.3x, backward 2x slower); torch=n with BLAS=1 halves GEMM.
