@@ -111,9 +111,9 @@ class LlamaModelImpl : public torch::nn::Module {
  public:
   explicit LlamaModelImpl(const LlamaConfig& c);
   // embeds (B, T, C); positions (B, T) int64 rotary positions; key_keep (B, T) bool for the new
-  // positions. With a cache, the new keys/values are appended and attention covers the cache;
-  // without one, attention covers the T positions. Causal in both cases. Returns (B, T, C)
-  // after the final norm.
+  // positions (undefined = all kept). With a cache, the new keys/values are appended and attention
+  // covers the cache; without one, attention covers the T positions. Causal in both cases.
+  // Returns (B, T, C) after the final norm.
   torch::Tensor forward(const torch::Tensor& embeds, const torch::Tensor& positions,
                         const torch::Tensor& key_keep, KvCache* cache);
   torch::nn::Embedding embed_tokens() const { return embed_tokens_; }
@@ -125,8 +125,11 @@ class LlamaModelImpl : public torch::nn::Module {
   LlamaConfig cfg_;
   torch::nn::Embedding embed_tokens_{nullptr};
   std::vector<std::shared_ptr<LlamaDecoderLayerImpl>> layers_;
+  // Rotary tables (max_position_embeddings, D), not parameters, in the dtype / device of the last
+  // forward; rope_sin_ has rotate-half's sign folded in (first half negated).
+  std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::TensorOptions& like);
   torch::Tensor norm_weight_;     // norm.weight (C)
-  torch::Tensor rope_cos_, rope_sin_;  // (max_position_embeddings, D), not parameters
+  torch::Tensor rope_cos_, rope_sin_;
 };
 TORCH_MODULE(LlamaModel);
 

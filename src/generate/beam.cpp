@@ -51,7 +51,7 @@ void add_finished(std::vector<Beam>& hyps, Beam b, int64_t keep) {
 
 std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const DecodeState& start,
                               const BeamOptions& opt) {
-  torch::NoGradGuard ng;
+  c10::InferenceMode inference;
   const int64_t nb = opt.num_beams, ng_ = opt.num_groups;
   if (start.last_logits.size(0) != 1) fail("beam_search: expects a single-row state, got ", start.last_logits.size(0));
   if (nb < 1 || ng_ < 1 || nb % ng_) fail("beam_search: num_beams ", nb, " must be a positive multiple of num_groups ", ng_);
@@ -67,7 +67,9 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
   for (int64_t step = 0; step < opt.stop.max_new_tokens; ++step) {
     auto logp = torch::log_softmax(st.last_logits.to(torch::kFloat32), -1);  // (nb, V)
     forbid_image_token(model, logp);
+    auto logp_acc = logp.accessor<float, 2>();
     auto counts = torch::zeros({V}, torch::kFloat32);                         // picks by earlier groups
+    auto counts_acc = counts.accessor<float, 1>();
     std::vector<int64_t> src(nb), tok(nb);
     std::vector<Open> next(nb);
     for (int64_t g = 0; g < ng_; ++g) {
@@ -77,15 +79,15 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
       for (int64_t i = 0; i < gs; ++i) base[i] = beams[r0 + i].score;
       auto cand = scores + torch::tensor(base, torch::kFloat64).to(torch::kFloat32).unsqueeze(1);
       auto top = cand.view({-1}).topk(std::min<int64_t>(2 * gs, gs * V));
-      auto vals = std::get<0>(top), idx = std::get<1>(top);
-      auto lp = logp.narrow(0, r0, gs).reshape({-1});
+      auto vals = std::get<0>(top).accessor<float, 1>();
+      auto idx = std::get<1>(top).accessor<int64_t, 1>();
       int64_t k = 0;
       for (int64_t rank = 0; rank < idx.size(0) && k < gs; ++rank) {
-        const int64_t flat = idx[rank].item<int64_t>(), b = r0 + flat / V, t = flat % V;
-        const double value = vals[rank].item<double>();
+        const int64_t flat = idx[rank], b = r0 + flat / V, t = flat % V;
+        const double value = vals[rank];
         Open o = beams[b];
         o.tokens.push_back(t);
-        o.logprobs.push_back(lp[flat].item<float>());
+        o.logprobs.push_back(logp_acc[b][t]);
         o.score = value;
         std::string why = group_done[g] ? "" : stop_reason(opt.stop, o.tokens);
         if (!why.empty()) {
@@ -106,7 +108,7 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
         next[r0 + k] = beams[r0];
         next[r0 + k].score = -1e18;
       }
-      for (int64_t i = 0; i < gs; ++i) counts[tok[r0 + i]] += 1;
+      for (int64_t i = 0; i < gs; ++i) counts_acc[tok[r0 + i]] += 1;
       // done when full and no open beam can beat the worst finished hypothesis
       if (int64_t(finished[g].size()) >= gs) {
         double best_open = -1e30;

@@ -10,14 +10,21 @@
 namespace mmb {
 namespace {
 
-// Logits of each row's last real position: (B, T, C) hidden -> (B, V).
+// Logits of each row's last real position: (B, T, C) hidden -> (B, V). mask (B, T) marks real
+// tokens; undefined = all real.
 torch::Tensor last_logits(LlavaForConditionalGeneration& model, const torch::Tensor& hidden,
                           const torch::Tensor& mask) {
   const int64_t B = hidden.size(0), T = hidden.size(1);
-  auto pos = torch::arange(T, torch::dtype(torch::kLong).device(hidden.device())).view({1, T});
-  auto last = (mask.to(torch::kLong) * (pos + 1)).argmax(1);  // last real position per row (B,)
-  auto h = hidden.index({torch::arange(B, last.options()), last});  // (B, C)
-  return model->logits(h).to(torch::kFloat32);                     // (B, V)
+  torch::Tensor h;                                                  // (B, C)
+  if (T == 1 || !mask.defined()) {
+    h = hidden.select(1, T - 1);
+  } else {
+    auto pos = torch::arange(T, torch::dtype(torch::kLong).device(hidden.device())).view({1, T});
+    auto last = (mask.to(torch::kLong) * (pos + 1)).argmax(1);      // last real position per row (B,)
+    h = hidden.index({torch::arange(B, last.options()), last});
+  }
+  auto logits = model->logits(h);                                   // (B, V)
+  return logits.scalar_type() == torch::kFloat32 ? logits : logits.to(torch::kFloat32);
 }
 
 // Keeps the top_k logits and the top_p nucleus of each row; others become -inf.
@@ -70,24 +77,26 @@ double Generation::sum_logprob() const {
 }
 
 DecodeState prefill(LlavaForConditionalGeneration& model, const VlmInput& in, int64_t extra_capacity) {
-  torch::NoGradGuard ng;
+  c10::InferenceMode inference;
   const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
   DecodeState st;
   st.cache = model->new_cache(B, T + std::max<int64_t>(extra_capacity, 1));
   auto hidden = model->forward_hidden(in, &st.cache);  // (B, T, C)
-  auto mask = in.attention_mask.defined() ? in.attention_mask : torch::ones({B, T}, torch::kLong);
-  st.last_logits = last_logits(model, hidden, mask);
+  st.last_logits = last_logits(model, hidden, in.attention_mask);
   return st;
 }
 
 void extend(LlavaForConditionalGeneration& model, DecodeState& state, const torch::Tensor& ids,
             const torch::Tensor& mask) {
-  torch::NoGradGuard ng;
-  auto m = mask.defined() ? mask.to(torch::kLong) : torch::ones_like(ids, torch::kLong);
-  auto hidden = model->forward_hidden({ids, m}, &state.cache);  // (B, T, C)
+  c10::InferenceMode inference;
+  auto hidden = model->forward_hidden({ids, mask}, &state.cache);  // (B, T, C)
+  auto fresh = last_logits(model, hidden, mask);                   // (B, V)
+  if (!mask.defined()) {
+    state.last_logits = fresh;
+    return;
+  }
   // Rows whose new tokens are all padding keep their previous next-token logits.
-  auto any = m.sum(1) > 0;                                      // (B,)
-  auto fresh = last_logits(model, hidden, m);
+  auto any = mask.to(torch::kBool).any(1);                         // (B,)
   state.last_logits = torch::where(any.unsqueeze(1), fresh, state.last_logits);
 }
 
@@ -107,29 +116,34 @@ void SecondContextProcessor::process(torch::Tensor& logits, const torch::Tensor&
 }
 
 void SecondContextProcessor::advance(const torch::Tensor& chosen, const torch::Tensor& running) {
-  extend(model_, second_, chosen.view({-1, 1}), running.view({-1, 1}).to(torch::kLong));
+  const bool all_running = running.all().item<bool>();
+  extend(model_, second_, chosen.view({-1, 1}), all_running ? torch::Tensor() : running.view({-1, 1}).to(torch::kLong));
 }
 
 void SecondContextProcessor::reorder(const torch::Tensor& index) { second_ = second_.select(index); }
 
 std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeState& state,
                                  const SampleOptions& opt, const std::vector<LogitsProcessor*>& processors) {
-  torch::NoGradGuard ng;
+  c10::InferenceMode inference;
   const int64_t B = state.last_logits.size(0);
   if (opt.temperature < 0) fail("generate: temperature must be >= 0, got ", opt.temperature);
   if (opt.top_p <= 0 || opt.top_p > 1) fail("generate: top_p must be in (0, 1], got ", opt.top_p);
   auto gen = at::detail::createCPUGenerator(opt.seed);
   std::vector<Generation> out(B);
   std::vector<bool> done(B, false);
-  auto generated = torch::zeros({B, 0}, torch::kLong);
+  int64_t n_done = 0;
+  // Tokens so far, for the processors only: (B, max_new_tokens), the first `step` columns filled.
+  auto generated = processors.empty() ? torch::Tensor()
+                                      : torch::zeros({B, std::max<int64_t>(opt.stop.max_new_tokens, 0)}, torch::kLong);
   const int64_t pad = model->config().text.pad_token_id;
   for (int64_t step = 0; step < opt.stop.max_new_tokens; ++step) {
-    auto logits = state.last_logits.to(torch::kFloat32);                    // (B, V)
+    auto logits = state.last_logits.scalar_type() == torch::kFloat32 ? state.last_logits
+                                                                     : state.last_logits.to(torch::kFloat32);  // (B, V)
     auto logp = torch::log_softmax(logits, -1);                             // (B, V)
     auto entropy = -(logp.exp() * logp).sum(-1);                            // (B,)
     auto proc = logits.clone();
     forbid_image_token(model, proc);
-    for (auto* p : processors) p->process(proc, generated);
+    for (auto* p : processors) p->process(proc, generated.narrow(1, 0, step));
     torch::Tensor next;                                                     // (B,)
     if (opt.temperature == 0.0) {
       next = proc.argmax(-1);
@@ -143,6 +157,7 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
     auto ent_acc = entropy.accessor<float, 1>();
     auto running = torch::zeros({B}, torch::kBool);
     auto running_acc = running.accessor<bool, 1>();
+    const bool all_running = n_done == 0;  // before this step's stops: every row takes its token
     for (int64_t b = 0; b < B; ++b) {
       if (done[b]) {
         next_acc[b] = pad;
@@ -156,14 +171,15 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
       std::string why = stop_reason(opt.stop, out[b].tokens);
       if (!why.empty()) {
         done[b] = true;
+        ++n_done;
         out[b].finish_reason = why;
       }
     }
     for (auto* p : processors) p->advance(next, running);
-    generated = torch::cat({generated, next.view({B, 1})}, 1);
+    if (generated.defined()) generated.select(1, step).copy_(next);
     // The state always ends holding every generated token, so callers can continue from it.
-    extend(model, state, next.view({B, 1}), running.view({B, 1}));
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+    extend(model, state, next.view({B, 1}), all_running ? torch::Tensor() : running.view({B, 1}));
+    if (n_done == B) break;
   }
   for (int64_t b = 0; b < B; ++b)
     if (!done[b]) out[b].finish_reason = "length";

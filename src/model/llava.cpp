@@ -6,6 +6,7 @@
 //             grouped-query attention, causal, with a KV cache -> lm_head.
 // Shapes follow the legend in include/mmb/model.h.
 #include <cmath>
+#include <optional>
 
 #include "clip_layer.h"
 #include "mmb/error.h"
@@ -16,15 +17,31 @@ namespace {
 
 constexpr double kMaskValue = -1e9;  // additive mask; exp underflows to exactly 0 in fp32
 
+// y = weight * x / sqrt(mean(x^2) + eps), computed in fp32.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-  auto xf = x.to(torch::kFloat32);
-  auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
-  return weight * y.to(x.scalar_type());
+  const bool fp32 = x.scalar_type() == torch::kFloat32;
+  auto xf = fp32 ? x : x.to(torch::kFloat32);
+  auto y = xf * (xf.pow(2).mean(-1, true) + eps).rsqrt();
+  return weight * (fp32 ? y : y.to(x.scalar_type()));
 }
 
-torch::Tensor rotate_half(const torch::Tensor& x) {  // (..., D) -> (-x2, x1)
-  auto halves = x.chunk(2, -1);
-  return torch::cat({-halves[1], halves[0]}, -1);
+// Rotary positions, HF's x * cos + rotate_half(x) * sin with rotate_half(x) = (-x2, x1), written
+// as x * cos + (x2, x1) * sin_signed where sin_signed = (-sin1, sin2) is precomputed: the same
+// numbers (negation is exact) in two fewer ops. x (B, T, heads, D); cos, sin_signed (B, T, 1, D).
+// A cache built by prefill / extend holds inference tensors (c10::InferenceMode, see generate.h),
+// which may be written only in inference mode: callers appending to one from outside enter it
+// (autograd must be off: nothing can backpropagate into such a cache).
+bool needs_inference_mode(const KvCache* cache, const char* who) {
+  if (!cache || !cache->real.defined() || !cache->real.is_inference() || c10::InferenceMode::is_enabled())
+    return false;
+  if (torch::GradMode::is_enabled())
+    fail(who, ": the cache was built in inference mode (prefill / extend) and cannot take part in autograd; "
+         "use torch::NoGradGuard");
+  return true;
+}
+
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin_signed) {
+  return x * cos + x.roll(x.size(-1) / 2, -1) * sin_signed;
 }
 
 }  // namespace
@@ -50,37 +67,39 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
     post_norm_ = ln2->register_parameter("weight", torch::ones({C}));
   }
 
-  // x (B, T, C); cos/sin (B, 1, T, D); bias (B, 1, T, S) additive; k_cache/v_cache
-  // (B, Hkv, capacity, D) or undefined; start = cached length before this call.
+  // x (B, T, C); cos/sin (B, T, 1, D) rotary tables of the new positions (sin sign-folded, see
+  // apply_rotary); bias additive, (B*Hkv, G*T, S), or (B*Hkv or 1, 1, S) broadcast over the G*T
+  // query rows; k_cache/v_cache (B, Hkv, capacity, D) or undefined; start = cached length before
+  // this call.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& bias, torch::Tensor* k_cache, torch::Tensor* v_cache,
                         int64_t start) {
     const int64_t B = x.size(0), T = x.size(1), H = cfg_.num_attention_heads,
                   Hkv = cfg_.num_key_value_heads, G = H / Hkv, D = cfg_.head_dim();
     // attention block
-    auto h = rms_norm(x, input_norm_, cfg_.rms_norm_eps);               // (B, T, C)
-    auto q = q_proj_(h).view({B, T, H, D}).transpose(1, 2);             // (B, H, T, D)
-    auto k = k_proj_(h).view({B, T, Hkv, D}).transpose(1, 2);           // (B, Hkv, T, D)
-    auto v = v_proj_(h).view({B, T, Hkv, D}).transpose(1, 2);           // (B, Hkv, T, D)
-    q = q * cos + rotate_half(q) * sin;
-    k = k * cos + rotate_half(k) * sin;
+    auto h = rms_norm(x, input_norm_, cfg_.rms_norm_eps);                        // (B, T, C)
+    auto q = apply_rotary(q_proj_(h).view({B, T, H, D}), cos, sin);              // (B, T, H, D)
+    auto k = apply_rotary(k_proj_(h).view({B, T, Hkv, D}), cos, sin).transpose(1, 2);  // (B, Hkv, T, D)
+    auto v = v_proj_(h).view({B, T, Hkv, D}).transpose(1, 2);                    // (B, Hkv, T, D)
     if (k_cache) {
       k_cache->narrow(2, start, T).copy_(k);
       v_cache->narrow(2, start, T).copy_(v);
-      k = k_cache->narrow(2, 0, start + T);                             // (B, Hkv, S, D)
-      v = v_cache->narrow(2, 0, start + T);                             // (B, Hkv, S, D)
+      k = k_cache->narrow(2, 0, start + T);                                      // (B, Hkv, S, D)
+      v = v_cache->narrow(2, 0, start + T);                                      // (B, Hkv, S, D)
     }
     const int64_t S = k.size(2);
-    // Query heads j*G .. j*G+G-1 share key/value head j (HF repeat_kv): group them, no copy of K/V.
-    auto qg = q.reshape({B, Hkv, G * T, D});                            // (B, Hkv, G*T, D)
-    auto att = torch::matmul(qg, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(D)));  // (B, Hkv, G*T, S)
-    att = (att.view({B, Hkv, G, T, S}) + bias.view({B, 1, 1, T, S})).softmax(-1);
-    auto y = torch::matmul(att.view({B, Hkv, G * T, S}), v);            // (B, Hkv, G*T, D)
-    y = y.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});     // (B, T, C)
+    // Query heads j*G .. j*G+G-1 share key/value head j (HF repeat_kv): group them, no copy of K/V
+    // (a cache slice folds to (B*Hkv, S, D) as a view).
+    auto qg = q.transpose(1, 2).reshape({B * Hkv, G * T, D});                    // (B*Hkv, G*T, D)
+    auto kt = k.reshape({B * Hkv, S, D}).transpose(1, 2);                        // (B*Hkv, D, S)
+    // bias + (q k^T) / sqrt(D) in one batched GEMM
+    auto att = torch::baddbmm(bias, qg, kt, 1.0, 1.0 / std::sqrt(double(D))).softmax(-1);  // (B*Hkv, G*T, S)
+    auto y = torch::bmm(att, v.reshape({B * Hkv, S, D}));                        // (B*Hkv, G*T, D)
+    y = y.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});              // (B, T, C)
     auto r = x + o_proj_(y);
     // SwiGLU MLP block
     auto m = rms_norm(r, post_norm_, cfg_.rms_norm_eps);
-    return r + down_proj_(torch::silu(gate_proj_(m)) * up_proj_(m));    // (B, T, C)
+    return r + down_proj_(torch::silu(gate_proj_(m)) * up_proj_(m));             // (B, T, C)
   }
 
  private:
@@ -108,6 +127,8 @@ KvCache KvCache::select(const torch::Tensor& index) const {
 void KvCache::truncate(int64_t new_length) {
   if (new_length < 0 || new_length > length)
     fail("KvCache::truncate: new length ", new_length, " outside 0..", length);
+  std::optional<c10::InferenceMode> inference;
+  if (needs_inference_mode(this, "KvCache::truncate")) inference.emplace();
   // Rotary positions of the dropped tokens are released: next position = kept real tokens.
   next_position = real.narrow(1, 0, new_length).sum(1).to(torch::kLong);
   key_keep.narrow(1, new_length, capacity() - new_length).fill_(false);
@@ -133,6 +154,17 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : cfg_(c) {
   auto emb = torch::cat({angles, angles}, -1);                                                     // (Pmax, D)
   rope_cos_ = emb.cos().to(torch::kFloat32);
   rope_sin_ = emb.sin().to(torch::kFloat32);
+  rope_sin_.narrow(1, 0, D / 2).neg_();  // sign-folded for apply_rotary: (-sin1, sin2)
+}
+
+std::pair<torch::Tensor, torch::Tensor> LlamaModelImpl::rope_tables(const torch::TensorOptions& like) {
+  // Converted once per device / dtype (the fp32 tables convert exactly as their rows would).
+  if (rope_cos_.device() != like.device() || rope_cos_.scalar_type() != like.dtype()) {
+    torch::NoGradGuard ng;
+    rope_cos_ = rope_cos_.to(like.device(), like.dtype());
+    rope_sin_ = rope_sin_.to(like.device(), like.dtype());
+  }
+  return {rope_cos_, rope_sin_};
 }
 
 KvCache LlamaModelImpl::new_cache(int64_t batch, int64_t capacity) const {
@@ -152,10 +184,12 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& embeds, const torch::
                                       const torch::Tensor& key_keep, KvCache* cache) {
   const int64_t B = embeds.size(0), T = embeds.size(1);
   const int64_t start = cache ? cache->length : 0;
-  if (positions.max().item<int64_t>() >= cfg_.max_position_embeddings)
-    fail("LlamaModel: position ", positions.max().item<int64_t>(), " exceeds max_position_embeddings ",
-         cfg_.max_position_embeddings);
-  torch::Tensor keep_all = key_keep;  // (B, S)
+  std::optional<c10::InferenceMode> inference;
+  if (needs_inference_mode(cache, "LlamaModel")) inference.emplace();
+  const int64_t max_position = positions.max().item<int64_t>();
+  if (max_position >= cfg_.max_position_embeddings)
+    fail("LlamaModel: position ", max_position, " exceeds max_position_embeddings ", cfg_.max_position_embeddings);
+  torch::Tensor keep_all = key_keep;  // (B, S) or undefined (all kept)
   if (cache) {
     if (cache->batch() != B) fail("LlamaModel: cache has ", cache->batch(), " rows, input has ", B);
     if (start + T > cache->capacity()) {  // grow by doubling
@@ -172,18 +206,35 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& embeds, const torch::
         *mask = bigger;
       }
     }
-    cache->key_keep.narrow(1, start, T).copy_(key_keep);
+    if (key_keep.defined())
+      cache->key_keep.narrow(1, start, T).copy_(key_keep);
+    else
+      cache->key_keep.narrow(1, start, T).fill_(true);
     keep_all = cache->key_keep.narrow(1, 0, start + T);
   }
-  const int64_t S = keep_all.size(1);
-  // allowed(b, i, j) = keep(b, j) and j <= start + i: causal in cache-index order.
-  auto j = torch::arange(S, torch::dtype(torch::kLong).device(embeds.device())).view({1, S});
-  auto i = torch::arange(T, torch::dtype(torch::kLong).device(embeds.device())).view({T, 1}) + start;
-  auto allowed = (j <= i).view({1, 1, T, S}) & keep_all.view({B, 1, 1, S});
-  auto bias = torch::zeros({B, 1, T, S}, embeds.options()).masked_fill(allowed.logical_not(), kMaskValue);
+  const int64_t S = start + T, Hkv = cfg_.num_key_value_heads, G = cfg_.num_attention_heads / Hkv;
+  // Additive attention bias, built once for all layers in the layout of their batched GEMM.
+  // allowed(b, i, j) = keep(b, j) and j <= start + i: causal in cache-index order. A single new
+  // token (T == 1, decoding) is causally after every cached one: only keep matters.
+  const auto long_opts = torch::dtype(torch::kLong).device(embeds.device());
+  torch::Tensor allowed;                                                  // (B or 1, 1, 1, T or 1, S)
+  if (T > 1)
+    allowed = (torch::arange(S, long_opts).view({1, S}) <= torch::arange(T, long_opts).view({T, 1}) + start)
+                  .view({1, 1, 1, T, S});
+  if (keep_all.defined())
+    allowed = allowed.defined() ? allowed & keep_all.view({B, 1, 1, 1, S}) : keep_all.view({B, 1, 1, 1, S});
+  if (!allowed.defined()) allowed = torch::ones({1, 1, 1, 1, S}, long_opts.dtype(torch::kBool));
+  auto bias = torch::zeros(allowed.sizes(), embeds.options()).masked_fill_(allowed.logical_not(), kMaskValue);
+  if (T > 1)
+    bias = bias.expand({B, Hkv, G, T, S}).reshape({B * Hkv, G * T, S});  // (B*Hkv, G*T, S)
+  else if (bias.size(0) > 1)
+    bias = bias.expand({B, Hkv, 1, 1, S}).reshape({B * Hkv, 1, S});      // (B*Hkv, 1, S)
+  else
+    bias = bias.view({1, 1, S});                                          // (1, 1, S): broadcast
   auto flat = positions.reshape({-1});
-  auto cos = rope_cos_.to(embeds.device()).index_select(0, flat).view({B, 1, T, -1}).to(embeds.dtype());  // (B, 1, T, D)
-  auto sin = rope_sin_.to(embeds.device()).index_select(0, flat).view({B, 1, T, -1}).to(embeds.dtype());
+  auto tables = rope_tables(embeds.options());
+  auto cos = tables.first.index_select(0, flat).view({B, T, 1, -1});     // (B, T, 1, D)
+  auto sin = tables.second.index_select(0, flat).view({B, T, 1, -1});    // (B, T, 1, D)
   auto x = embeds;
   for (size_t l = 0; l < layers_.size(); ++l)
     x = layers_[l]->forward(x, cos, sin, bias, cache ? &cache->k[l] : nullptr, cache ? &cache->v[l] : nullptr,
@@ -217,15 +268,19 @@ torch::Tensor LlavaForConditionalGenerationImpl::embed(const torch::Tensor& inpu
                                                        const torch::Tensor& image_features) {
   if (input_ids.dim() != 2) fail("Llava::embed: expected input_ids (B, T), got ", input_ids.sizes());
   auto is_img = input_ids == cfg_.image_token_index;  // (B, T)
-  const int64_t slots = is_img.sum().item<int64_t>();
-  auto safe_ids = input_ids.masked_fill(is_img, 0);
-  auto embeds = language_model_model_->embed_tokens()(safe_ids);  // (B, T, C)
   const int64_t have = image_features.defined() ? image_features.size(0) * image_features.size(1) : 0;
-  if (slots != have)
+  auto mismatch = [&](int64_t slots) {
     fail("Llava::embed: the input has ", slots, " image-token slots but ", have, " image features were given (",
          image_features.defined() ? image_features.size(0) : 0, " images x ", cfg_.image_seq_length(),
          "); expand each <image> to ", cfg_.image_seq_length(), " tokens");
-  if (slots == 0) return embeds;
+  };
+  if (have == 0) {  // text only (every decoding step): a plain lookup, after checking for slots
+    if (is_img.any().item<bool>()) mismatch(is_img.sum().item<int64_t>());
+    return language_model_model_->embed_tokens()(input_ids);  // (B, T, C)
+  }
+  const int64_t slots = is_img.sum().item<int64_t>();
+  if (slots != have) mismatch(slots);
+  auto embeds = language_model_model_->embed_tokens()(input_ids.masked_fill(is_img, 0));  // (B, T, C)
   return embeds.index_put({is_img}, image_features.reshape({-1, embeds.size(2)}).to(embeds.dtype()));
 }
 
@@ -233,28 +288,41 @@ torch::Tensor LlavaForConditionalGenerationImpl::forward_hidden(const VlmInput& 
   const auto& ids = in.input_ids;
   if (!ids.defined() || ids.dim() != 2) fail("Llava::forward: input_ids must be (B, T)");
   const int64_t B = ids.size(0), T = ids.size(1);
-  auto mask = in.attention_mask.defined() ? in.attention_mask.to(torch::kLong)
-                                          : torch::ones({B, T}, torch::dtype(torch::kLong).device(ids.device()));
-  if (mask.sizes() != ids.sizes()) fail("Llava::forward: attention_mask ", mask.sizes(), " != input_ids ", ids.sizes());
+  // An undefined attention_mask means every token is real (the common decoding case): no mask
+  // tensors are built for it.
+  const bool all_real = !in.attention_mask.defined();
+  torch::Tensor mask = all_real ? torch::Tensor() : in.attention_mask.to(torch::kLong);  // (B, T)
+  if (!all_real && mask.sizes() != ids.sizes())
+    fail("Llava::forward: attention_mask ", mask.sizes(), " != input_ids ", ids.sizes());
   torch::Tensor feats = in.image_features;
   if (!feats.defined() && in.pixel_values.defined()) feats = image_features(in.pixel_values);
   auto embeds = embed(ids, feats);                                    // (B, T, C)
   // Rotary positions count real tokens only, so left padding does not shift them.
-  auto positions = (mask.cumsum(1) - 1).clamp_min(0);                 // (B, T)
+  auto positions = all_real ? torch::arange(T, ids.options().dtype(torch::kLong)).view({1, T})
+                            : (mask.cumsum(1) - 1).clamp_min(0);      // (1 or B, T)
   if (cache) {
     if (cache->batch() != B) fail("Llava::forward: cache has ", cache->batch(), " rows, input has ", B);
-    positions = positions + cache->next_position.view({B, 1});
+    positions = positions + cache->next_position.view({B, 1});        // (B, T)
+  } else {
+    positions = positions.expand({B, T});
   }
-  auto keep = mask.to(torch::kBool);
+  torch::Tensor keep = all_real ? torch::Tensor() : mask.to(torch::kBool);  // (B, T); undefined = all
   if (in.key_keep.defined()) {
     if (in.key_keep.sizes() != ids.sizes()) fail("Llava::forward: key_keep ", in.key_keep.sizes(), " != input_ids ", ids.sizes());
-    keep = keep & in.key_keep.to(torch::kBool);
+    keep = keep.defined() ? keep & in.key_keep.to(torch::kBool) : in.key_keep.to(torch::kBool);
   }
   const int64_t start = cache ? cache->length : 0;
   auto hidden = language_model_model_->forward(embeds, positions, keep, cache);
-  if (cache) {
-    cache->real.narrow(1, start, T).copy_(mask.to(torch::kBool));  // after a possible growth
-    cache->next_position = cache->next_position + mask.sum(1);
+  if (cache) {  // after a possible growth
+    std::optional<c10::InferenceMode> inference;
+    if (needs_inference_mode(cache, "Llava::forward")) inference.emplace();
+    if (all_real) {
+      cache->real.narrow(1, start, T).fill_(true);
+      cache->next_position = cache->next_position + T;
+    } else {
+      cache->real.narrow(1, start, T).copy_(mask.to(torch::kBool));
+      cache->next_position = cache->next_position + mask.sum(1);
+    }
   }
   return hidden;
 }

@@ -97,6 +97,29 @@ TrainOptions base_train_options(const std::string& out, int64_t steps, double wa
   return t;
 }
 
+void check_batch(const char* who, int64_t batch, const Distributed& dist) {
+  const int64_t world = std::max(1, dist.world_size());
+  if (batch < world || batch % world)
+    fail(who, ": batch size ", batch, " must be a positive multiple of the world size ", world);
+}
+
+// Attaches the run directory and process group, resumes from <out>/checkpoints if any, trains,
+// and writes the final model (with tokenizer and template) to <out>/model on rank 0.
+StepStats train_and_save(Trainer& trainer, RunDir* run, Distributed& dist, torch::nn::Module& model,
+                         const Json& config, const std::string& model_dir, const std::string& out) {
+  trainer.set_run_dir(run);
+  if (dist.active()) trainer.set_distributed(&dist);
+  trainer.set_checkpoint_hook([&](const std::string& dir) { copy_side_files(model_dir, dir, config); });
+  if (trainer.resume()) log_info("resumed at step " + std::to_string(trainer.step_count()));
+  StepStats last = trainer.train();
+  if (dist.is_main()) {
+    model.eval();
+    save_model_dir(out + "/model", config, model);
+    copy_side_files(model_dir, out + "/model", config);
+  }
+  return last;
+}
+
 }  // namespace
 
 StepStats run_sft(const SftRunOptions& o, RunDir* run) {
@@ -141,26 +164,13 @@ StepStats run_sft(const SftRunOptions& o, RunDir* run) {
     if (o.vision_lr > 0 && !o.freeze_vision) popts.groups.push_back({"vision", {"vision_tower."}, o.vision_lr, -1});
   }
   auto groups = make_param_groups(*model, popts);
-  const int64_t per_rank = o.batch_size / std::max(1, dist.world_size());
-  if (per_rank < 1 || o.batch_size % std::max(1, dist.world_size()))
-    fail("run_sft: batch size ", o.batch_size, " must be a positive multiple of the world size ", dist.world_size());
+  check_batch("run_sft", o.batch_size, dist);
   TrainOptions topt = base_train_options(o.out, o.steps, o.warmup_ratio, o.grad_clip, o.grad_accum,
                                          o.checkpoint_every, o.seed);
   Trainer trainer(*model, groups, topt);
   ShardedIndexBatches batches(data.size(), o.batch_size, o.seed, dist.rank(), dist.world_size());
   trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) { return sft_loss(model, data.batch(idx)); });
-  trainer.set_run_dir(run);
-  if (dist.active()) trainer.set_distributed(&dist);
-  const Json config = to_json(model->config());
-  trainer.set_checkpoint_hook([&](const std::string& dir) { copy_side_files(o.model_dir, dir, config); });
-  if (trainer.resume()) log_info("resumed at step " + std::to_string(trainer.step_count()));
-  StepStats last = trainer.train();
-  if (dist.is_main()) {
-    model->eval();
-    save_model_dir(o.out + "/model", config, *model);
-    copy_side_files(o.model_dir, o.out + "/model", config);
-  }
-  return last;
+  return train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
 }
 
 StepStats run_clip(const ClipRunOptions& o, RunDir* run) {
@@ -180,23 +190,13 @@ StepStats run_clip(const ClipRunOptions& o, RunDir* run) {
   popts.lr = o.lr;
   popts.weight_decay = o.weight_decay;
   auto groups = make_param_groups(*model, popts);
+  check_batch("run_clip", o.batch_size, dist);
   TrainOptions topt = base_train_options(o.out, o.steps, o.warmup_ratio, 1.0, 1, o.checkpoint_every, o.seed);
   topt.weight_by_tokens = false;
   Trainer trainer(*model, groups, topt);
   ShardedIndexBatches batches(data.size(), o.batch_size, o.seed, dist.rank(), dist.world_size());
   trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) { return clip_loss(model, data.batch(idx)); });
-  trainer.set_run_dir(run);
-  if (dist.active()) trainer.set_distributed(&dist);
-  const Json config = to_json(model->config());
-  trainer.set_checkpoint_hook([&](const std::string& dir) { copy_side_files(o.model_dir, dir, config); });
-  if (trainer.resume()) log_info("resumed at step " + std::to_string(trainer.step_count()));
-  StepStats last = trainer.train();
-  if (dist.is_main()) {
-    model->eval();
-    save_model_dir(o.out + "/model", config, *model);
-    write_file_atomic(o.out + "/model/tokenizer.model", read_file(o.model_dir + "/tokenizer.model"));
-  }
-  return last;
+  return train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
 }
 
 }  // namespace mmb
