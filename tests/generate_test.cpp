@@ -74,7 +74,8 @@ TEST(Generate, GreedyEqualsArgmaxOfFullForwards) {
   std::vector<int64_t> prefix;
   for (size_t i = 0; i < g.tokens.size(); ++i) {
     auto lp = full_logp(m, in, prefix);
-    EXPECT_EQ(lp.argmax().item<int64_t>(), g.tokens[i]) << "step " << i;
+    // The generated token is the argmax (up to float rounding between cached and full passes).
+    EXPECT_GE(lp[g.tokens[i]].item<float>(), lp.max().item<float>() - 1e-5f) << "step " << i;
     EXPECT_NEAR(lp[g.tokens[i]].item<float>(), g.logprobs[i], 1e-5);
     EXPECT_NEAR(-(lp.exp() * lp).sum().item<float>(), g.entropies[i], 1e-5);
     prefix.push_back(g.tokens[i]);
