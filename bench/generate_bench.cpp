@@ -1,6 +1,7 @@
 // Generation and scoring speed, side by side with PyTorch eager on identical weights.
 //
 //   build/bench/generate_bench            (writes a model to a temp dir, runs both, prints ratios)
+//   MMB_THREADS=1 build/bench/generate_bench   (both sides on one BLAS thread)
 //
 // Workloads on the default world model (4.1M parameters; 64 image tokens):
 //   score     teacher-forced log-probs of 16 sequences x 100 tokens (64 image + 36 text)
@@ -45,7 +46,8 @@ double time_s(Fn&& fn, double min_time = 1.0) {
 
 int main() {
   const char* th = std::getenv("MMB_THREADS");  // thread count for the policy (default: all cores)
-  mmb::apply_thread_policy(mmb::default_thread_policy(th ? std::atoi(th) : 0));
+  const mmb::ThreadPolicy policy = mmb::default_thread_policy(th ? std::atoi(th) : 0);
+  mmb::apply_thread_policy(policy);
   torch::NoGradGuard ng;
   mmb::LlavaConfig cfg;  // the default world model
   cfg.text.vocab_size = 600;
@@ -143,7 +145,10 @@ int main() {
   double peak = 2.0 * 1024 * 1024 * 1024 / gemm_s;
 
   // --- PyTorch eager on the same weights and inputs
-  std::string cmd = "/usr/bin/python3 " + std::string(MMB_SOURCE_DIR) + "/bench/generate_ref.py " + dir + " 1";
+  // Same pools as mmb: libtorch intra-op 1, OpenBLAS at mmb's count (else Python's OpenBLAS would
+  // take every core while mmb runs with MMB_THREADS=1).
+  std::string cmd = "OPENBLAS_NUM_THREADS=" + std::to_string(policy.blas) + " /usr/bin/python3 " +
+                    std::string(MMB_SOURCE_DIR) + "/bench/generate_ref.py " + dir + " 1";
   std::string out;
   FILE* p = ::popen(cmd.c_str(), "r");
   char buf[4096];

@@ -15,8 +15,13 @@ struct ThreadPolicy {
 // (see docs/performance.md).
 ThreadPolicy default_thread_policy(int n);
 
-// Applies a policy to libtorch and OpenBLAS. Call once, early, before any tensor work.
+// Applies a policy to libtorch and OpenBLAS, and the allocator policy below. Call once, early,
+// before any tensor work.
 void apply_thread_policy(const ThreadPolicy& policy);
+
+// glibc malloc thresholds that keep freed activation memory for reuse instead of returning it to
+// the kernel after every op (no-op on other C libraries). Process-wide.
+void apply_allocator_policy();
 
 // Current thread counts as text, e.g. "torch=2 blas=1".
 std::string describe_threads();

@@ -1,6 +1,9 @@
 #include "mmb/threads.h"
 
 #include <sched.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cstdlib>
 #include <thread>
@@ -47,6 +50,18 @@ ThreadPolicy default_thread_policy(int n) {
 void apply_thread_policy(const ThreadPolicy& policy) {
   at::set_num_threads(std::max(1, policy.torch_intra_op));
   openblas_set_num_threads(std::max(1, policy.blas));
+  apply_allocator_policy();
+}
+
+void apply_allocator_policy() {
+#if defined(__GLIBC__)
+  // libtorch's CPU tensors come from glibc malloc. With its defaults, the MB-sized activations of
+  // a forward were mmapped / trimmed back to the kernel and faulted in again on every op: 10x the
+  // page faults of the same forward in Python, ~10% of scoring time (docs/performance.md).
+  // Fixed thresholds: blocks < 32 MiB from the heap, and up to 256 MiB of freed heap kept.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }
 
 std::string describe_threads() {
