@@ -2,6 +2,7 @@
 //   mmb eval --model DIR --data WORLD_DIR [--split test] [--suite pope,chair,mc,idk,reasoning]
 //            [--limit N] [--batch 32] [--out RUN_DIR]
 //   mmb eval --model DIR --pope coco_pope_random.json --images val2014/ [--out RUN_DIR]
+// Confidences use the temperatures in DIR/calibration.json (`mmb calibrate`) unless --uncalibrated.
 // With --out: RUN_DIR/results.json, samples.jsonl (every question, answer and verdict),
 // predictions.jsonl (the `mmb metrics --in` format) and manifest.json.
 #include <cstdio>
@@ -21,6 +22,7 @@ struct EvalCliOptions {
   std::string model, data, suite = "pope,chair,mc,idk,reasoning", device = "cpu";
   EvalOptions eval;
   bool json = false;
+  bool uncalibrated = false;
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -44,6 +46,10 @@ void run(const CLI::App& cmd, EvalCliOptions& o) {
   auto run_dir = open_run_dir(cmd, o.common);
   e.keep_samples = run_dir != nullptr;
   Vlm vlm = Vlm::load(o.model, torch::Device(o.device));
+  if (!o.uncalibrated) e.temperatures = read_confidence_temperatures(o.model);
+  if (e.temperatures.calibrated())
+    std::cerr << "[mmb] confidence temperatures from " << o.model << "/calibration.json: mc " << e.temperatures.mc
+              << ", yes/no " << e.temperatures.yes_no << "\n";
   Json results = run_eval(vlm, o.data, e);
   results["model"] = o.model;
   results["data"] = o.data;
@@ -80,6 +86,7 @@ void setup_eval(CLI::App& cmd) {
   cmd.add_option("--suite", o->suite, "Tasks, comma-separated: pope,chair,mc,idk,reasoning")->capture_default_str();
   cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   cmd.add_flag("--json", o->json, "Print results as JSON instead of the table");
+  cmd.add_flag("--uncalibrated", o->uncalibrated, "Ignore the model's calibration.json (temperatures 1)");
   const char* lim = "Limits (questions per task)";
   cmd.add_option("--limit", e.limit, "Every task: > 0 = this many, -1 = all, 0 = the defaults below")->group(lim)->capture_default_str();
   cmd.add_option("--pope-limit", e.pope_limit, "POPE questions per category")->group(lim)->capture_default_str();

@@ -1,10 +1,13 @@
-// mmb generate: image + prompt -> answer, optionally with per-token log-probs and entropies.
+// mmb generate: image + prompt -> answer, optionally with per-token log-probs and entropies, and
+// the answer's confidence (yes/no probability, option-letter probability or sequence confidence,
+// at the temperatures of the model's calibration.json when `mmb calibrate` wrote one).
 //   mmb generate --model DIR --image img.png --prompt "What colour is the star?" [--logprobs]
 #include <cstdio>
 #include <iostream>
 
 #include "commands.h"
 #include "common.h"
+#include "mmb/elicitation.h"
 #include "mmb/progress.h"
 #include "mmb/vlm.h"
 
@@ -73,9 +76,18 @@ void run(GenerateOptions& o) {
     timer.set(int64_t(a.generation.tokens.size()));
     out = {{"text", a.text}, {"finish_reason", a.generation.finish_reason},
            {"sum_logprob", a.generation.sum_logprob()}};
+    if (!a.generation.tokens.empty()) {
+      // Calibrated with the model's calibration.json (mmb calibrate) when it has one.
+      const auto conf = answer_confidence(vlm, o.prompt, image, a.generation, read_confidence_temperatures(o.model));
+      out["confidence"] = {{"value", conf.confidence}, {"method", conf.method}, {"temperature", conf.temperature}};
+    }
     if (o.logprobs) out["tokens"] = tokens_json(vlm, a.generation.tokens, a.generation.logprobs, &a.generation.entropies);
     if (!o.json) {
       std::cout << a.text << "\n";
+      if (out.contains("confidence"))
+        std::printf("confidence %.3f (%s, temperature %.3f)\n", out["confidence"]["value"].get<double>(),
+                    out["confidence"]["method"].get<std::string>().c_str(),
+                    out["confidence"]["temperature"].get<double>());
       if (o.logprobs)
         for (const auto& t : out["tokens"])
           std::printf("%8s  logprob %8.4f  entropy %7.4f\n", t["piece"].get<std::string>().c_str(),

@@ -13,6 +13,8 @@ void setup_generate(CLI::App& cmd);
 void setup_score(CLI::App& cmd);
 void setup_metrics(CLI::App& cmd);
 void setup_eval(CLI::App& cmd);
+void setup_report(CLI::App& cmd);
+void setup_calibrate(CLI::App& cmd);
 void setup_train(CLI::App& cmd);
 
 }  // namespace mmb::app

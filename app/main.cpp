@@ -33,8 +33,12 @@ const Command kCommands[] = {
     {"score", "Model", "Teacher-forced per-token log-probs and entropies of a response", mmb::app::setup_score},
     {"eval", "Measure", "Evaluation suite: POPE, CHAIR, multiple choice with confidence, IDK, reasoning steps",
      mmb::app::setup_eval},
+    {"calibrate", "Measure", "Temperature scaling: fit confidence temperatures, store them with the model",
+     mmb::app::setup_calibrate},
     {"metrics", "Measure", "Calibration metrics (ECE, AUROC, AURC, ...) of any model's predictions (JSONL)",
      mmb::app::setup_metrics},
+    {"report", "Measure", "HTML report of run directories: metric tables, reliability and risk-coverage charts, "
+     "training curves, examples", mmb::app::setup_report},
     {"train", "Train", "Train CLIP and the VLM (SFT); the default base recipe", mmb::app::setup_train},
 };
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "mmb/atomic_file.h"
+#include "mmb/calibration.h"
 #include "mmb/checkpoint.h"
 #include "mmb/elicitation.h"
 #include "mmb/tokenizer.h"
@@ -320,4 +321,112 @@ TEST_F(EvalFixture, EvalCommandWritesRunDirectoryAndFailsClearly) {
   log = run_capture(mmb + " eval --model " + model_, &status);
   EXPECT_EQ(status, 1);
   EXPECT_NE(log.find("give --data"), std::string::npos) << log;
+}
+
+TEST_F(EvalFixture, TemperatureScalingFitsStoresAndIsUsedByEval) {
+  // Library: fit on the test split itself (the tiny world's val split has 2 scenes).
+  mmb::Vlm vlm = mmb::Vlm::load(model_);
+  mmb::CalibrateOptions co;
+  co.fit_split = "test";
+  co.fit_limit = 24;
+  co.test_limit = 24;
+  co.batch_size = 8;
+  co.progress = false;
+  auto r = mmb::calibrate_temperatures(vlm, world_, co);
+  for (const char* task : {"mc", "yes_no"}) {
+    SCOPED_TRACE(task);
+    ASSERT_TRUE(r.contains(task));
+    const auto& t = r[task];
+    const double T = t["fit"]["temperature"].get<double>();
+    EXPECT_GT(T, 0);
+    // Fitted and measured on the same questions: the NLL cannot get worse, accuracy cannot move.
+    EXPECT_LE(t["test_nll_after"].get<double>(), t["test_nll_before"].get<double>() + 1e-12);
+    EXPECT_EQ(t["test_after"]["accuracy"], t["test_before"]["accuracy"]);
+    EXPECT_TRUE(t.contains("grid"));  // the seed's grid, for comparison
+    EXPECT_EQ(r["calibration"][task]["temperature"], T);
+  }
+  // The CLI writes calibration.json into a model directory; eval then uses it.
+  const std::string mdir = tmp_->file("model_cal");
+  std::filesystem::create_directories(mdir);
+  for (const auto& e : std::filesystem::directory_iterator(model_))
+    std::filesystem::copy_file(e.path(), mdir + "/" + e.path().filename().string(),
+                               std::filesystem::copy_options::overwrite_existing);
+  const std::string mmb = std::string(MMB_BINARY_DIR) + "/mmb";
+  int status = 0;
+  std::string log = run_capture(mmb + " calibrate --model " + mdir + " --data " + world_ +
+                                    " --fit-split test --fit-limit 12 --test-limit 12 --batch 6 --no-progress --out " +
+                                    tmp_->file("cal_run"),
+                                &status);
+  ASSERT_EQ(status, 0) << log;
+  EXPECT_NE(log.find("yes_no"), std::string::npos) << log;
+  auto temps = mmb::read_confidence_temperatures(mdir);
+  EXPECT_TRUE(temps.calibrated());
+  EXPECT_TRUE(std::filesystem::exists(tmp_->file("cal_run") + "/results.json"));
+
+  mmb::EvalOptions o = small_options();
+  o.suite = {"mc", "pope"};
+  auto plain = mmb::run_eval(vlm, world_, o);
+  o.temperatures = temps;
+  auto scaled = mmb::run_eval(vlm, world_, o);
+  EXPECT_EQ(scaled["mc"]["accuracy"], plain["mc"]["accuracy"]);
+  EXPECT_EQ(scaled["mc"]["temperature"], temps.mc);
+  // The uncalibrated numbers reported next to the calibrated ones are those of a plain run.
+  EXPECT_EQ(scaled["mc"]["calibration_uncalibrated"]["ece"], plain["mc"]["calibration"]["ece"]);
+  EXPECT_EQ(scaled["pope"]["random"]["calibration_uncalibrated"]["ece"], plain["pope"]["random"]["calibration"]["ece"]);
+  EXPECT_EQ(scaled["temperatures"]["mc"], temps.mc);
+
+  log = run_capture(mmb + " eval --model " + mdir + " --data " + world_ +
+                        " --suite mc --limit 4 --batch 4 --no-progress --json",
+                    &status);
+  ASSERT_EQ(status, 0) << log;
+  EXPECT_NE(log.find("calibration_uncalibrated"), std::string::npos) << log;
+  log = run_capture(mmb + " eval --model " + mdir + " --data " + world_ +
+                        " --suite mc --limit 4 --batch 4 --no-progress --json --uncalibrated",
+                    &status);
+  ASSERT_EQ(status, 0) << log;
+  EXPECT_EQ(log.find("calibration_uncalibrated"), std::string::npos) << log;
+  // A corrupt calibration.json is an error naming the file, not a silent T = 1.
+  mmb::write_file_atomic(mdir + "/calibration.json", "{\"mc\": {\"temperature\": 0}}");
+  log = run_capture(mmb + " eval --model " + mdir + " --data " + world_ + " --suite mc --limit 2 --no-progress", &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(log.find("calibration.json"), std::string::npos) << log;
+}
+
+TEST_F(EvalFixture, AnswerConfidenceUsesTheMethodOfTheFirstTokenAndTheTemperature) {
+  mmb::Vlm vlm = mmb::Vlm::load(model_);
+  const auto scene_image = mmb::read_image(world_ + "/images/test_000000.png", 3);
+  const std::string q = "Is there a star in the image?";
+  torch::NoGradGuard ng;
+  auto state = mmb::prefill(vlm.model(), vlm.encode_prompt(q, &scene_image), 1);
+  const auto yn = mmb::yes_no_tokens(vlm.tokenizer());
+  mmb::ConfidenceTemperatures temps;
+  temps.yes_no = 2.5;
+  temps.mc = 0.7;
+  mmb::Generation g;
+  g.tokens = {yn.no.front()};
+  g.logprobs = {-0.5f};
+  auto c = mmb::answer_confidence(vlm, q, &scene_image, g, temps);
+  EXPECT_EQ(c.method, "yes_no");
+  EXPECT_EQ(c.temperature, 2.5);
+  EXPECT_NEAR(c.confidence, 1 - mmb::yes_probability(state.last_logits, yn, 2.5)[0], 1e-12);
+  const auto letters = mmb::letter_tokens(vlm.tokenizer());
+  g.tokens = {letters.ids[2].front()};
+  c = mmb::answer_confidence(vlm, q, &scene_image, g, temps);
+  EXPECT_EQ(c.method, "letter");
+  EXPECT_NEAR(c.confidence, torch::softmax(state.last_logits[0].to(torch::kFloat64) / 0.7, -1)[letters.ids[2].front()].item<double>(), 1e-12);
+  g.tokens = {vlm.tokenizer().eos_id(), vlm.tokenizer().eos_id()};
+  g.logprobs = {-0.2f, -0.4f};
+  c = mmb::answer_confidence(vlm, q, &scene_image, g, temps);
+  EXPECT_EQ(c.method, "sequence");
+  EXPECT_NEAR(c.confidence, std::exp(-0.3), 1e-6);
+  // And through `mmb generate --json`.
+  int status = 0;
+  const std::string log = run_capture(std::string(MMB_BINARY_DIR) + "/mmb generate --model " + model_ + " --image " +
+                                          world_ + "/images/test_000000.png --prompt '" + q + "' --max-new-tokens 4 --json",
+                                      &status);
+  ASSERT_EQ(status, 0) << log;
+  auto j = mmb::Json::parse(log.substr(log.find('{')));
+  ASSERT_TRUE(j.contains("confidence")) << log;
+  EXPECT_GE(j["confidence"]["value"].get<double>(), 0.0);
+  EXPECT_LE(j["confidence"]["value"].get<double>(), 1.0);
 }

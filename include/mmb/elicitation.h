@@ -15,6 +15,7 @@
 
 #include <torch/torch.h>
 
+#include "mmb/calibration.h"
 #include "mmb/tokenizer.h"
 #include "mmb/vlm.h"
 
@@ -38,11 +39,15 @@ struct LetterOptions {
   std::string response_prefix = "(";
   int max_steps = 20;        // greedy steps searched for a letter (seed 001: 20)
   bool keep_logits = false;  // keep the answer step's full logits (for temperature scaling)
+  double temperature = 1.0;  // confidence = softmax(logits / temperature) (mmb/calibration.h);
+                             // the argmax, hence the answer, does not depend on it
 };
 
 struct LetterAnswer {
   int letter = -1;            // 0..4 (A..E); -1 = no letter within max_steps (seed: skipped)
-  double confidence = 0;      // softmax probability of the argmax letter token, full vocabulary
+  double confidence = 0;      // softmax probability of the argmax letter token, full vocabulary,
+                              // at LetterOptions::temperature
+  double raw_confidence = 0;  // the same at temperature 1 (uncalibrated)
   int step = -1;              // 0-based generation step where the letter appeared
   std::array<double, kMaxOptions> letter_probs{};  // p of each letter (its forms summed) at that
                                                    // step, renormalised over the 5 letters
@@ -69,8 +74,9 @@ struct YesNoTokens {
 YesNoTokens yes_no_tokens(const Tokenizer& tok);
 
 // p(yes) / (p(yes) + p(no)) per row of next-token logits (B, V): p(yes) sums the yes tokens'
-// softmax probabilities. In [0, 1]; 0.5 when both are 0 in floating point.
-std::vector<double> yes_probability(const torch::Tensor& logits, const YesNoTokens& tokens);
+// softmax probabilities of logits / temperature. In [0, 1]; 0.5 when both are 0 in floating point.
+std::vector<double> yes_probability(const torch::Tensor& logits, const YesNoTokens& tokens,
+                                    double temperature = 1.0);
 
 // ---- (c) sequence ------------------------------------------------------------------------------
 
@@ -78,6 +84,22 @@ std::vector<double> yes_probability(const torch::Tensor& logits, const YesNoToke
 double sequence_confidence(const std::vector<float>& logprobs);
 // Mean of per-token entropies (nats). Throws on none.
 double mean_entropy(const std::vector<float>& entropies);
+
+// ---- the confidence of one generated answer (`mmb generate`) -----------------------------------
+
+struct AnswerConfidence {
+  std::string method;        // "yes_no" | "letter" | "sequence"
+  double confidence = 0;     // in [0, 1], at `temperature`
+  double temperature = 1.0;  // the calibration temperature used (1 for "sequence")
+};
+
+// How sure the model is of `generation`, an answer to (prompt, image): an answer whose first
+// token says yes or no gets p(that side) (method b) from the first answer step's logits at
+// temperatures.yes_no; one whose first token is an option letter gets that token's probability
+// at temperatures.mc (method a); anything else the sequence confidence (c). Runs one prefill of
+// the prompt for the first step's logits.
+AnswerConfidence answer_confidence(Vlm& vlm, const std::string& prompt, const Image* image,
+                                   const Generation& generation, const ConfidenceTemperatures& temperatures);
 
 // ---- (d) verbalised ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "mmb/calibration.h"
 #include "mmb/json.h"
 #include "mmb/vlm.h"
 
@@ -55,6 +56,10 @@ struct EvalOptions {
   // "category" if present, else the file name without extension.
   std::vector<std::string> pope_files;
   std::string pope_images;          // folder the files' "image" names are relative to
+  // Confidence temperatures (the model directory's calibration.json, read_confidence_temperatures):
+  // MC letter and POPE yes/no confidences use them; when one is not 1 the task also reports
+  // "calibration_uncalibrated" (temperature 1) next to "calibration".
+  ConfidenceTemperatures temperatures;
   bool keep_samples = false;        // results["samples"]: one record per question (see below)
   bool progress = true;             // progress lines on stderr
 };

@@ -25,8 +25,8 @@ void add_unique(std::vector<int64_t>& v, int64_t id) {
 // Records, per row, the first greedy step whose argmax is a letter; then ends that row (EOS).
 class LetterRecorder : public LogitsProcessor {
  public:
-  LetterRecorder(const LetterTokens& letters, int64_t eos, int64_t rows, bool keep_logits)
-      : letters_(letters), eos_(eos), keep_logits_(keep_logits), answers_(size_t(rows)) {}
+  LetterRecorder(const LetterTokens& letters, int64_t eos, int64_t rows, bool keep_logits, double temperature)
+      : letters_(letters), eos_(eos), keep_logits_(keep_logits), temperature_(temperature), answers_(size_t(rows)) {}
 
   void process(torch::Tensor& logits, const torch::Tensor& generated) override {
     const int64_t B = logits.size(0);
@@ -41,13 +41,16 @@ class LetterRecorder : public LogitsProcessor {
     if (!rows.empty()) {
       auto idx = torch::tensor(rows, torch::kLong).to(logits.device());
       auto sel = logits.index_select(0, idx).to(torch::kFloat32).cpu();  // (R, V)
-      auto probs = torch::softmax(sel, -1);
+      auto probs = torch::softmax(sel / temperature_, -1);
+      auto raw = temperature_ == 1.0 ? probs : torch::softmax(sel, -1);
       auto pa = probs.accessor<float, 2>();
+      auto ra = raw.accessor<float, 2>();
       for (size_t r = 0; r < rows.size(); ++r) {
         auto& a = answers_[rows[r]];
         const int64_t tok = am[rows[r]];
         a.letter = letters_.letter_of(tok);
         a.confidence = pa[r][tok];
+        a.raw_confidence = ra[r][tok];
         a.step = step;
         double total = 0;
         for (int l = 0; l < kMaxOptions; ++l) {
@@ -74,6 +77,7 @@ class LetterRecorder : public LogitsProcessor {
   const LetterTokens& letters_;
   int64_t eos_;
   bool keep_logits_;
+  double temperature_;
   std::vector<LetterAnswer> answers_;
 };
 
@@ -110,6 +114,8 @@ std::string seed_mc_prompt(const std::string& question, const std::vector<std::s
 std::vector<LetterAnswer> letter_answers(Vlm& vlm, const std::vector<std::string>& prompts,
                                          const std::vector<const Image*>& images, const LetterOptions& options) {
   if (options.max_steps < 1) fail("letter_answers: max_steps must be >= 1, got ", options.max_steps);
+  if (!(options.temperature > 0) || !std::isfinite(options.temperature))
+    fail("letter_answers: temperature must be finite and > 0, got ", options.temperature);
   torch::NoGradGuard ng;
   const LetterTokens letters = letter_tokens(vlm.tokenizer());
   std::vector<int64_t> prefix;
@@ -123,7 +129,7 @@ std::vector<LetterAnswer> letter_answers(Vlm& vlm, const std::vector<std::string
     auto ids = torch::tensor(prefix, torch::kLong).unsqueeze(0).repeat({B, 1}).to(in.input_ids.device());
     extend(vlm.model(), state, ids);
   }
-  LetterRecorder recorder(letters, vlm.tokenizer().eos_id(), B, options.keep_logits);
+  LetterRecorder recorder(letters, vlm.tokenizer().eos_id(), B, options.keep_logits, options.temperature);
   SampleOptions s;
   s.stop = vlm.default_stop(options.max_steps);
   generate(vlm.model(), state, s, {&recorder});
@@ -161,9 +167,11 @@ YesNoTokens yes_no_tokens(const Tokenizer& tok) {
   return t;
 }
 
-std::vector<double> yes_probability(const torch::Tensor& logits, const YesNoTokens& tokens) {
+std::vector<double> yes_probability(const torch::Tensor& logits, const YesNoTokens& tokens, double temperature) {
   if (logits.dim() != 2) fail("yes_probability: expected logits (B, V), got ", logits.dim(), " dimensions");
-  auto probs = torch::softmax(logits.to(torch::kFloat64), -1).cpu();  // (B, V)
+  if (!(temperature > 0) || !std::isfinite(temperature))
+    fail("yes_probability: temperature must be finite and > 0, got ", temperature);
+  auto probs = torch::softmax(logits.to(torch::kFloat64) / temperature, -1).cpu();  // (B, V)
   const int64_t V = probs.size(1);
   for (auto ids : {&tokens.yes, &tokens.no})
     for (auto id : *ids)
@@ -175,6 +183,51 @@ std::vector<double> yes_probability(const torch::Tensor& logits, const YesNoToke
   for (size_t b = 0; b < out.size(); ++b) {
     const double total = ya[b] + na[b];
     out[b] = total > 0 ? ya[b] / total : 0.5;
+  }
+  return out;
+}
+
+// ---- one answer -----------------------------------------------------------------------------------
+
+AnswerConfidence answer_confidence(Vlm& vlm, const std::string& prompt, const Image* image,
+                                   const Generation& generation, const ConfidenceTemperatures& temperatures) {
+  if (generation.tokens.empty()) fail("answer_confidence: the generation has no tokens");
+  AnswerConfidence out;
+  const int64_t first = generation.tokens.front();
+  auto contains = [](const std::vector<int64_t>& v, int64_t id) { return std::find(v.begin(), v.end(), id) != v.end(); };
+  YesNoTokens yn;
+  bool have_yes_no = true;
+  try {
+    yn = yes_no_tokens(vlm.tokenizer());
+  } catch (const Error&) {
+    have_yes_no = false;  // a vocabulary without distinct yes/no pieces: no yes/no method
+  }
+  LetterTokens letters;
+  bool have_letters = true;
+  try {
+    letters = letter_tokens(vlm.tokenizer());
+  } catch (const Error&) {
+    have_letters = false;
+  }
+  const bool is_yes_no = have_yes_no && (contains(yn.yes, first) || contains(yn.no, first));
+  const bool is_letter = have_letters && letters.letter_of(first) >= 0;
+  if (!is_yes_no && !is_letter) {
+    out.method = "sequence";
+    out.confidence = sequence_confidence(generation.logprobs);
+    return out;
+  }
+  torch::NoGradGuard ng;
+  auto state = prefill(vlm.model(), vlm.encode_prompt(prompt, image), 1);
+  if (is_yes_no) {
+    out.method = "yes_no";
+    out.temperature = temperatures.yes_no;
+    const double p_yes = yes_probability(state.last_logits, yn, temperatures.yes_no)[0];
+    out.confidence = contains(yn.yes, first) ? p_yes : 1 - p_yes;
+  } else {
+    out.method = "letter";
+    out.temperature = temperatures.mc;
+    auto probs = torch::softmax(state.last_logits[0].to(torch::kFloat64) / temperatures.mc, -1);
+    out.confidence = probs[first].item<double>();
   }
   return out;
 }

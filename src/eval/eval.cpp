@@ -86,8 +86,12 @@ std::vector<Answered> EvalContext::answer_all(const std::string& label, const st
     std::vector<const Image*> im(images.begin() + long(start), images.begin() + long(end));
     auto in = vlm.encode_prompts(p, im);
     auto state = prefill(vlm.model(), in, max_new_tokens + 1);
-    std::vector<double> p_yes;
-    if (with_yes_no) p_yes = yes_probability(state.last_logits, yes_no_);
+    std::vector<double> p_yes, p_yes_raw;
+    if (with_yes_no) {
+      p_yes_raw = yes_probability(state.last_logits, yes_no_);
+      p_yes = opt.temperatures.yes_no == 1.0 ? p_yes_raw
+                                             : yes_probability(state.last_logits, yes_no_, opt.temperatures.yes_no);
+    }
     SampleOptions s;
     s.stop = vlm.default_stop(max_new_tokens);
     auto gens = generate(vlm.model(), state, s);
@@ -98,7 +102,7 @@ std::vector<Answered> EvalContext::answer_all(const std::string& label, const st
       a.text = first == std::string::npos ? "" : a.text.substr(first);
       while (!a.text.empty() && (a.text.back() == ' ' || a.text.back() == '\n')) a.text.pop_back();
       a.gen = std::move(gens[b]);
-      if (with_yes_no) a.p_yes = p_yes[b];
+      if (with_yes_no) a.p_yes = p_yes[b], a.p_yes_raw = p_yes_raw[b];
       out.push_back(std::move(a));
     }
     if (bar) bar->set(int64_t(end));
@@ -179,6 +183,7 @@ Json run_eval(Vlm& vlm, const std::string& world_dir, const EvalOptions& options
   results["split"] = options.split;
   results["suite"] = options.suite;
   results["definition"] = calibration_definition(options.num_bins);
+  results["temperatures"] = {{"mc", options.temperatures.mc}, {"yes_no", options.temperatures.yes_no}};
   results["limits"] = {{"pope_per_category", ctx.limit(options.pope_limit)}, {"chair", ctx.limit(options.chair_limit)},
                        {"mc", ctx.limit(options.mc_limit)}, {"idk_per_variant", ctx.limit(options.idk_limit)},
                        {"modality_per_condition", ctx.limit(options.modality_limit)},

@@ -21,7 +21,8 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 struct Answered {
   std::string text;
   Generation gen;
-  double p_yes = kNaN;
+  double p_yes = kNaN;      // at the yes/no temperature (EvalOptions::temperatures)
+  double p_yes_raw = kNaN;  // at temperature 1
 };
 
 // A POPE question from the world's pope.jsonl or an official POPE file.
@@ -88,6 +89,21 @@ Json eval_chair(EvalContext& ctx);
 Json eval_mc(EvalContext& ctx);
 Json eval_idk(EvalContext& ctx);
 Json eval_reasoning(EvalContext& ctx);
+
+// The world split's POPE questions (pope.jsonl), at most `per_category` of each category.
+std::vector<PopeItem> world_pope_items(EvalContext& ctx, int64_t per_category);
+
+// The world split's multiple-choice questions (mc.jsonl) in the prompt style of opt.mc_style.
+struct McItems {
+  std::vector<Json> records;
+  std::vector<std::string> prompts, paths;  // user text with options; image path
+  std::vector<int> truth;                   // 0..4
+};
+McItems world_mc_items(EvalContext& ctx, int64_t limit);
+// Seed 001's letter method over the items in batches (response prefix "(" in the seed style);
+// without the image when !with_image (the seed's released calibration code).
+std::vector<LetterAnswer> answer_letters(EvalContext& ctx, const McItems& items, LetterOptions options,
+                                         bool with_image, const std::string& progress_label);
 
 // Reads an official POPE question file; checks every image exists and every label is yes/no.
 std::vector<PopeItem> read_pope_file(const std::string& path, const std::string& image_dir, int64_t limit);

@@ -55,15 +55,17 @@ Json eval_pope_items(EvalContext& ctx, const std::vector<PopeItem>& items, const
   auto measure = [&](const std::vector<size_t>& idx) {
     std::vector<int> pred;
     std::vector<bool> label, correct, prob_correct;
-    std::vector<double> conf, p_yes;
+    std::vector<double> conf, conf_raw, p_yes;
+    // Confidence of the generated answer from the yes/no probability; unparsed: the larger side.
+    auto answer_conf = [](int p, double py) { return p == 1 ? py : p == 0 ? 1 - py : std::max(py, 1 - py); };
     for (size_t i : idx) {
       const int p = parse_yes_no(answers[i].text);
       const double py = answers[i].p_yes;
       pred.push_back(p);
       label.push_back(items[i].label);
       p_yes.push_back(py);
-      // Confidence of the generated answer from the yes/no probability; unparsed: the larger side.
-      conf.push_back(p == 1 ? py : p == 0 ? 1 - py : std::max(py, 1 - py));
+      conf.push_back(answer_conf(p, py));
+      conf_raw.push_back(answer_conf(p, answers[i].p_yes_raw));
       correct.push_back((p == 1 && items[i].label) || (p == 0 && !items[i].label));
       prob_correct.push_back((py >= 0.5) == items[i].label);
     }
@@ -74,6 +76,10 @@ Json eval_pope_items(EvalContext& ctx, const std::vector<PopeItem>& items, const
     for (double v : p_yes) mean_py += v;
     m["mean_p_yes"] = mean_py / double(p_yes.size());
     m["calibration"] = maybe_calibration(conf, correct, ctx.opt.num_bins);
+    if (ctx.opt.temperatures.yes_no != 1.0) {
+      m["temperature"] = ctx.opt.temperatures.yes_no;
+      m["calibration_uncalibrated"] = maybe_calibration(conf_raw, correct, ctx.opt.num_bins);
+    }
     return m;
   };
   Json out = Json::object();
@@ -98,8 +104,7 @@ Json eval_pope_items(EvalContext& ctx, const std::vector<PopeItem>& items, const
   return out;
 }
 
-Json eval_pope(EvalContext& ctx) {
-  const int64_t lim = ctx.limit(ctx.opt.pope_limit);
+std::vector<PopeItem> world_pope_items(EvalContext& ctx, int64_t lim) {
   auto records = ctx.read_split_jsonl("pope.jsonl", std::numeric_limits<int64_t>::max());
   std::map<std::string, int64_t> taken;
   std::vector<PopeItem> items;
@@ -119,7 +124,11 @@ Json eval_pope(EvalContext& ctx) {
     items.push_back(std::move(it));
   }
   if (items.empty()) fail("run_eval: ", ctx.split_file("pope.jsonl"), ": no questions");
-  return eval_pope_items(ctx, items, "pope");
+  return items;
+}
+
+Json eval_pope(EvalContext& ctx) {
+  return eval_pope_items(ctx, world_pope_items(ctx, ctx.limit(ctx.opt.pope_limit)), "pope");
 }
 
 // ---- CHAIR ---------------------------------------------------------------------------------------
@@ -176,40 +185,54 @@ Json eval_chair(EvalContext& ctx) {
 
 // ---- multiple choice -----------------------------------------------------------------------------
 
-Json eval_mc(EvalContext& ctx) {
-  const int64_t lim = ctx.limit(ctx.opt.mc_limit);
-  auto records = ctx.read_split_jsonl("mc.jsonl", lim);
-  if (records.empty()) fail("run_eval: ", ctx.split_file("mc.jsonl"), ": no questions");
+McItems world_mc_items(EvalContext& ctx, int64_t lim) {
+  McItems m;
+  m.records = ctx.read_split_jsonl("mc.jsonl", lim);
+  if (m.records.empty()) fail("run_eval: ", ctx.split_file("mc.jsonl"), ": no questions");
   const bool seed = ctx.opt.mc_style == "seed";
-  std::vector<std::string> prompts, paths;
-  std::vector<int> truth;
-  for (const auto& j : records) {
+  for (const auto& j : m.records) {
     const std::string where = j["_where"].get<std::string>();
     const auto options = json_get<std::vector<std::string>>(j, "options", where);
     const auto answer = json_get<std::string>(j, "answer", where);
     if (answer.size() != 1 || answer[0] < 'A' || answer[0] >= char('A' + options.size()))
       fail("run_eval: ", where, ": answer '", answer, "' is not an option letter");
-    truth.push_back(answer[0] - 'A');
-    prompts.push_back(seed ? seed_mc_prompt(json_get<std::string>(j, "question", where), options)
-                           : json_get<std::string>(j, "prompt", where));
-    paths.push_back(ctx.world_dir + "/" + json_get<std::string>(j, "image", where));
+    m.truth.push_back(answer[0] - 'A');
+    m.prompts.push_back(seed ? seed_mc_prompt(json_get<std::string>(j, "question", where), options)
+                             : json_get<std::string>(j, "prompt", where));
+    m.paths.push_back(ctx.world_dir + "/" + json_get<std::string>(j, "image", where));
   }
-  LetterOptions lo;
-  lo.response_prefix = seed ? "(" : "";
+  return m;
+}
+
+std::vector<LetterAnswer> answer_letters(EvalContext& ctx, const McItems& items, LetterOptions lo, bool with_image,
+                                         const std::string& label) {
+  lo.response_prefix = ctx.opt.mc_style == "seed" ? "(" : "";
   std::vector<LetterAnswer> answers;
-  {
-    std::unique_ptr<Progress> bar;
-    if (ctx.opt.progress) bar = std::make_unique<Progress>("mc", int64_t(prompts.size()), "questions");
-    const size_t B = size_t(ctx.opt.batch_size);
-    for (size_t s = 0; s < prompts.size(); s += B) {
-      const size_t e = std::min(prompts.size(), s + B);
-      std::vector<std::string> p(prompts.begin() + long(s), prompts.begin() + long(e));
-      std::vector<std::string> im(paths.begin() + long(s), paths.begin() + long(e));
-      for (auto& a : letter_answers(ctx.vlm, p, images_of(ctx, im), lo)) answers.push_back(std::move(a));
-      if (bar) bar->set(int64_t(e));
-    }
+  std::unique_ptr<Progress> bar;
+  if (ctx.opt.progress) bar = std::make_unique<Progress>(label, int64_t(items.prompts.size()), "questions");
+  const size_t B = size_t(ctx.opt.batch_size);
+  for (size_t s = 0; s < items.prompts.size(); s += B) {
+    const size_t e = std::min(items.prompts.size(), s + B);
+    std::vector<std::string> p(items.prompts.begin() + long(s), items.prompts.begin() + long(e));
+    std::vector<const Image*> im(p.size(), nullptr);
+    if (with_image)
+      im = images_of(ctx, std::vector<std::string>(items.paths.begin() + long(s), items.paths.begin() + long(e)));
+    for (auto& a : letter_answers(ctx.vlm, p, im, lo)) answers.push_back(std::move(a));
+    if (bar) bar->set(int64_t(e));
   }
-  std::vector<double> conf;
+  if (bar) bar->done();
+  return answers;
+}
+
+Json eval_mc(EvalContext& ctx) {
+  const McItems items = world_mc_items(ctx, ctx.limit(ctx.opt.mc_limit));
+  const auto& records = items.records;
+  const auto& prompts = items.prompts;
+  const auto& truth = items.truth;
+  LetterOptions lo;
+  lo.temperature = ctx.opt.temperatures.mc;
+  const std::vector<LetterAnswer> answers = answer_letters(ctx, items, lo, /*with_image=*/true, "mc");
+  std::vector<double> conf, conf_raw;
   std::vector<bool> correct;
   int64_t no_letter = 0, right = 0;
   std::map<int, int64_t> letter_counts;
@@ -226,6 +249,7 @@ Json eval_mc(EvalContext& ctx) {
       sample["correct"] = false;
     } else {
       conf.push_back(a.confidence);
+      conf_raw.push_back(a.raw_confidence);
       correct.push_back(a.letter == truth[i]);
       right += a.letter == truth[i];
       letter_counts[a.letter]++;
@@ -247,6 +271,10 @@ Json eval_mc(EvalContext& ctx) {
   for (int l = 0; l < kMaxOptions; ++l) dist[std::string(1, char('A' + l))] = letter_counts[l];
   out["predicted_letters"] = dist;
   out["calibration"] = maybe_calibration(conf, correct, ctx.opt.num_bins);
+  if (ctx.opt.temperatures.mc != 1.0) {
+    out["temperature"] = ctx.opt.temperatures.mc;
+    out["calibration_uncalibrated"] = maybe_calibration(conf_raw, correct, ctx.opt.num_bins);
+  }
   return out;
 }
 
