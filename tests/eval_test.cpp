@@ -9,11 +9,13 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "mmb/atomic_file.h"
 #include "mmb/calibration.h"
 #include "mmb/checkpoint.h"
 #include "mmb/elicitation.h"
+#include "mmb/prompt_search.h"
 #include "mmb/tokenizer.h"
 #include "mmb/world_tasks.h"
 #include "test_util.h"
@@ -425,8 +427,84 @@ TEST_F(EvalFixture, AnswerConfidenceUsesTheMethodOfTheFirstTokenAndTheTemperatur
                                           world_ + "/images/test_000000.png --prompt '" + q + "' --max-new-tokens 4 --json",
                                       &status);
   ASSERT_EQ(status, 0) << log;
-  auto j = mmb::Json::parse(log.substr(log.find('{')));
+  const size_t open = log.find('{'), close = log.rfind('}');  // stderr lines around the JSON
+  ASSERT_TRUE(open != std::string::npos && close != std::string::npos) << log;
+  auto j = mmb::Json::parse(log.substr(open, close - open + 1));
   ASSERT_TRUE(j.contains("confidence")) << log;
   EXPECT_GE(j["confidence"]["value"].get<double>(), 0.0);
   EXPECT_LE(j["confidence"]["value"].get<double>(), 1.0);
+}
+
+TEST(PromptSearch, TemplateParaphrasesAreDistinctDeterministicAndReworded) {
+  auto p = mmb::make_template_paraphraser();
+  const std::string seed = "The answer might be";
+  auto a = p->paraphrase(seed, 5, 42);
+  auto b = p->paraphrase(seed, 5, 42);
+  ASSERT_EQ(a.size(), 5u);
+  EXPECT_EQ(a, b);
+  std::set<std::string> distinct(a.begin(), a.end());
+  EXPECT_EQ(distinct.size(), 5u);
+  for (const auto& s : a) EXPECT_NE(s, seed);
+  EXPECT_NE(p->paraphrase(seed, 5, 43), a);
+  // A prompt no rule matches still gets lead-ins and hedges, never itself.
+  for (const auto& s : p->paraphrase("Xyz", 3, 1)) EXPECT_NE(s, "Xyz");
+}
+
+namespace {
+// Returns the same two candidates for every prompt: each must be scored once.
+class FixedParaphraser : public mmb::Paraphraser {
+ public:
+  std::vector<std::string> paraphrase(const std::string&, int count, uint64_t) override {
+    calls++;
+    std::vector<std::string> out = {"Think, then answer.", "Answer now."};
+    out.resize(std::min<size_t>(out.size(), size_t(count)));
+    return out;
+  }
+  std::string name() const override { return "fixed"; }
+  int calls = 0;
+};
+}  // namespace
+
+TEST_F(EvalFixture, PromptSearchKeepsTheBestByAccuracyBucketThenEce) {
+  mmb::Vlm vlm = mmb::Vlm::load(model_);
+  mmb::PromptSearchOptions o;
+  o.rounds = 2;
+  o.paraphrases = 2;
+  o.keep = 2;
+  o.train_split = "test";  // the tiny world: train questions are many, test ones enough
+  o.train_limit = 8;
+  o.test_limit = 8;
+  o.batch_size = 8;
+  o.progress = false;
+  FixedParaphraser para;
+  auto r = mmb::prompt_search(vlm, world_, para, o);
+  ASSERT_EQ(r["rounds"].size(), 3u);  // round 0 (seeds) + 2
+  EXPECT_EQ(r["candidates_scored"], 4);  // 2 seeds + 2 distinct paraphrases, each scored once
+  EXPECT_EQ(para.calls, 4);              // 2 kept prompts x 2 rounds
+  for (const auto& round : r["rounds"]) {
+    int kept = 0;
+    for (size_t i = 0; i < round.size(); ++i) {
+      kept += round[i]["kept"].get<bool>();
+      if (i == 0) continue;
+      const auto& a = round[i - 1];
+      const auto& b = round[i];
+      const double ba = std::floor(a["accuracy"].get<double>() / 0.2 + 1e-12), bb = std::floor(b["accuracy"].get<double>() / 0.2 + 1e-12);
+      EXPECT_TRUE(ba > bb || (ba == bb && a["ece"].get<double>() <= b["ece"].get<double>())) << round.dump();
+    }
+    EXPECT_EQ(kept, std::min<int>(2, int(round.size())));
+  }
+  EXPECT_EQ(r["best"]["prompt"], r["rounds"][2][0]["prompt"]);
+  EXPECT_EQ(r["test"]["seeds"].size(), 2u);
+  EXPECT_TRUE(r["test"].contains("none"));
+  o.keep = 0;
+  expect_throw_with([&] { mmb::prompt_search(vlm, world_, para, o); }, "keep and paraphrases must be >= 1");
+  // The command, with the template paraphraser.
+  int status = 0;
+  const std::string log = run_capture(std::string(MMB_BINARY_DIR) + "/mmb prompt-search --model " + model_ + " --data " +
+                                          world_ + " --train-split test --rounds 1 --paraphrases 2 --keep 2 " +
+                                          "--train-limit 4 --test-limit 4 --batch 4 --out " + tmp_->file("ps_run"),
+                                      &status);
+  ASSERT_EQ(status, 0) << log;
+  EXPECT_NE(log.find("held-out split test"), std::string::npos) << log;
+  EXPECT_TRUE(std::filesystem::exists(tmp_->file("ps_run") + "/results.json"));
 }
