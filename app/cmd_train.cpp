@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "common.h"
 #include "mmb/eval.h"
+#include "mmb/jsonl.h"
 #include "mmb/recipe.h"
 #include "mmb/sft.h"
 
@@ -124,8 +125,16 @@ void setup_train_base(CLI::App& cmd) {
     auto run = open_run_dir(cmd, c->common);
     if (!c->no_eval)
       c->o.evaluate = [out = c->o.out](const std::string& model_dir, const std::string& world_dir) {
+        // The base model as trained: temperatures 1 (not the model's calibration.json, which a
+        // later `mmb calibrate` may write; `mmb eval` uses that).
         Vlm vlm = Vlm::load(model_dir);
-        Json r = run_eval(vlm, world_dir, EvalOptions{});
+        EvalOptions eo;
+        eo.keep_samples = true;
+        Json r = run_eval(vlm, world_dir, eo);
+        JsonlWriter samples(out + "/samples.jsonl");  // every question, answer and verdict (for mmb report)
+        for (const auto& s : r["samples"]) samples.write(s);
+        samples.close();
+        r.erase("samples");
         write_json_file(out + "/results.json", r);
         std::cout << format_eval_headline(r) << std::flush;
         return r;

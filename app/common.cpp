@@ -66,24 +66,26 @@ class TomlConfig : public CLI::Config {
       throw CLI::ConversionError(os.str());
     }
     std::vector<CLI::ConfigItem> items;
-    collect(table, selected_path(root_), items);
+    collect(table, {}, selected_path(root_), items);
     return items;
   }
 
  private:
-  void collect(const toml::table& table, const std::vector<std::string>& parents,
-               std::vector<CLI::ConfigItem>& items) const {
+  // `table_path` is the path of nested tables down to `table` ({} at the top, {"world",
+  // "generate"} inside [world.generate]); keys at the top belong to the selected subcommand.
+  void collect(const toml::table& table, const std::vector<std::string>& table_path,
+               const std::vector<std::string>& selected, std::vector<CLI::ConfigItem>& items) const {
     for (const auto& [k, node] : table) {
       std::string key(k.str());
       if (auto sub = node.as_table()) {
-        std::vector<std::string> p;  // a table names a subcommand path from the root
+        std::vector<std::string> p = table_path;  // a table names a subcommand path from the root
         std::stringstream ss(key);
         for (std::string part; std::getline(ss, part, '.');) p.push_back(part);
-        collect(*sub, p, items);
+        collect(*sub, p, selected, items);
         continue;
       }
       CLI::ConfigItem item;
-      item.parents = parents;
+      item.parents = table_path.empty() ? selected : table_path;
       item.name = key;
       if (auto arr = node.as_array()) {
         for (const auto& el : *arr) item.inputs.push_back(toml_scalar(el, key));
@@ -164,6 +166,7 @@ std::unique_ptr<RunDir> open_run_dir(const CLI::App& cmd, const CommonOptions& o
   info.config = resolved_config(cmd);
   info.seed = opts.seed;
   info.extra["threads"] = describe_threads();
+  info.extra["libraries"] = library_versions();  // libtorch, OpenBLAS (machine: cores, BLAS path)
   auto dir = std::make_unique<RunDir>(opts.out, std::move(info));
   log_info("run directory " + dir->dir());
   return dir;

@@ -73,3 +73,27 @@ TEST(Cli, BadConfigAndBadFlagsFailClearly) {
   Result f = run_mmb("info --threads notanumber");
   EXPECT_NE(f.status, 0);
 }
+
+TEST(Cli, ConfigReachesNestedSubcommandsAndManifestNamesLibraries) {
+  TempDir d;
+  // Top-level keys are the chosen subcommand's flag names; a [world.generate] table targets it too.
+  mmb::write_file_atomic(d.file("w.toml"), "train = 3\nval = 1\ntest = 2\nshifted = 1\nseed = 7\n");
+  Result r = run_mmb("world generate --config " + d.file("w.toml") + " --test 1 --quiet --out " + d.file("w"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto m = mmb::read_json_file(d.file("w/manifest.json"));
+  EXPECT_EQ(m["seed"], 7);
+  EXPECT_EQ(m["config"]["train"], 3);
+  EXPECT_EQ(m["config"]["test"], 1);  // the flag beat the file
+  auto world = mmb::read_json_file(d.file("w/world.json"));
+  EXPECT_EQ(world["splits"]["train"], 3);
+  EXPECT_EQ(world["splits"]["test"], 1);
+  // What the numbers depend on: libtorch and OpenBLAS, cores and the BLAS library's path.
+  ASSERT_TRUE(m.contains("libraries")) << m.dump(2);
+  EXPECT_FALSE(m["libraries"]["libtorch"].get<std::string>().empty());
+  EXPECT_NE(m["libraries"]["blas"].get<std::string>().find("OpenBLAS"), std::string::npos);
+  EXPECT_GT(m["machine"]["cores"].get<int>(), 0);
+  mmb::write_file_atomic(d.file("t.toml"), "[world.generate]\ntrain = 2\nval = 1\ntest = 1\nshifted = 1\n");
+  Result t = run_mmb("world generate --config " + d.file("t.toml") + " --quiet --out " + d.file("w2"));
+  ASSERT_EQ(t.status, 0) << t.out;
+  EXPECT_EQ(mmb::read_json_file(d.file("w2/world.json"))["splits"]["train"], 2);
+}

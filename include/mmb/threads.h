@@ -3,6 +3,8 @@
 #pragma once
 #include <string>
 
+#include "mmb/json.h"
+
 namespace mmb {
 
 struct ThreadPolicy {
@@ -22,6 +24,12 @@ void apply_thread_policy(const ThreadPolicy& policy);
 // glibc malloc thresholds that keep freed activation memory for reuse instead of returning it to
 // the kernel after every op (no-op on other C libraries). Process-wide.
 void apply_allocator_policy();
+
+// OpenBLAS's build string, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
+std::string blas_config();
+// {"libtorch": "1.13.1", "blas": blas_config(), "threads": describe_threads()}: the libraries a
+// run's numbers depend on, for manifests.
+Json library_versions();
 
 // Current thread counts as text, e.g. "torch=2 blas=1".
 std::string describe_threads();

@@ -14,6 +14,7 @@ extern "C" {
 // OpenBLAS's own pool; declared here so mmb does not need OpenBLAS's cblas.h.
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
+char* openblas_get_config(void);
 }
 
 namespace mmb {
@@ -62,6 +63,15 @@ void apply_allocator_policy() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
 #endif
+}
+
+std::string blas_config() {
+  const char* c = openblas_get_config();
+  return c ? std::string("OpenBLAS ") + c : std::string("OpenBLAS (no config string)");
+}
+
+Json library_versions() {
+  return {{"libtorch", TORCH_VERSION}, {"blas", blas_config()}, {"threads", describe_threads()}};
 }
 
 std::string describe_threads() {
