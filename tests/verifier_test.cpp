@@ -331,3 +331,146 @@ TEST(VerifierWorld, GroundTruthTrueAndPerturbationsFalse) {
   EXPECT_GT(checked, 30000);
   EXPECT_GT(perturbed, 20000);
 }
+
+namespace {
+
+// An oracle for the generated questions, independent of the task generators: it reads the
+// reference out of the question text (colour, size, shape, position words) and computes the
+// answer from the scene graph.
+struct Reference {
+  int color = -1, size = -1, shape = -1, cell = -1;
+  bool matches(const Object& o) const {
+    return (color < 0 || int(o.color) == color) && (size < 0 || int(o.size) == size) &&
+           (shape < 0 || int(o.shape) == shape) && (cell < 0 || o.cell == cell);
+  }
+};
+
+bool has_word(const std::string& text, const std::string& word) {
+  std::string t = text;
+  return replace_word(t, word, word);
+}
+
+Reference parse_reference(std::string q) {
+  for (auto& ch : q) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  Reference r;
+  size_t best = 0;
+  for (int c = 0; c < kNumCells; ++c) {  // the longest position phrase ("at the top left" > "at the top")
+    const std::string p = cell_phrase(c);
+    if (p.size() > best && q.find(p) != std::string::npos) best = p.size(), r.cell = c;
+  }
+  // A word kind named more than once lists choices ("small, medium or large?"), not the reference.
+  auto pick = [&](int n, auto&& named) {
+    int found = -1, count = 0;
+    for (int k = 0; k < n; ++k)
+      if (named(k)) found = k, count++;
+    return count == 1 ? found : -1;
+  };
+  r.color = pick(kNumColors, [&](int k) { return has_word(q, color_name(Color(k))); });
+  r.size = pick(kNumSizes, [&](int k) { return has_word(q, size_name(Size(k))); });
+  r.shape = pick(kNumShapes, [&](int k) { return has_word(q, shape_name(Shape(k))) || has_word(q, shape_plural(Shape(k))); });
+  return r;
+}
+
+std::string lower(std::string s) {
+  for (auto& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+}  // namespace
+
+TEST(VerifierWorld, QuestionAnswersAgreeWithAnIndependentOracle) {
+  WorldConfig c;
+  std::vector<Scene> train;
+  for (int i = 0; i < 500; ++i) train.push_back(sample_scene(c, 33, Split::kTrain, i));
+  ShapeStats st = shape_stats(train);
+  const Verifier& v = verifier();
+  std::map<std::string, int64_t> checked;
+  for (int i = 0; i < 1500; ++i) {
+    Scene s = sample_scene(c, 33, Split(i % kNumSplits), i);
+    SceneTasks t = make_tasks(s, c, st, 33);
+    auto referents = [&](const Reference& r) {
+      std::vector<const Object*> out;
+      for (const Object& o : s.objects)
+        if (!o.occluded && r.matches(o)) out.push_back(&o);
+      return out;
+    };
+    for (const QA& q : t.qa) {
+      SCOPED_TRACE(s.id + ": " + q.question + " -> " + q.answer);
+      const Reference r = parse_reference(q.question);
+      const auto objs = referents(r);
+      const std::string& a = q.canonical;
+      if (!q.answerable) {  // the honest answer is "I don't know", for a reason the scene shows
+        EXPECT_EQ(a, "I don't know");
+        bool hidden = false;
+        for (const Object& o : s.objects) hidden = hidden || o.occluded;
+        if (q.category == "occluded") EXPECT_TRUE(hidden) << "nothing is hidden";
+        else if (q.category == "unknown_kind") EXPECT_EQ(r.shape, -1) << "asks about a kind the world has";
+        else if (q.category == "nonvisual") EXPECT_FALSE(objs.empty()) << "no visible referent";
+        else ADD_FAILURE() << "unknown category " << q.category;
+        checked["idk/" + q.category]++;
+        continue;
+      }
+      if (q.category == "existence") {
+        bool any = false;  // hidden objects count: the scene has them
+        for (const Object& o : s.objects) any = any || r.matches(o);
+        EXPECT_EQ(a, any ? "yes" : "no");
+      } else if (q.category == "count") {
+        int n = 0;
+        for (const Object& o : s.objects) n += r.matches(o);
+        EXPECT_EQ(a, kNumbers[n]);
+      } else if (q.category == "relation") {
+        // "Is <a> above <b>?" -> "<a> is above <b>." judged by the verifier against the scene.
+        std::string d = q.question.substr(3, q.question.size() - 4);
+        for (const char* rel : {"to the left of", "to the right of", "above", "below"}) {
+          const size_t at = d.find(std::string(" ") + rel + " ");
+          if (at != std::string::npos) {
+            d = d.substr(0, at) + " is" + d.substr(at) + ".";
+            break;
+          }
+        }
+        EXPECT_EQ(v.verify(s, d).truth, a == "yes" ? Truth::kTrue : Truth::kFalse) << d;
+      } else {
+        ASSERT_FALSE(objs.empty()) << "no visible referent";
+        for (const Object* o : objs) {
+          if (q.category == "color") EXPECT_EQ(a, color_name(o->color));
+          else if (q.category == "shape") EXPECT_EQ(a, shape_name(o->shape));
+          else if (q.category == "size") EXPECT_EQ(a, size_name(o->size));
+          else if (q.category == "position") EXPECT_EQ(a, cell_name(o->cell));
+          else ADD_FAILURE() << "unknown category " << q.category;
+        }
+      }
+      checked[q.category]++;
+    }
+    for (const McQuestion& m : t.mc) {
+      SCOPED_TRACE(s.id + ": " + m.question + " -> " + m.options[m.answer]);
+      const Reference r = parse_reference(m.question);
+      const std::string right = lower(m.options[m.answer]);
+      int n = 0;
+      for (const Object& o : s.objects) n += r.matches(o);
+      const auto objs = referents(r);
+      int truthful = 0;  // options that are true of the scene: exactly the keyed one
+      for (const auto& opt : m.options) {
+        const std::string o = lower(opt);
+        bool is_true = false;
+        if (m.category == "count") {
+          is_true = o == kNumbers[n] || o == std::to_string(n);
+        } else {
+          ASSERT_FALSE(objs.empty()) << "no visible referent";
+          for (const Object* ob : objs)
+            is_true = is_true || (m.category == "color" && o == color_name(ob->color)) ||
+                      (m.category == "shape" && (o == shape_name(ob->shape) || o == std::string("a ") + shape_name(ob->shape) ||
+                                                 o == std::string("an ") + shape_name(ob->shape))) ||
+                      (m.category == "position" && o == cell_name(ob->cell)) ||
+                      (m.category == "size" && o == size_name(ob->size));
+        }
+        truthful += is_true;
+        if (o == right) EXPECT_TRUE(is_true) << "the keyed option is false of the scene";
+      }
+      EXPECT_EQ(truthful, 1) << "options: " << m.options[0] << " / " << m.options[1] << " / " << m.options[2] << " / "
+                             << m.options[3] << " / " << m.options[4];
+      checked["mc/" + m.category]++;
+    }
+  }
+  for (const auto& [k, n] : checked) std::printf("[          ] %-14s %lld answers checked against the scene\n", k.c_str(), static_cast<long long>(n));
+  for (const char* k : {"existence", "count", "relation", "color", "shape", "size", "position"}) EXPECT_GT(checked[k], 50) << k;
+}
