@@ -47,6 +47,10 @@ void run(const CLI::App& cmd, CalibrateCliOptions& o) {
                 "ECE(T)", "Brier", "Brier(T)", "acc");
     for (const auto& t : c.tasks) {
       const Json& r = results[t];
+      if (!r.value("fitted", false)) {
+        std::printf("%-8s not fitted: %s\n", t.c_str(), r.value("reason", std::string("?")).c_str());
+        continue;
+      }
       const std::string other = c.fit.method == "grid" ? "optimize" : "grid";
       std::printf("%-8s %9.4f %9.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7.3f\n", t.c_str(),
                   get(r["fit"], "temperature"), get(r[other], "temperature"), get(r, "test_nll_before"),
@@ -61,6 +65,7 @@ void run(const CLI::App& cmd, CalibrateCliOptions& o) {
   if (run_dir) {
     write_json_file(run_dir->path("results.json"), results);
     for (const auto& t : c.tasks) {
+      if (!results[t].value("fitted", false)) continue;
       run_dir->log_metrics({{"phase", "calibrate/" + t}, {"temperature", results[t]["fit"]["temperature"]},
                             {"ece_before", results[t]["test_before"]["ece"]},
                             {"ece_after", results[t]["test_after"]["ece"]}});

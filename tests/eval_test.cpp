@@ -508,3 +508,11 @@ TEST_F(EvalFixture, PromptSearchKeepsTheBestByAccuracyBucketThenEce) {
   EXPECT_NE(log.find("held-out split test"), std::string::npos) << log;
   EXPECT_TRUE(std::filesystem::exists(tmp_->file("ps_run") + "/results.json"));
 }
+
+TEST(SeedPrompt, WorldSftDataAndEvaluationWordMultipleChoiceAlike) {
+  mmb::world::McQuestion m;
+  m.question = "What colour is the star?";
+  m.options = {"red", "yellow", "blue", "green", "white"};
+  EXPECT_EQ(m.seed_prompt(), mmb::seed_mc_prompt(m.question, {m.options.begin(), m.options.end()}));
+  EXPECT_NE(m.prompt(), m.seed_prompt());
+}

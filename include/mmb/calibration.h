@@ -89,7 +89,9 @@ struct CalibrateOptions {
 // fitted T (predictions unchanged: MC = the argmax letter, yes/no = p(yes) >= 0.5). Returns
 // {"calibration": <the calibration.json object>, "<task>": {"fit", "grid" | "optimize" (the
 // other method, for comparison), "test_before", "test_after" (calibration summaries),
-// "fit_questions", "test_questions", "skipped_no_letter"}}. The caller decides whether to write
+// "fit_questions", "test_questions", "skipped_no_letter", "fitted": true}}; a task with no usable
+// answer (MC: no option letter at all) is {"fitted": false, "reason", counts} and left out of
+// "calibration" (its temperature stays 1). The caller decides whether to write
 // "calibration" into the model directory (write_calibration_file).
 Json calibrate_temperatures(Vlm& vlm, const std::string& world_dir, const CalibrateOptions& options);
 

@@ -43,6 +43,9 @@ struct McQuestion {
   int answer = 0;                       // index of the correct option
   std::string category;                 // color, shape, count, position
   std::string prompt() const;           // question + "\nA. ...\n...\nE. ...\n" + instruction
+  // Seed 001's prompt: question, options, "Please provide the option letter directly." (its
+  // answer in the SFT data is "(C)", as seed 001 primes the answer with "(").
+  std::string seed_prompt() const;
 };
 
 // A multi-step question with its reference chain (MMBoundary's format): perception steps

@@ -47,7 +47,7 @@ FitData mc_data(EvalContext& ctx, int64_t limit, bool with_image) {
     // The letter step's argmax is a letter token: the prediction, whatever T.
     d.predicted_column.push_back(l.argmax().item<int64_t>());
   }
-  if (rows.empty()) fail("calibrate_temperatures: no multiple-choice answer with a letter on split ", ctx.opt.split);
+  if (rows.empty()) return d;  // no letter at all: the caller reports the task as not fitted
   d.logits = torch::stack(rows);
   d.true_mask = torch::stack(masks);
   return d;
@@ -152,11 +152,21 @@ Json calibrate_temperatures(Vlm& vlm, const std::string& world_dir, const Calibr
     const int64_t fit_n = o.fit_limit < 0 ? all : o.fit_limit, test_n = o.test_limit < 0 ? all : o.test_limit;
     FitData fit_data = yes_no ? yes_no_data(fit_ctx, fit_n, o.fit_with_image) : mc_data(fit_ctx, fit_n, o.fit_with_image);
     FitData test_data = yes_no ? yes_no_data(test_ctx, test_n, true) : mc_data(test_ctx, test_n, true);
+    if (!fit_data.logits.defined() || !test_data.logits.defined()) {
+      // Counted and reported, not fitted: the model never gave an option letter (seed: skipped).
+      out[task] = {{"fitted", false}, {"fit_questions", fit_data.questions}, {"test_questions", test_data.questions},
+                   {"skipped_no_letter", fit_data.skipped + test_data.skipped},
+                   {"reason", "no answer with an option letter on the " +
+                                  std::string(fit_data.logits.defined() ? o.test_split : o.fit_split) + " split"}};
+      log_info("calibrate: " + task + " not fitted: " + out[task]["reason"].get<std::string>());
+      continue;
+    }
     const TemperatureFit fit = fit_temperature(fit_data.logits, fit_data.true_mask, o.fit);
     TemperatureFitOptions other_opt = o.fit;
     other_opt.method = other;
     const TemperatureFit alt = fit_temperature(fit_data.logits, fit_data.true_mask, other_opt);
     Json r;
+    r["fitted"] = true;
     r["fit"] = fit.to_json();
     r[other] = alt.to_json();
     r["fit"]["split"] = o.fit_split;

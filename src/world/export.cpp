@@ -79,11 +79,17 @@ void build_scene(const WorldConfig& config, uint64_t seed, Split split, int64_t 
     out.llava.push_back(llava_record(s, "_reason" + std::to_string(i), "reasoning",
                                      {{t.reasoning[i].question, t.reasoning[i].text()}})
                             .dump());
-  for (size_t i = 0; i < t.mc.size(); ++i)
-    out.llava.push_back(
-        llava_record(s, "_mc" + std::to_string(i), "mc",
-                     {{t.mc[i].prompt(), std::string(1, char('A' + t.mc[i].answer))}})
-            .dump());
+  // Multiple choice in two wordings, alternating by scene: the world's ("Answer with the
+  // option's letter ...", answer "C") and seed 001's ("Please provide the option letter
+  // directly.", answer "(C)"), so the letter method works in both `mmb eval --mc-style`s.
+  for (size_t i = 0; i < t.mc.size(); ++i) {
+    const std::string letter(1, char('A' + t.mc[i].answer));
+    const bool seed_style = (index + int64_t(i)) % 2 == 1;
+    out.llava.push_back(llava_record(s, "_mc" + std::to_string(i), "mc",
+                                     {{seed_style ? t.mc[i].seed_prompt() : t.mc[i].prompt(),
+                                       seed_style ? "(" + letter + ")" : letter}})
+                            .dump());
+  }
 
   for (const PopeQuestion& q : t.pope)
     out.pope.push_back(Json{{"question_id", 0},

@@ -570,6 +570,13 @@ std::string McQuestion::prompt() const {
   return p;
 }
 
+std::string McQuestion::seed_prompt() const {
+  // Seed 001's wording, as mmb::seed_mc_prompt (src/eval/elicitation.cpp) builds it at evaluation.
+  std::string p = question;
+  for (int i = 0; i < 5; ++i) p += std::string("\n") + char('A' + i) + ". " + options[i];
+  return p + "\nPlease provide the option letter directly.";
+}
+
 std::string ReasoningChain::text() const {
   std::string t;
   for (const auto* steps : {&perception, &reasoning})

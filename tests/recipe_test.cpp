@@ -1,0 +1,81 @@
+// The default recipe end to end at toy sizes (configs/quick.toml) through `mmb train base`:
+// every phase runs and leaves its run directory, the evaluation writes results.json and
+// samples.jsonl, and a second run with the same --out reuses every phase (the model is not
+// retrained). Then the calibration study's tail on the same run: `mmb calibrate` and `mmb eval`.
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "mmb/atomic_file.h"
+#include "mmb/json.h"
+#include "test_util.h"
+
+namespace {
+
+std::string run_capture(const std::string& cmd, int* status) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int rc = ::pclose(p);
+  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return out;
+}
+
+}  // namespace
+
+TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
+  mmb::testing::TempDir tmp;
+  const std::string mmb = std::string(MMB_BINARY_DIR) + "/mmb";
+  const std::string out = tmp.file("base");
+  const std::string cmd = mmb + " train base --config " + std::string(MMB_SOURCE_DIR) + "/configs/quick.toml --out " + out;
+  int status = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  std::string log = run_capture(cmd, &status);
+  const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(status, 0) << log;
+  std::printf("[          ] quick recipe: %.1f s\n", first);
+  for (const char* f : {"world/world.json", "tokenizer/tokenizer.model", "clip/model/model.safetensors",
+                        "clip/manifest.json", "sft/model/model.safetensors", "sft/model/config.json",
+                        "sft/manifest.json", "sft/metrics.jsonl", "results.json", "samples.jsonl", "manifest.json"})
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + f)) << f;
+  auto manifest = mmb::read_json_file(out + "/manifest.json");
+  EXPECT_EQ(manifest["status"], "ok");
+  for (const char* phase : {"world", "tokenizer", "clip", "sft", "eval"})
+    EXPECT_TRUE(manifest["results"]["recipe"]["phases"].contains(phase)) << phase << "\n" << manifest.dump(2);
+  auto results = mmb::read_json_file(out + "/results.json");
+  for (const char* task : {"pope", "chair", "mc", "idk", "reasoning"}) EXPECT_TRUE(results.contains(task)) << task;
+  EXPECT_NE(log.find("pope/adversarial"), std::string::npos) << log;  // the headline table
+
+  // Rerun: every training phase is reused, the model file is untouched.
+  const auto mtime = std::filesystem::last_write_time(out + "/sft/model/model.safetensors");
+  log = run_capture(cmd, &status);
+  ASSERT_EQ(status, 0) << log;
+  for (const char* phase : {"world", "tokenizer", "clip", "sft"})
+    EXPECT_NE(log.find(std::string("phase ") + phase + ": already done"), std::string::npos) << phase << "\n" << log;
+  EXPECT_EQ(std::filesystem::last_write_time(out + "/sft/model/model.safetensors"), mtime);
+
+  // The calibration study's tail: temperatures on val, evaluation with them.
+  log = run_capture(mmb + " calibrate --model " + out + "/sft/model --data " + out + "/world --fit-limit 30 --test-limit 30" +
+                        " --out " + out + "/calibrate",
+                    &status);
+  ASSERT_EQ(status, 0) << log;
+  EXPECT_TRUE(std::filesystem::exists(out + "/sft/model/calibration.json"));
+  log = run_capture(mmb + " eval --model " + out + "/sft/model --data " + out + "/world --suite mc,pope --limit 10 --out " +
+                        out + "/eval_calibrated",
+                    &status);
+  ASSERT_EQ(status, 0) << log;
+  auto cal = mmb::read_json_file(out + "/calibrate/results.json");
+  auto after = mmb::read_json_file(out + "/eval_calibrated/results.json");
+  // A 10-step model may give no option letter: then MC is reported as not fitted (T stays 1),
+  // never silently dropped; yes/no always has logits to fit.
+  ASSERT_TRUE(cal["yes_no"]["fitted"].get<bool>()) << cal.dump(2);
+  EXPECT_TRUE(after["pope"]["random"].contains("calibration_uncalibrated")) << after["pope"].dump(2);
+  if (cal["mc"]["fitted"].get<bool>())
+    EXPECT_TRUE(after["mc"].contains("calibration_uncalibrated")) << after["mc"].dump(2);
+  else
+    EXPECT_FALSE(cal["mc"]["reason"].get<std::string>().empty());
+}
