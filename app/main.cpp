@@ -37,8 +37,8 @@ const Command kCommands[] = {
      mmb::app::setup_calibrate},
     {"metrics", "Measure", "Calibration metrics (ECE, AUROC, AURC, ...) of any model's predictions (JSONL)",
      mmb::app::setup_metrics},
-    {"report", "Measure", "HTML report of run directories: metric tables, reliability and risk-coverage charts, "
-     "training curves, examples", mmb::app::setup_report},
+    {"report", "Measure", "One HTML page of run directories: metrics, reliability and risk-coverage charts, examples",
+     mmb::app::setup_report},
     {"train", "Train", "Train CLIP and the VLM (SFT); the default base recipe", mmb::app::setup_train},
 };
 
