@@ -347,7 +347,11 @@ class Page {
       os_ << "<span class=\"group\">conf " << format_number(s["confidence"].get<double>()) << "</span>";
     os_ << "</div>";
     auto line = [&](const char* key, const char* name) {
-      if (!s.contains(key) || s[key].is_null()) return;
+      if (!s.contains(key)) return;
+      if (s[key].is_null()) {  // e.g. no option letter found in the answer
+        if (std::string(key) == "prediction") os_ << "<div><b>" << name << "</b><i>nothing</i></div>";
+        return;
+      }
       const std::string t = text_of(s[key]);
       if (!t.empty()) os_ << "<div><b>" << name << "</b>" << html_escape(t) << "</div>";
     };
