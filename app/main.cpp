@@ -35,6 +35,8 @@ const Command kCommands[] = {
      mmb::app::setup_eval},
     {"calibrate", "Measure", "Temperature scaling: fit confidence temperatures, store them with the model",
      mmb::app::setup_calibrate},
+    {"prompt-search", "Measure", "Iterative prompt optimisation (seed 001): paraphrase, score by accuracy and ECE, keep the best",
+     mmb::app::setup_prompt_search},
     {"metrics", "Measure", "Calibration metrics (ECE, AUROC, AURC, ...) of any model's predictions (JSONL)",
      mmb::app::setup_metrics},
     {"report", "Measure", "One HTML page of run directories: metrics, reliability and risk-coverage charts, examples",
