@@ -12,6 +12,8 @@
 #include "mmb/atomic_file.h"
 #include "test_util.h"
 
+using mmb::testing::run_capture;
+
 using mmb::testing::expect_throw_with;
 using mmb::testing::TempDir;
 
@@ -30,17 +32,6 @@ Synthetic synthetic(int64_t N, int64_t C, double true_t, uint64_t seed) {
   auto mask = torch::zeros({N, C}, torch::kBool);
   mask.scatter_(1, labels.unsqueeze(1), true);
   return {logits.to(torch::kFloat32), mask};
-}
-
-std::string run_capture(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = ::pclose(p);
-  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
 }
 
 }  // namespace

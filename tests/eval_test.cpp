@@ -20,6 +20,8 @@
 #include "mmb/world_tasks.h"
 #include "test_util.h"
 
+using mmb::testing::run_capture;
+
 using mmb::testing::expect_throw_with;
 
 namespace {
@@ -90,17 +92,6 @@ class EvalFixture : public ::testing::Test {
 
 mmb::testing::TempDir* EvalFixture::tmp_ = nullptr;
 std::string EvalFixture::world_, EvalFixture::model_;
-
-std::string run_capture(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = ::pclose(p);
-  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
-}
 
 }  // namespace
 

@@ -14,21 +14,12 @@
 #include "mmb/elicitation.h"
 #include "test_util.h"
 
+using mmb::testing::run_capture;
+
 using mmb::testing::expect_throw_with;
 using mmb::testing::TempDir;
 
 namespace {
-
-std::string run_capture(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = ::pclose(p);
-  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
-}
 
 mmb::world::Verdict verdict(mmb::world::Truth t, uint32_t mentioned, uint32_t hallucinated) {
   mmb::world::Verdict v;

@@ -12,20 +12,7 @@
 #include "mmb/json.h"
 #include "test_util.h"
 
-namespace {
-
-std::string run_capture(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = ::pclose(p);
-  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
-}
-
-}  // namespace
+using mmb::testing::run_capture;
 
 TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
   mmb::testing::TempDir tmp;
