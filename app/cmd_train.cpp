@@ -78,6 +78,8 @@ void setup_train_clip(CLI::App& cmd) {
   cmd.add_option("--steps", o.steps, "Optimiser steps")->group("Training");
   cmd.add_option("--batch", o.batch_size, "Batch size (negatives per image = batch - 1)")->group("Training");
   cmd.add_option("--lr", o.lr, "Peak learning rate")->group("Training");
+  cmd.add_option("--hard-negatives", o.hard_negatives, "Per image, its caption with a shape or colour swapped (NegCLIP)")
+      ->group("Training")->capture_default_str();
   cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("Training");
   cmd.callback([&cmd, c] {
     apply_common_options(c->common);
@@ -103,6 +105,8 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--clip-steps", o.clip_steps, "CLIP steps")->group("CLIP");
   cmd.add_option("--clip-batch", o.clip_batch, "CLIP batch")->group("CLIP");
   cmd.add_option("--clip-lr", o.clip_lr, "CLIP lr")->group("CLIP");
+  cmd.add_option("--clip-hard-negatives", o.clip_hard_negatives, "CLIP hard-negative captions per image")->group("CLIP");
+  cmd.add_flag("--sft-freeze-vision,!--sft-train-vision", o.sft_freeze_vision, "Keep the CLIP vision tower fixed in SFT (LLaVA-1.5)")->group("VLM");
   cmd.add_option("--sft-steps", o.sft_steps, "VLM SFT steps")->group("VLM");
   cmd.add_option("--sft-batch", o.sft_batch, "VLM SFT batch")->group("VLM");
   cmd.add_option("--sft-lr", o.sft_lr, "VLM SFT lr")->group("VLM");

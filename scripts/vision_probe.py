@@ -5,7 +5,8 @@
 
 MODEL_DIR is a LLaVA (mmb train sft) or CLIP (mmb train clip) model directory; WORLD_DIR a world
 (mmb world generate). For the first N scenes (default 1200) it computes the vision features of
-layer -2 (class token dropped; also after the projector for a LLaVA), pools them (max and mean
+layer -2 (class token dropped; also after the projector for a LLaVA) and the last layer's class
+token, pools them (max and mean
 over patches), fits a standardised logistic regression per shape on 75% and prints its held-out accuracy
 next to the majority baseline, and the same on raw pixels. A tower whose accuracies sit at the
 baseline does not see shapes, and no amount of decoder training will make the VLM answer POPE
@@ -59,7 +60,7 @@ with torch.no_grad():
     h = hs[-2][:, 1:]
     F = torch.nn.functional
     z = h if 'multi_modal_projector.linear_1.weight' not in W else F.linear(F.gelu(F.linear(h, W['multi_modal_projector.linear_1.weight'], W['multi_modal_projector.linear_1.bias'])), W['multi_modal_projector.linear_2.weight'], W['multi_modal_projector.linear_2.bias'])
-feats = [('vision L-2', h), ('raw pixels', px.flatten(2).transpose(1, 2))]
+feats = [('vision L-2', h), ('CLS last', hs[-1][:, :1]), ('raw pixels', px.flatten(2).transpose(1, 2))]
 if z is not h:
     feats.insert(1, ('projected', z))
 for name, feat in feats:

@@ -1,7 +1,14 @@
 // SFT and CLIP training: overfit one batch, loss masking, bad data named by file and sample.
 #include "mmb/sft.h"
 
+#include <algorithm>
+#include <cctype>
+#include <set>
+#include <sstream>
+
+
 #include "mmb/atomic_file.h"
+#include "mmb/data.h"
 #include "mmb/image.h"
 #include "mmb/json.h"
 #include "test_util.h"
@@ -121,6 +128,66 @@ TEST(Clip, OverfitsOneBatch) {
   std::printf("clip overfit: loss %.3f -> %.4f, i2t accuracy %.2f\n", first, last, acc);
   EXPECT_LT(last, 0.1);
   EXPECT_EQ(acc, 1.0);
+
+  // Hard negatives: 4 more captions, each the negative of image 0, 1, 2, 2. The text->image side
+  // is unchanged; image->text only gains competitors, so the loss cannot drop.
+  torch::NoGradGuard ng;
+  auto plain = mmb::clip_loss(clip, b);
+  mmb::ClipBatch hb = b;
+  auto negs = torch::randint(5, 30, {4, 5}, torch::kLong);
+  negs.select(1, 4).fill_(2);
+  hb.input_ids = torch::cat({b.input_ids, negs});
+  hb.attention_mask = torch::ones({10, 5}, torch::kLong);
+  hb.negative_of = torch::tensor(std::vector<int64_t>{0, 1, 2, 2}, torch::kLong);
+  auto hard = mmb::clip_loss(clip, hb);
+  EXPECT_GT(hard.loss.item<double>(), plain.loss.item<double>());
+  ASSERT_TRUE(hard.metrics.contains("hard_negative_accuracy"));
+  EXPECT_GE(hard.metrics["hard_negative_accuracy"].get<double>(), 0.0);
+  // A "negative" equal to its image's true caption is never ranked below it: accuracy 0 for it.
+  mmb::ClipBatch same = b;
+  same.input_ids = torch::cat({b.input_ids, b.input_ids.narrow(0, 0, 1)});
+  same.attention_mask = torch::ones({7, 5}, torch::kLong);
+  same.negative_of = torch::tensor(std::vector<int64_t>{0}, torch::kLong);
+  EXPECT_EQ(mmb::clip_loss(clip, same).metrics["hard_negative_accuracy"].get<double>(), 0.0);
+  mmb::ClipBatch wrong = hb;
+  wrong.negative_of = torch::tensor(std::vector<int64_t>{0}, torch::kLong);
+  expect_throw_with([&] { mmb::clip_loss(clip, wrong); }, "captions for 6 images and 1 hard negatives");
+}
+
+TEST(Clip, HardNegativeCaptionsSwapOneWordOfAGroup) {
+  const auto o = mmb::world_hard_negatives(3);
+  const std::string cap = "a small red star at the top left and a large blue circle in the center.";
+  auto negs = mmb::hard_negative_captions(cap, o, 3, 42);
+  ASSERT_EQ(negs.size(), 3u);
+  EXPECT_EQ(negs, mmb::hard_negative_captions(cap, o, 3, 42));  // deterministic
+  auto words = [](const std::string& s) {
+    std::vector<std::string> w;
+    std::stringstream ss(s);
+    for (std::string x; ss >> x;) w.push_back(x);
+    return w;
+  };
+  const auto base = words(cap);
+  std::set<std::string> distinct(negs.begin(), negs.end());
+  EXPECT_EQ(distinct.size(), 3u);
+  for (const auto& n : negs) {
+    auto w = words(n);
+    ASSERT_EQ(w.size(), base.size()) << n;
+    int changed = 0;
+    for (size_t i = 0; i < w.size(); ++i)
+      if (w[i] != base[i]) {
+        changed++;
+        // Swapped within its group: a shape for a shape, a colour for a colour.
+        auto in = [&](size_t g, std::string x) {
+          while (!x.empty() && !std::isalpha(static_cast<unsigned char>(x.back()))) x.pop_back();
+          return std::find(o.groups[g].begin(), o.groups[g].end(), x) != o.groups[g].end();
+        };
+        EXPECT_TRUE((in(0, base[i]) && in(0, w[i])) || (in(1, base[i]) && in(1, w[i]))) << base[i] << " -> " << w[i];
+      }
+    EXPECT_EQ(changed, 1) << n;
+  }
+  // Only whole words: "starry" is not "star"; no group word, no negative.
+  EXPECT_TRUE(mmb::hard_negative_captions("a starry sky", o, 2, 1).empty());
+  EXPECT_TRUE(mmb::hard_negative_captions("nothing here", o, 2, 1).empty());
 }
 
 TEST(Data, BadConversationsAreNamedByFileAndSample) {

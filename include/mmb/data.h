@@ -70,24 +70,46 @@ class SftDataset {
 // Image-caption pairs for CLIP: {"image", "caption"} JSONL (the world's captions.jsonl).
 struct ClipBatch {
   torch::Tensor pixel_values;    // (B, 3, S, S)
-  torch::Tensor input_ids;       // (B, T) BOS caption EOS, right-padded
-  torch::Tensor attention_mask;  // (B, T)
+  torch::Tensor input_ids;       // (B + N, T) BOS caption EOS, right-padded: the B captions of
+                                 // the images, then N hard negatives
+  torch::Tensor attention_mask;  // (B + N, T)
+  torch::Tensor negative_of;     // (N,) long: the image each hard negative was made from
+                                 // (undefined or empty when there are none)
 };
+
+// Hard-negative captions (NegCLIP, Yuksekgonul et al. 2023): a caption with one word swapped for
+// another of its group ("a small red star" -> "a small red heart"). In a batch of varied scenes
+// colour and position alone tell captions apart, so plain InfoNCE never has to see shapes; a
+// negative that differs from the truth in one shape (or colour) word makes it.
+struct HardNegativeOptions {
+  int per_caption = 0;                            // negatives per image (0 = off)
+  std::vector<std::vector<std::string>> groups;   // interchangeable words (whole words, lower case)
+};
+// The world's groups: its shape names and its colour names.
+HardNegativeOptions world_hard_negatives(int per_caption);
+// Up to `count` distinct captions, each `caption` with one whole word of a group replaced by a
+// different word of the same group; deterministic in `seed`. Fewer (or none) when the caption
+// has no such word.
+std::vector<std::string> hard_negative_captions(const std::string& caption, const HardNegativeOptions& options,
+                                                int count, uint64_t seed);
 
 class CaptionDataset {
  public:
   // Captions longer than max_tokens are cut (keeping EOS last), as CLIP's tokenizer truncates;
   // the count is reported.
   CaptionDataset(const std::string& jsonl, const std::string& image_root, const Tokenizer& tok, int64_t image_size,
-                 int64_t max_tokens);
+                 int64_t max_tokens, HardNegativeOptions negatives = {});
   int64_t size() const { return int64_t(ids_.size()); }
   ClipBatch batch(const std::vector<int64_t>& indices) const;
   int64_t truncated() const { return truncated_; }
 
  private:
+  std::vector<int32_t> encode(const std::string& caption);
   std::vector<std::vector<int32_t>> ids_;
+  std::vector<std::vector<std::vector<int32_t>>> negatives_;  // per caption, its hard negatives
   torch::Tensor images_;  // (n, 3, S, S) uint8
-  int64_t pad_id_, truncated_ = 0;
+  const Tokenizer* tok_ = nullptr;
+  int64_t pad_id_, max_tokens_, truncated_ = 0;
 };
 
 // Decodes and resizes an image file to (3, size, size) uint8.

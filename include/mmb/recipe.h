@@ -29,11 +29,13 @@ struct BaseRecipeOptions {
   int64_t vocab_size = 600;
   // CLIP
   int64_t clip_steps = 300, clip_batch = 128;
-  double clip_lr = 2e-3;
+  double clip_lr = 1e-3;
+  int clip_hard_negatives = 2;      // per image (NegCLIP): makes the tower see shapes, not only colours
   // VLM
   LlavaConfig vlm;                  // sizes (defaults: the world model)
   int64_t sft_steps = 1200, sft_batch = 32;
   double sft_lr = 2e-3;
+  bool sft_freeze_vision = true;    // LLaVA-1.5: the vision tower stays as CLIP trained it
   int64_t checkpoint_every = 200;
   // evaluation after training (may be empty); returns the quality numbers to report
   std::function<Json(const std::string& model_dir, const std::string& world_dir)> evaluate;

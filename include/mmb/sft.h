@@ -18,7 +18,8 @@ class RunDir;
 LossOutput sft_loss(LlavaForConditionalGeneration& model, const SftBatch& batch);
 // Symmetric InfoNCE (CLIP): mean of image->text and text->image cross-entropies of
 // logits_per_image with the diagonal as targets; the temperature is learned (logit_scale,
-// clamped to log(100) as CLIP).
+// clamped to log(100) as CLIP). With hard negatives in the batch (ClipBatch::negative_of), the
+// image->text side ranks each image's caption against every caption and negative of the batch.
 LossOutput clip_loss(ClipModel& model, const ClipBatch& batch);
 
 struct SftRunOptions {
@@ -56,6 +57,8 @@ struct ClipRunOptions {
   double warmup_ratio = 0.05;
   int64_t checkpoint_every = 200;
   int64_t max_tokens = 77;
+  int hard_negatives = 0;           // per image: its caption with one shape or colour word swapped
+                                    // (world_hard_negatives in mmb/data.h); 0 = plain InfoNCE
   uint64_t seed = 1234;
 };
 StepStats run_clip(const ClipRunOptions& options, RunDir* run);

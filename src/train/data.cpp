@@ -2,13 +2,16 @@
 #include "mmb/data.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
+#include <random>
 
 #include "mmb/error.h"
 #include "mmb/image.h"
 #include "mmb/json.h"
 #include "mmb/jsonl.h"
 #include "mmb/model.h"
+#include "mmb/world.h"
 
 namespace mmb {
 namespace {
@@ -155,28 +158,83 @@ SftBatch SftDataset::batch(const std::vector<int64_t>& indices) const {
   return out;
 }
 
+HardNegativeOptions world_hard_negatives(int per_caption) {
+  HardNegativeOptions o;
+  o.per_caption = per_caption;
+  std::vector<std::string> shapes, colors;
+  for (int i = 0; i < world::kNumShapes; ++i) shapes.push_back(world::shape_name(world::Shape(i)));
+  for (int i = 0; i < world::kNumColors; ++i) colors.push_back(world::color_name(world::Color(i)));
+  o.groups = {shapes, colors};
+  return o;
+}
+
+std::vector<std::string> hard_negative_captions(const std::string& caption, const HardNegativeOptions& options,
+                                                int count, uint64_t seed) {
+  // Whole-word occurrences of group words: (position, length, group, word index).
+  struct Hit {
+    size_t pos, len;
+    size_t group, word;
+  };
+  auto is_alpha = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; };
+  std::vector<Hit> hits;
+  for (size_t g = 0; g < options.groups.size(); ++g)
+    for (size_t w = 0; w < options.groups[g].size(); ++w) {
+      const std::string& word = options.groups[g][w];
+      for (size_t pos = caption.find(word); pos != std::string::npos; pos = caption.find(word, pos + 1)) {
+        const bool left = pos == 0 || !is_alpha(caption[pos - 1]);
+        const bool right = pos + word.size() >= caption.size() || !is_alpha(caption[pos + word.size()]);
+        if (left && right) hits.push_back({pos, word.size(), g, w});
+      }
+    }
+  std::vector<std::string> out;
+  if (hits.empty()) return out;
+  std::mt19937_64 rng(seed);
+  for (int attempt = 0; attempt < 8 * count && int(out.size()) < count; ++attempt) {
+    const Hit& h = hits[rng() % hits.size()];
+    const auto& group = options.groups[h.group];
+    if (group.size() < 2) continue;
+    size_t other = rng() % (group.size() - 1);
+    if (other >= h.word) ++other;  // a different word of the group
+    std::string neg = caption.substr(0, h.pos) + group[other] + caption.substr(h.pos + h.len);
+    if (neg != caption && std::find(out.begin(), out.end(), neg) == out.end()) out.push_back(std::move(neg));
+  }
+  return out;
+}
+
+std::vector<int32_t> CaptionDataset::encode(const std::string& caption) {
+  auto ids = tok_->encode(caption, /*add_bos=*/true);
+  ids.push_back(tok_->eos_id());
+  if (int64_t(ids.size()) > max_tokens_) {
+    ids.resize(size_t(max_tokens_));
+    ids.back() = tok_->eos_id();
+    ++truncated_;
+  }
+  return ids;
+}
+
 CaptionDataset::CaptionDataset(const std::string& jsonl, const std::string& image_root, const Tokenizer& tok,
-                               int64_t image_size, int64_t max_tokens)
-    : pad_id_(tok.pad_id()) {
+                               int64_t image_size, int64_t max_tokens, HardNegativeOptions negatives)
+    : tok_(&tok), pad_id_(tok.pad_id()), max_tokens_(max_tokens) {
+  if (negatives.per_caption < 0) fail("CaptionDataset: hard negatives per caption must be >= 0, got ", negatives.per_caption);
   JsonlReader r(jsonl);
   Json j;
   std::vector<torch::Tensor> images;
   while (r.next(j)) {
     const std::string cap = json_get<std::string>(j, "caption", r.where());
     const std::string img = json_get<std::string>(j, "image", r.where());
-    auto ids = tok.encode(cap, /*add_bos=*/true);
-    ids.push_back(tok.eos_id());
-    if (int64_t(ids.size()) > max_tokens) {
-      ids.resize(size_t(max_tokens));
-      ids.back() = tok.eos_id();
-      ++truncated_;
-    }
+    ids_.push_back(encode(cap));
+    // Negatives are made once, from the caption's index: the same ones whenever it is drawn, so
+    // a resumed run sees exactly the batches of an uninterrupted one.
+    std::vector<std::vector<int32_t>> negs;
+    if (negatives.per_caption > 0)
+      for (const auto& n : hard_negative_captions(cap, negatives, negatives.per_caption, 0x9E3779B97F4A7C15ULL ^ ids_.size()))
+        negs.push_back(encode(n));
+    negatives_.push_back(std::move(negs));
     try {
       images.push_back(load_image_u8(image_root + "/" + img, image_size));
     } catch (const Error& e) {
       fail("CaptionDataset: ", r.where(), ": ", e.what());
     }
-    ids_.push_back(std::move(ids));
   }
   if (ids_.empty()) fail("CaptionDataset: ", jsonl, " has no captions");
   images_ = torch::stack(images);
@@ -184,18 +242,28 @@ CaptionDataset::CaptionDataset(const std::string& jsonl, const std::string& imag
 
 ClipBatch CaptionDataset::batch(const std::vector<int64_t>& indices) const {
   const int64_t B = int64_t(indices.size());
+  std::vector<const std::vector<int32_t>*> rows;
+  std::vector<int64_t> negative_of;
+  for (auto i : indices) rows.push_back(&ids_.at(size_t(i)));
+  for (int64_t b = 0; b < B; ++b)
+    for (const auto& n : negatives_[size_t(indices[b])]) {
+      rows.push_back(&n);
+      negative_of.push_back(b);
+    }
   size_t T = 0;
-  for (auto i : indices) T = std::max(T, ids_.at(i).size());
-  auto ids = torch::full({B, int64_t(T)}, pad_id_, torch::kLong);
-  auto mask = torch::zeros({B, int64_t(T)}, torch::kLong);
+  for (auto* r : rows) T = std::max(T, r->size());
+  const int64_t R = int64_t(rows.size());
+  auto ids = torch::full({R, int64_t(T)}, pad_id_, torch::kLong);
+  auto mask = torch::zeros({R, int64_t(T)}, torch::kLong);
   auto ia = ids.accessor<int64_t, 2>();
   auto ma = mask.accessor<int64_t, 2>();
-  for (int64_t b = 0; b < B; ++b)
-    for (size_t t = 0; t < ids_[indices[b]].size(); ++t) {
-      ia[b][int64_t(t)] = int64_t(ids_[indices[b]][t]);
+  for (int64_t b = 0; b < R; ++b)
+    for (size_t t = 0; t < rows[size_t(b)]->size(); ++t) {
+      ia[b][int64_t(t)] = int64_t((*rows[size_t(b)])[t]);
       ma[b][int64_t(t)] = 1;
     }
-  return {normalise_u8(images_.index_select(0, torch::tensor(indices, torch::kLong))), ids, mask};
+  return {normalise_u8(images_.index_select(0, torch::tensor(indices, torch::kLong))), ids, mask,
+          torch::tensor(negative_of, torch::kLong)};
 }
 
 }  // namespace mmb

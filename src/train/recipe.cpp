@@ -110,6 +110,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     c.steps = o.clip_steps;
     c.batch_size = o.clip_batch;
     c.lr = o.clip_lr;
+    c.hard_negatives = o.clip_hard_negatives;
     c.max_tokens = cc.text.max_position_embeddings;
     c.checkpoint_every = o.checkpoint_every;
     c.seed = o.seed;
@@ -141,6 +142,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     s.steps = o.sft_steps;
     s.batch_size = o.sft_batch;
     s.lr = o.sft_lr;
+    s.freeze_vision = o.sft_freeze_vision;
     s.checkpoint_every = o.checkpoint_every;
     s.seed = o.seed;
     RunInfo info;

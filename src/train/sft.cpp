@@ -44,19 +44,31 @@ LossOutput clip_loss(ClipModel& model, const ClipBatch& b) {
     torch::NoGradGuard ng;
     model->logit_scale().clamp_(0.0, std::log(100.0));
   }
+  const int64_t B = b.pixel_values.size(0);
+  const int64_t N = b.negative_of.defined() ? b.negative_of.numel() : 0;
+  if (b.input_ids.size(0) != B + N)
+    fail("clip_loss: ", b.input_ids.size(0), " captions for ", B, " images and ", N, " hard negatives");
   auto img = model->image_embeds(b.pixel_values);                 // (B, E)
-  auto txt = model->text_embeds(b.input_ids, b.attention_mask);   // (B, E)
-  auto logits = model->logits_per_image(img, txt);                // (B, B)
-  auto labels = torch::arange(logits.size(0), torch::kLong);
+  auto txt = model->text_embeds(b.input_ids, b.attention_mask);   // (B + N, E)
+  auto logits = model->logits_per_image(img, txt);                // (B, B + N)
+  auto labels = torch::arange(B, torch::kLong);
+  // Image -> text over every caption, hard negatives included (NegCLIP); text -> image over the
+  // B true captions only (a negative describes no image of the batch).
   auto li = torch::nn::functional::cross_entropy(logits, labels);
-  auto lt = torch::nn::functional::cross_entropy(logits.t(), labels);
+  auto lt = torch::nn::functional::cross_entropy(logits.narrow(1, 0, B).t(), labels);
   LossOutput out;
   out.loss = 0.5 * (li + lt);
-  out.samples = logits.size(0);
+  out.samples = B;
   out.tokens = b.attention_mask.sum().item<int64_t>();
   torch::NoGradGuard ng;
   out.metrics["i2t_accuracy"] = (logits.argmax(1) == labels).to(torch::kFloat32).mean().item<double>();
   out.metrics["temperature"] = 1.0 / model->logit_scale().exp().item<double>();
+  if (N > 0) {
+    // Share of hard negatives scored below their image's true caption.
+    auto own = logits.diagonal().index_select(0, b.negative_of);                               // (N,)
+    auto neg = logits.narrow(1, B, N).gather(0, b.negative_of.view({1, N})).squeeze(0);      // (N,)
+    out.metrics["hard_negative_accuracy"] = (own > neg).to(torch::kFloat32).mean().item<double>();
+  }
   return out;
 }
 
@@ -182,7 +194,8 @@ StepStats run_clip(const ClipRunOptions& o, RunDir* run) {
   model->train();
   Tokenizer tok = Tokenizer::load(o.model_dir + "/tokenizer.model");
   CaptionDataset data(o.captions, o.image_root, tok, model->config().vision.image_size,
-                      std::min(o.max_tokens, model->config().text.max_position_embeddings));
+                      std::min(o.max_tokens, model->config().text.max_position_embeddings),
+                      world_hard_negatives(o.hard_negatives));
   log_info("clip data: " + std::to_string(data.size()) + " image-caption pairs, " + std::to_string(data.truncated()) +
            " captions truncated to " + std::to_string(o.max_tokens) + " tokens");
   if (run) run->set_result("data", {{"pairs", data.size()}, {"truncated", data.truncated()}});
