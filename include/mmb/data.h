@@ -104,12 +104,10 @@ class CaptionDataset {
   int64_t truncated() const { return truncated_; }
 
  private:
-  std::vector<int32_t> encode(const std::string& caption);
   std::vector<std::vector<int32_t>> ids_;
   std::vector<std::vector<std::vector<int32_t>>> negatives_;  // per caption, its hard negatives
   torch::Tensor images_;  // (n, 3, S, S) uint8
-  const Tokenizer* tok_ = nullptr;
-  int64_t pad_id_, max_tokens_, truncated_ = 0;
+  int64_t pad_id_, truncated_ = 0;
 };
 
 // Decodes and resizes an image file to (3, size, size) uint8.

@@ -128,7 +128,10 @@ struct Scored {
 };
 
 Scored score(eval_detail::EvalContext& ctx, const eval_detail::McItems& base, const std::string& suffix, int num_bins) {
-  eval_detail::McItems items = base;
+  eval_detail::McItems items;  // the base questions with the suffix; records are not needed
+  items.prompts = base.prompts;
+  items.paths = base.paths;
+  items.truth = base.truth;
   if (!suffix.empty())
     for (auto& p : items.prompts) p += " " + suffix;
   auto answers = eval_detail::answer_letters(ctx, items, LetterOptions{}, /*with_image=*/true, "prompt");

@@ -24,6 +24,19 @@ void check_inputs(const torch::Tensor& logits, const torch::Tensor& true_mask, c
     fail(fn, ": ", (~rows_with_truth).sum().item<int64_t>(), " row(s) have no true column");
 }
 
+// The logits in float64, and the same with every column outside the true set at -inf: NLL(T) is
+// then mean(logsumexp(z / T) - logsumexp(truth / T)), with no masking per evaluation.
+struct NllTerms {
+  torch::Tensor z, truth;  // (N, C) float64
+  NllTerms(const torch::Tensor& logits, const torch::Tensor& true_mask)
+      : z(logits.to(torch::kFloat64)),
+        truth(z.masked_fill(~true_mask.to(torch::kBool), -std::numeric_limits<double>::infinity())) {}
+  double operator()(double t) const {
+    torch::NoGradGuard ng;
+    return (torch::logsumexp(z / t, 1) - torch::logsumexp(truth / t, 1)).mean().item<double>();
+  }
+};
+
 }  // namespace
 
 double temperature_nll(const torch::Tensor& logits, const torch::Tensor& true_mask, double temperature) {
@@ -31,10 +44,7 @@ double temperature_nll(const torch::Tensor& logits, const torch::Tensor& true_ma
   if (!(temperature > 0) || !std::isfinite(temperature))
     fail("temperature_nll: temperature must be finite and > 0, got ", temperature);
   torch::NoGradGuard ng;
-  auto z = logits.to(torch::kFloat64) / temperature;                               // (N, C)
-  auto truth = z.masked_fill(~true_mask.to(torch::kBool), -std::numeric_limits<double>::infinity());
-  auto nll = torch::logsumexp(z, 1) - torch::logsumexp(truth, 1);                  // (N,)
-  return nll.mean().item<double>();
+  return NllTerms(logits, true_mask)(temperature);
 }
 
 TemperatureFit fit_temperature(const torch::Tensor& logits, const torch::Tensor& true_mask,
@@ -43,12 +53,11 @@ TemperatureFit fit_temperature(const torch::Tensor& logits, const torch::Tensor&
   TemperatureFit fit;
   fit.method = o.method;
   fit.n = logits.size(0);
-  // Logits in float64 once; NLL evaluations reuse them.
-  const auto z64 = logits.to(torch::kFloat64).contiguous();
-  const auto mask = true_mask.to(torch::kBool);
+  torch::NoGradGuard ng;
+  const NllTerms terms(logits, true_mask);  // checked once above; every evaluation reuses them
   auto nll = [&](double t) {
     fit.evaluations++;
-    return temperature_nll(z64, mask, t);
+    return terms(t);
   };
   fit.nll_before = nll(1.0);
   if (o.method == "grid") {

@@ -201,34 +201,34 @@ std::vector<std::string> hard_negative_captions(const std::string& caption, cons
   return out;
 }
 
-std::vector<int32_t> CaptionDataset::encode(const std::string& caption) {
-  auto ids = tok_->encode(caption, /*add_bos=*/true);
-  ids.push_back(tok_->eos_id());
-  if (int64_t(ids.size()) > max_tokens_) {
-    ids.resize(size_t(max_tokens_));
-    ids.back() = tok_->eos_id();
-    ++truncated_;
-  }
-  return ids;
-}
-
 CaptionDataset::CaptionDataset(const std::string& jsonl, const std::string& image_root, const Tokenizer& tok,
                                int64_t image_size, int64_t max_tokens, HardNegativeOptions negatives)
-    : tok_(&tok), pad_id_(tok.pad_id()), max_tokens_(max_tokens) {
+    : pad_id_(tok.pad_id()) {
   if (negatives.per_caption < 0) fail("CaptionDataset: hard negatives per caption must be >= 0, got ", negatives.per_caption);
+  // BOS caption EOS, cut to max_tokens keeping EOS; the images' own captions count as truncated.
+  auto encode = [&](const std::string& caption, bool count) {
+    auto ids = tok.encode(caption, /*add_bos=*/true);
+    ids.push_back(tok.eos_id());
+    if (int64_t(ids.size()) > max_tokens) {
+      ids.resize(size_t(max_tokens));
+      ids.back() = tok.eos_id();
+      truncated_ += count;
+    }
+    return ids;
+  };
   JsonlReader r(jsonl);
   Json j;
   std::vector<torch::Tensor> images;
   while (r.next(j)) {
     const std::string cap = json_get<std::string>(j, "caption", r.where());
     const std::string img = json_get<std::string>(j, "image", r.where());
-    ids_.push_back(encode(cap));
+    ids_.push_back(encode(cap, true));
     // Negatives are made once, from the caption's index: the same ones whenever it is drawn, so
     // a resumed run sees exactly the batches of an uninterrupted one.
     std::vector<std::vector<int32_t>> negs;
     if (negatives.per_caption > 0)
       for (const auto& n : hard_negative_captions(cap, negatives, negatives.per_caption, 0x9E3779B97F4A7C15ULL ^ ids_.size()))
-        negs.push_back(encode(n));
+        negs.push_back(encode(n, false));
     negatives_.push_back(std::move(negs));
     try {
       images.push_back(load_image_u8(image_root + "/" + img, image_size));
