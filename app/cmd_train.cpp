@@ -80,6 +80,10 @@ void setup_train_clip(CLI::App& cmd) {
   cmd.add_option("--lr", o.lr, "Peak learning rate")->group("Training");
   cmd.add_option("--hard-negatives", o.hard_negatives, "Per image, its caption with a shape or colour swapped (NegCLIP)")
       ->group("Training")->capture_default_str();
+  cmd.add_option("--tag-loss", o.tag_loss, "Weight of the auxiliary tag loss: the tower names the caption's shapes and colours (0 = off)")
+      ->group("Training")->capture_default_str();
+  cmd.add_option("--tag-layer", o.tag_layer, "Tower layer the tag head reads (the VLM's vision_feature_layer)")
+      ->group("Training")->capture_default_str();
   cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("Training");
   cmd.callback([&cmd, c] {
     apply_common_options(c->common);
@@ -106,6 +110,7 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--clip-batch", o.clip_batch, "CLIP batch")->group("CLIP");
   cmd.add_option("--clip-lr", o.clip_lr, "CLIP lr")->group("CLIP");
   cmd.add_option("--clip-hard-negatives", o.clip_hard_negatives, "CLIP hard-negative captions per image")->group("CLIP");
+  cmd.add_option("--clip-tag-loss", o.clip_tag_loss, "CLIP tag-loss weight (the tower names shapes and colours)")->group("CLIP");
   cmd.add_flag("--sft-freeze-vision,!--sft-train-vision", o.sft_freeze_vision, "Keep the CLIP vision tower fixed in SFT (LLaVA-1.5)")->group("VLM");
   cmd.add_option("--sft-steps", o.sft_steps, "VLM SFT steps")->group("VLM");
   cmd.add_option("--sft-batch", o.sft_batch, "VLM SFT batch")->group("VLM");

@@ -154,6 +154,69 @@ TEST(Clip, OverfitsOneBatch) {
   expect_throw_with([&] { mmb::clip_loss(clip, wrong); }, "captions for 6 images and 1 hard negatives");
 }
 
+TEST(Clip, TagLossTeachesTheTowerToNameTags) {
+  // Tags are whole words of the list, in its order.
+  const auto words = mmb::world_tag_words();
+  ASSERT_EQ(words.size(), 18u);  // 10 shapes, 8 colours
+  auto t = mmb::caption_tags("a small red star and a starry blue circle.", words);
+  ASSERT_EQ(t.size(), words.size());
+  for (size_t i = 0; i < words.size(); ++i) {
+    const bool named = words[i] == "red" || words[i] == "star" || words[i] == "blue" || words[i] == "circle";
+    EXPECT_EQ(t[i], named ? 1 : 0) << words[i];
+  }
+
+  mmb::ClipConfig c;
+  c.vision.image_size = 16;
+  c.vision.patch_size = 8;
+  c.vision.hidden_size = 32;
+  c.vision.intermediate_size = 64;
+  c.vision.num_hidden_layers = 2;
+  c.vision.num_attention_heads = 2;
+  c.text.vocab_size = 30;
+  c.text.hidden_size = 32;
+  c.text.intermediate_size = 64;
+  c.text.num_hidden_layers = 2;
+  c.text.num_attention_heads = 2;
+  c.text.max_position_embeddings = 8;
+  c.text.pooling = "first_eos";
+  c.projection_dim = 16;
+  mmb::ClipModel clip(c);
+  mmb::init_weights(*clip, 3);
+  torch::manual_seed(2);
+  mmb::ClipBatch b{torch::randn({6, 3, 16, 16}), torch::randint(5, 30, {6, 5}, torch::kLong), torch::ones({6, 5}, torch::kLong)};
+  b.input_ids.select(1, 4).fill_(2);  // eos
+  b.tags = torch::randint(0, 2, {6, 5}).to(torch::kFloat32);
+  mmb::ClipTagLoss tag{torch::nn::Linear(32, 5), -1, 2.0};
+  auto params = clip->parameters();
+  for (auto& p : tag.head->parameters()) params.push_back(p);
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(3e-3));
+  double first_tag = 0, last_tag = 0, acc = 0;
+  for (int i = 0; i < 150; ++i) {
+    opt.zero_grad();
+    auto out = mmb::clip_loss(clip, b, &tag);
+    out.loss.backward();
+    opt.step();
+    // The total is InfoNCE + weight * BCE.
+    EXPECT_NEAR(out.loss.item<double>(),
+                out.metrics["contrastive_loss"].get<double>() + 2.0 * out.metrics["tag_loss"].get<double>(), 1e-5);
+    if (i == 0) first_tag = out.metrics["tag_loss"].get<double>();
+    last_tag = out.metrics["tag_loss"].get<double>();
+    acc = out.metrics["tag_accuracy"].get<double>();
+  }
+  std::printf("clip tag loss: %.3f -> %.4f, tag accuracy %.2f\n", first_tag, last_tag, acc);
+  EXPECT_LT(last_tag, 0.1 * first_tag);
+  EXPECT_EQ(acc, 1.0);
+  // Without tags in the batch (or without a head) the loss is plain InfoNCE.
+  torch::NoGradGuard ng;
+  mmb::ClipBatch untagged = b;
+  untagged.tags = torch::Tensor();
+  EXPECT_FALSE(mmb::clip_loss(clip, untagged, &tag).metrics.contains("tag_loss"));
+  EXPECT_NEAR(mmb::clip_loss(clip, b).loss.item<double>(), mmb::clip_loss(clip, untagged, &tag).loss.item<double>(), 1e-6);
+  mmb::ClipBatch wrong = b;
+  wrong.tags = torch::zeros({6, 4});
+  expect_throw_with([&] { mmb::clip_loss(clip, wrong, &tag); }, "the tag head predicts");
+}
+
 TEST(Clip, HardNegativeCaptionsSwapOneWordOfAGroup) {
   const auto o = mmb::world_hard_negatives(3);
   const std::string cap = "a small red star at the top left and a large blue circle in the center.";

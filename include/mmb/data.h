@@ -75,6 +75,8 @@ struct ClipBatch {
   torch::Tensor attention_mask;  // (B + N, T)
   torch::Tensor negative_of;     // (N,) long: the image each hard negative was made from
                                  // (undefined or empty when there are none)
+  torch::Tensor tags;            // (B, K) float 0/1: which tag words each image's caption names
+                                 // (undefined without tag words)
 };
 
 // Hard-negative captions (NegCLIP, Yuksekgonul et al. 2023): a caption with one word swapped for
@@ -92,13 +94,19 @@ HardNegativeOptions world_hard_negatives(int per_caption);
 // has no such word.
 std::vector<std::string> hard_negative_captions(const std::string& caption, const HardNegativeOptions& options,
                                                 int count, uint64_t seed);
+// Whether each of `words` occurs in `caption` as a whole word: the caption's tags, the labels of
+// CLIP's auxiliary tag loss ("a small red star" names "red" and "star").
+std::vector<uint8_t> caption_tags(const std::string& caption, const std::vector<std::string>& words);
+// The world's tag words: its shapes, then its colours (the words of world_hard_negatives).
+std::vector<std::string> world_tag_words();
 
 class CaptionDataset {
  public:
   // Captions longer than max_tokens are cut (keeping EOS last), as CLIP's tokenizer truncates;
-  // the count is reported.
+  // the count is reported. With tag_words, each batch carries its captions' tags (caption_tags,
+  // of the whole caption before any cut).
   CaptionDataset(const std::string& jsonl, const std::string& image_root, const Tokenizer& tok, int64_t image_size,
-                 int64_t max_tokens, HardNegativeOptions negatives = {});
+                 int64_t max_tokens, HardNegativeOptions negatives = {}, std::vector<std::string> tag_words = {});
   int64_t size() const { return int64_t(ids_.size()); }
   ClipBatch batch(const std::vector<int64_t>& indices) const;
   int64_t truncated() const { return truncated_; }
@@ -106,6 +114,7 @@ class CaptionDataset {
  private:
   std::vector<std::vector<int32_t>> ids_;
   std::vector<std::vector<std::vector<int32_t>>> negatives_;  // per caption, its hard negatives
+  torch::Tensor tags_;    // (n, K) uint8, or undefined without tag words
   torch::Tensor images_;  // (n, 3, S, S) uint8
   int64_t pad_id_, truncated_ = 0;
 };

@@ -10,6 +10,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -29,9 +30,13 @@ class ClipVisionTransformerImpl : public torch::nn::Module {
   torch::Tensor hidden_state(const torch::Tensor& pixel_values, int64_t layer);
   // post_layernorm(CLS of the last layer): (B, Cv).
   torch::Tensor pooled(const torch::Tensor& pixel_values);
+  // Hidden state `layer` and the pooled output from one pass: {(B, P, Cv), (B, Cv)}.
+  std::pair<torch::Tensor, torch::Tensor> hidden_and_pooled(const torch::Tensor& pixel_values, int64_t layer);
   const ClipVisionConfig& config() const { return cfg_; }
 
  private:
+  int64_t layer_index(int64_t layer) const;           // HF numbering -> 0..L, checked
+  torch::Tensor embed(const torch::Tensor& pixel_values);  // layer 0: (B, P, Cv)
   ClipVisionConfig cfg_;
   torch::Tensor class_embedding_;          // embeddings.class_embedding (Cv)
   torch::nn::Conv2d patch_embedding_{nullptr};
@@ -62,6 +67,8 @@ class ClipModelImpl : public torch::nn::Module {
  public:
   explicit ClipModelImpl(const ClipConfig& c);
   torch::Tensor image_embeds(const torch::Tensor& pixel_values);  // (B, E), L2-normalised
+  // image_embeds and the tower's hidden state `layer` (B, P, Cv) from one pass.
+  std::pair<torch::Tensor, torch::Tensor> image_embeds_and_hidden(const torch::Tensor& pixel_values, int64_t layer);
   torch::Tensor text_embeds(const torch::Tensor& input_ids,
                             const torch::Tensor& attention_mask);  // (B, E), L2-normalised
   // exp(logit_scale) * image_embeds @ text_embeds^T: (B_img, B_txt).

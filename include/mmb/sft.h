@@ -20,7 +20,18 @@ LossOutput sft_loss(LlavaForConditionalGeneration& model, const SftBatch& batch)
 // logits_per_image with the diagonal as targets; the temperature is learned (logit_scale,
 // clamped to log(100) as CLIP). With hard negatives in the batch (ClipBatch::negative_of), the
 // image->text side ranks each image's caption against every caption and negative of the batch.
-LossOutput clip_loss(ClipModel& model, const ClipBatch& batch);
+// CLIP's auxiliary tag loss: a linear head on the mean of the tower's patch tokens at `layer`
+// (CLS dropped; the layer the VLM will read) predicts the caption's tags (ClipBatch::tags) with
+// binary cross-entropy, added with `weight`. Contrastive captions can be told apart by colour and
+// position alone, so the tower learns little about shapes; naming which shapes and colours are in
+// the image, as a supervised tagger does, makes it (docs/training.md, "The base model").
+struct ClipTagLoss {
+  torch::nn::Linear head{nullptr};  // (Cv -> K tags), trained with CLIP, not saved with the model
+  int64_t layer = -2;
+  double weight = 1.0;
+};
+// With `tag` (and tags in the batch), loss = InfoNCE + weight * tag BCE.
+LossOutput clip_loss(ClipModel& model, const ClipBatch& batch, const ClipTagLoss* tag = nullptr);
 
 struct SftRunOptions {
   std::string model_dir;            // start: config.json + model.safetensors + tokenizer.model
@@ -59,6 +70,9 @@ struct ClipRunOptions {
   int64_t max_tokens = 77;
   int hard_negatives = 0;           // per image: its caption with one shape or colour word swapped
                                     // (world_hard_negatives in mmb/data.h); 0 = plain InfoNCE
+  double tag_loss = 0.0;            // weight of the tag loss on the world's shape and colour words
+                                    // (ClipTagLoss, world_tag_words); 0 = off
+  int64_t tag_layer = -2;           // tower layer the tag head reads (LLaVA's vision_feature_layer)
   uint64_t seed = 1234;
 };
 StepStats run_clip(const ClipRunOptions& options, RunDir* run);

@@ -5,6 +5,8 @@
 #include <malloc.h>
 #endif
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -26,12 +28,45 @@ int available_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Cores not already busy: available cores minus the rounded 1-minute load average (at least 1).
+namespace {
+
+// Busy and total jiffies of all CPUs from /proc/stat's "cpu" line; false if unreadable.
+bool cpu_jiffies(unsigned long long& busy, unsigned long long& total) {
+  FILE* f = std::fopen("/proc/stat", "r");
+  if (!f) return false;
+  unsigned long long v[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // user nice system idle iowait irq softirq steal
+  const int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                            &v[5], &v[6], &v[7]);
+  std::fclose(f);
+  if (n < 4) return false;
+  total = 0;
+  for (auto x : v) total += x;
+  busy = total - v[3] - v[4];
+  return true;
+}
+
+}  // namespace
+
+// Cores not already busy: available cores minus the cores other processes keep busy now (at
+// least 1). "Now" is /proc/stat sampled over 150 ms: the 1-minute load average lags, so a phase
+// started right after a heavy one (the previous step of `make demo`) saw the machine as busy and
+// ran on one thread, half speed. The load average is the fallback without /proc/stat.
 // OpenBLAS's threads spin while they wait; on cores other processes keep busy they fight the
 // scheduler: a training step measured 17x slower with 2 BLAS threads than with 1 while two
 // compilers ran (docs/performance.md).
 int idle_cores() {
   const int cores = available_cores();
+  unsigned long long b0 = 0, t0 = 0, b1 = 0, t1 = 0;
+  if (cpu_jiffies(b0, t0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    if (cpu_jiffies(b1, t1) && t1 > t0) {
+      // /proc/stat counts every CPU of the machine; scale to the cores this process may use.
+      const double busy_share = double(b1 - b0) / double(t1 - t0);
+      const int machine = std::max(1u, std::thread::hardware_concurrency());
+      const double busy = std::min<double>(cores, busy_share * machine);
+      return std::max(1, std::min(cores, cores - int(busy + 0.5)));
+    }
+  }
   double load[1] = {0.0};
   if (getloadavg(load, 1) != 1) return cores;
   return std::max(1, std::min(cores, cores - int(load[0] + 0.5)));

@@ -74,10 +74,14 @@ ClipVisionTransformerImpl::ClipVisionTransformerImpl(const ClipVisionConfig& c) 
   post_layernorm_ = register_module("post_layernorm", torch::nn::LayerNorm(ln));
 }
 
-torch::Tensor ClipVisionTransformerImpl::hidden_state(const torch::Tensor& pixel_values, int64_t layer) {
+int64_t ClipVisionTransformerImpl::layer_index(int64_t layer) const {
   const int64_t L = cfg_.num_hidden_layers;
   if (layer < 0) layer += L + 1;
   if (layer < 0 || layer > L) fail("ClipVisionTransformer: layer ", layer, " outside 0..", L);
+  return layer;
+}
+
+torch::Tensor ClipVisionTransformerImpl::embed(const torch::Tensor& pixel_values) {
   if (pixel_values.dim() != 4 || pixel_values.size(1) != cfg_.num_channels ||
       pixel_values.size(2) != cfg_.image_size || pixel_values.size(3) != cfg_.image_size)
     fail("ClipVisionTransformer: expected pixel_values (B, ", cfg_.num_channels, ", ", cfg_.image_size, ", ",
@@ -88,7 +92,12 @@ torch::Tensor ClipVisionTransformerImpl::hidden_state(const torch::Tensor& pixel
   auto cls = class_embedding_.view({1, 1, -1}).expand({B, 1, cfg_.hidden_size});
   auto x = torch::cat({cls, patches}, 1);                                      // (B, P, Cv)
   x = x + position_embedding_->weight.unsqueeze(0);
-  x = pre_layrnorm_(x);
+  return pre_layrnorm_(x);
+}
+
+torch::Tensor ClipVisionTransformerImpl::hidden_state(const torch::Tensor& pixel_values, int64_t layer) {
+  layer = layer_index(layer);
+  auto x = embed(pixel_values);
   for (int64_t i = 0; i < layer; ++i) x = layers_[i]->forward(x, torch::Tensor());
   return x;                                                                    // (B, P, Cv)
 }
@@ -96,6 +105,18 @@ torch::Tensor ClipVisionTransformerImpl::hidden_state(const torch::Tensor& pixel
 torch::Tensor ClipVisionTransformerImpl::pooled(const torch::Tensor& pixel_values) {
   auto x = hidden_state(pixel_values, cfg_.num_hidden_layers);
   return post_layernorm_(x.select(1, 0));  // (B, Cv)
+}
+
+std::pair<torch::Tensor, torch::Tensor> ClipVisionTransformerImpl::hidden_and_pooled(const torch::Tensor& pixel_values,
+                                                                                     int64_t layer) {
+  layer = layer_index(layer);
+  auto x = embed(pixel_values);
+  torch::Tensor at = layer == 0 ? x : torch::Tensor();
+  for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
+    x = layers_[i]->forward(x, torch::Tensor());
+    if (i + 1 == layer) at = x;
+  }
+  return {at, post_layernorm_(x.select(1, 0))};
 }
 
 // ---------------------------------------------------------------- text tower
@@ -155,6 +176,13 @@ ClipModelImpl::ClipModelImpl(const ClipConfig& c) : cfg_(c) {
 torch::Tensor ClipModelImpl::image_embeds(const torch::Tensor& pixel_values) {
   auto e = visual_projection_(vision_model_->pooled(pixel_values));  // (B, E)
   return e / e.norm(2, -1, true);
+}
+
+std::pair<torch::Tensor, torch::Tensor> ClipModelImpl::image_embeds_and_hidden(const torch::Tensor& pixel_values,
+                                                                             int64_t layer) {
+  auto [hidden, pooled] = vision_model_->hidden_and_pooled(pixel_values, layer);
+  auto e = visual_projection_(pooled);  // (B, E)
+  return {e / e.norm(2, -1, true), hidden};
 }
 
 torch::Tensor ClipModelImpl::text_embeds(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {

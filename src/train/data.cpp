@@ -168,6 +168,37 @@ HardNegativeOptions world_hard_negatives(int per_caption) {
   return o;
 }
 
+namespace {
+
+bool is_alpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
+
+// Start positions of `word` in `text` as a whole word (no letter on either side).
+std::vector<size_t> whole_word_positions(const std::string& text, const std::string& word) {
+  std::vector<size_t> out;
+  if (word.empty()) return out;
+  for (size_t pos = text.find(word); pos != std::string::npos; pos = text.find(word, pos + 1)) {
+    const bool left = pos == 0 || !is_alpha(text[pos - 1]);
+    const bool right = pos + word.size() >= text.size() || !is_alpha(text[pos + word.size()]);
+    if (left && right) out.push_back(pos);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> caption_tags(const std::string& caption, const std::vector<std::string>& words) {
+  std::vector<uint8_t> out;
+  out.reserve(words.size());
+  for (const auto& w : words) out.push_back(whole_word_positions(caption, w).empty() ? 0 : 1);
+  return out;
+}
+
+std::vector<std::string> world_tag_words() {
+  std::vector<std::string> out;
+  for (const auto& g : world_hard_negatives(0).groups) out.insert(out.end(), g.begin(), g.end());
+  return out;
+}
+
 std::vector<std::string> hard_negative_captions(const std::string& caption, const HardNegativeOptions& options,
                                                 int count, uint64_t seed) {
   // Whole-word occurrences of group words: (position, length, group, word index).
@@ -175,17 +206,11 @@ std::vector<std::string> hard_negative_captions(const std::string& caption, cons
     size_t pos, len;
     size_t group, word;
   };
-  auto is_alpha = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; };
   std::vector<Hit> hits;
   for (size_t g = 0; g < options.groups.size(); ++g)
-    for (size_t w = 0; w < options.groups[g].size(); ++w) {
-      const std::string& word = options.groups[g][w];
-      for (size_t pos = caption.find(word); pos != std::string::npos; pos = caption.find(word, pos + 1)) {
-        const bool left = pos == 0 || !is_alpha(caption[pos - 1]);
-        const bool right = pos + word.size() >= caption.size() || !is_alpha(caption[pos + word.size()]);
-        if (left && right) hits.push_back({pos, word.size(), g, w});
-      }
-    }
+    for (size_t w = 0; w < options.groups[g].size(); ++w)
+      for (size_t pos : whole_word_positions(caption, options.groups[g][w]))
+        hits.push_back({pos, options.groups[g][w].size(), g, w});
   std::vector<std::string> out;
   if (hits.empty()) return out;
   std::mt19937_64 rng(seed);
@@ -202,7 +227,8 @@ std::vector<std::string> hard_negative_captions(const std::string& caption, cons
 }
 
 CaptionDataset::CaptionDataset(const std::string& jsonl, const std::string& image_root, const Tokenizer& tok,
-                               int64_t image_size, int64_t max_tokens, HardNegativeOptions negatives)
+                               int64_t image_size, int64_t max_tokens, HardNegativeOptions negatives,
+                               std::vector<std::string> tag_words)
     : pad_id_(tok.pad_id()) {
   if (negatives.per_caption < 0) fail("CaptionDataset: hard negatives per caption must be >= 0, got ", negatives.per_caption);
   // BOS caption EOS, cut to max_tokens keeping EOS; the images' own captions count as truncated.
@@ -219,10 +245,15 @@ CaptionDataset::CaptionDataset(const std::string& jsonl, const std::string& imag
   JsonlReader r(jsonl);
   Json j;
   std::vector<torch::Tensor> images;
+  std::vector<uint8_t> tags;
   while (r.next(j)) {
     const std::string cap = json_get<std::string>(j, "caption", r.where());
     const std::string img = json_get<std::string>(j, "image", r.where());
     ids_.push_back(encode(cap, true));
+    if (!tag_words.empty()) {
+      auto t = caption_tags(cap, tag_words);
+      tags.insert(tags.end(), t.begin(), t.end());
+    }
     // Negatives are made once, from the caption's index: the same ones whenever it is drawn, so
     // a resumed run sees exactly the batches of an uninterrupted one.
     std::vector<std::vector<int32_t>> negs;
@@ -238,6 +269,8 @@ CaptionDataset::CaptionDataset(const std::string& jsonl, const std::string& imag
   }
   if (ids_.empty()) fail("CaptionDataset: ", jsonl, " has no captions");
   images_ = torch::stack(images);
+  if (!tag_words.empty())
+    tags_ = torch::from_blob(tags.data(), {size(), int64_t(tag_words.size())}, torch::kUInt8).clone();
 }
 
 ClipBatch CaptionDataset::batch(const std::vector<int64_t>& indices) const {
@@ -262,8 +295,10 @@ ClipBatch CaptionDataset::batch(const std::vector<int64_t>& indices) const {
       ia[b][int64_t(t)] = int64_t((*rows[size_t(b)])[t]);
       ma[b][int64_t(t)] = 1;
     }
-  return {normalise_u8(images_.index_select(0, torch::tensor(indices, torch::kLong))), ids, mask,
-          torch::tensor(negative_of, torch::kLong)};
+  auto index = torch::tensor(indices, torch::kLong);
+  ClipBatch out{normalise_u8(images_.index_select(0, index)), ids, mask, torch::tensor(negative_of, torch::kLong), {}};
+  if (tags_.defined()) out.tags = tags_.index_select(0, index).to(torch::kFloat32);
+  return out;
 }
 
 }  // namespace mmb

@@ -111,6 +111,8 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     c.batch_size = o.clip_batch;
     c.lr = o.clip_lr;
     c.hard_negatives = o.clip_hard_negatives;
+    c.tag_loss = o.clip_tag_loss;
+    c.tag_layer = o.vlm.vision_feature_layer;
     c.max_tokens = cc.text.max_position_embeddings;
     c.checkpoint_every = o.checkpoint_every;
     c.seed = o.seed;

@@ -5,6 +5,7 @@
 #include "mmb/sft.h"
 
 #include <cmath>
+#include <functional>
 #include <fstream>
 
 #include "mmb/atomic_file.h"
@@ -39,7 +40,7 @@ LossOutput sft_loss(LlavaForConditionalGeneration& model, const SftBatch& b) {
   return out;
 }
 
-LossOutput clip_loss(ClipModel& model, const ClipBatch& b) {
+LossOutput clip_loss(ClipModel& model, const ClipBatch& b, const ClipTagLoss* tag) {
   {
     torch::NoGradGuard ng;
     model->logit_scale().clamp_(0.0, std::log(100.0));
@@ -48,7 +49,20 @@ LossOutput clip_loss(ClipModel& model, const ClipBatch& b) {
   const int64_t N = b.negative_of.defined() ? b.negative_of.numel() : 0;
   if (b.input_ids.size(0) != B + N)
     fail("clip_loss: ", b.input_ids.size(0), " captions for ", B, " images and ", N, " hard negatives");
-  auto img = model->image_embeds(b.pixel_values);                 // (B, E)
+  const bool tagged = tag && tag->weight > 0 && b.tags.defined();
+  torch::Tensor img, tag_logits;
+  if (tagged) {
+    auto [e, h] = model->image_embeds_and_hidden(b.pixel_values, tag->layer);  // (B, E), (B, P, Cv)
+    img = e;
+    // Per-patch tag logits, max over patches (multiple-instance learning): a tag is in the image
+    // if some patch shows it, so each patch has to say what it shows.
+    auto per_patch = torch::nn::functional::linear(h.narrow(1, 1, h.size(1) - 1), tag->head->weight, tag->head->bias);  // (B, P-1, K)
+    tag_logits = std::get<0>(per_patch.max(1));                                 // (B, K)
+    if (tag_logits.sizes() != b.tags.sizes())
+      fail("clip_loss: the tag head predicts ", tag_logits.sizes(), " but the batch has tags ", b.tags.sizes());
+  } else {
+    img = model->image_embeds(b.pixel_values);                                  // (B, E)
+  }
   auto txt = model->text_embeds(b.input_ids, b.attention_mask);   // (B + N, E)
   auto logits = model->logits_per_image(img, txt);                // (B, B + N)
   auto labels = torch::arange(B, torch::kLong);
@@ -60,6 +74,14 @@ LossOutput clip_loss(ClipModel& model, const ClipBatch& b) {
   out.loss = 0.5 * (li + lt);
   out.samples = B;
   out.tokens = b.attention_mask.sum().item<int64_t>();
+  if (tagged) {
+    auto bce = torch::nn::functional::binary_cross_entropy_with_logits(tag_logits, b.tags);
+    out.metrics["contrastive_loss"] = out.loss.item<double>();
+    out.metrics["tag_loss"] = bce.item<double>();
+    out.loss = out.loss + tag->weight * bce;
+    torch::NoGradGuard ng;
+    out.metrics["tag_accuracy"] = ((tag_logits > 0).to(torch::kFloat32) == b.tags).to(torch::kFloat32).mean().item<double>();
+  }
   torch::NoGradGuard ng;
   out.metrics["i2t_accuracy"] = (logits.argmax(1) == labels).to(torch::kFloat32).mean().item<double>();
   out.metrics["temperature"] = 1.0 / model->logit_scale().exp().item<double>();
@@ -86,6 +108,8 @@ void copy_vision_from_clip(LlavaForConditionalGeneration& model, const std::stri
 }
 
 namespace {
+
+constexpr const char* kTagHeadName = "mmb_tag_head";
 
 // Copies config.json and tokenizer.model of the starting model into checkpoints and the result.
 void copy_side_files(const std::string& from_dir, const std::string& to_dir, const Json& config) {
@@ -117,13 +141,16 @@ void check_batch(const char* who, int64_t batch, const Distributed& dist) {
 
 // Attaches the run directory and process group, resumes from <out>/checkpoints if any, trains,
 // and writes the final model (with tokenizer and template) to <out>/model on rank 0.
+// `before_save` runs on the trained model before it is written (e.g. to drop a training-only head).
 StepStats train_and_save(Trainer& trainer, RunDir* run, Distributed& dist, torch::nn::Module& model,
-                         const Json& config, const std::string& model_dir, const std::string& out) {
+                         const Json& config, const std::string& model_dir, const std::string& out,
+                         const std::function<void()>& before_save = {}) {
   trainer.set_run_dir(run);
   if (dist.active()) trainer.set_distributed(&dist);
   trainer.set_checkpoint_hook([&](const std::string& dir) { copy_side_files(model_dir, dir, config); });
   if (trainer.resume()) log_info("resumed at step " + std::to_string(trainer.step_count()));
   StepStats last = trainer.train();
+  if (before_save) before_save();
   if (dist.is_main()) {
     model.eval();
     save_model_dir(out + "/model", config, model);
@@ -188,14 +215,25 @@ StepStats run_sft(const SftRunOptions& o, RunDir* run) {
 StepStats run_clip(const ClipRunOptions& o, RunDir* run) {
   if (o.out.empty()) fail("run_clip: no output directory");
   Distributed dist(dist_env_from_environment());
+  if (o.tag_loss < 0) fail("run_clip: tag loss weight must be >= 0, got ", o.tag_loss);
   torch::manual_seed(o.seed);
   auto model = load_clip(o.model_dir);
+  const std::vector<std::string> tag_words = o.tag_loss > 0 ? world_tag_words() : std::vector<std::string>{};
+  ClipTagLoss tag{nullptr, o.tag_layer, o.tag_loss};
+  if (o.tag_loss > 0) {
+    // Registered on the model so that checkpoints (and an exact resume) carry it; dropped
+    // before the model is saved, which stays a plain CLIP.
+    const int64_t L = model->config().vision.num_hidden_layers;
+    if (o.tag_layer < -L - 1 || o.tag_layer > L) fail("run_clip: tag layer ", o.tag_layer, " outside -", L + 1, "..", L);
+    tag.head = model->register_module(
+        kTagHeadName, torch::nn::Linear(model->config().vision.hidden_size, int64_t(tag_words.size())));
+  }
   if (dist.active()) dist.broadcast_module(*model);
   model->train();
   Tokenizer tok = Tokenizer::load(o.model_dir + "/tokenizer.model");
   CaptionDataset data(o.captions, o.image_root, tok, model->config().vision.image_size,
                       std::min(o.max_tokens, model->config().text.max_position_embeddings),
-                      world_hard_negatives(o.hard_negatives));
+                      world_hard_negatives(o.hard_negatives), tag_words);
   log_info("clip data: " + std::to_string(data.size()) + " image-caption pairs, " + std::to_string(data.truncated()) +
            " captions truncated to " + std::to_string(o.max_tokens) + " tokens");
   if (run) run->set_result("data", {{"pairs", data.size()}, {"truncated", data.truncated()}});
@@ -208,8 +246,11 @@ StepStats run_clip(const ClipRunOptions& o, RunDir* run) {
   topt.weight_by_tokens = false;
   Trainer trainer(*model, groups, topt);
   ShardedIndexBatches batches(data.size(), o.batch_size, o.seed, dist.rank(), dist.world_size());
-  trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) { return clip_loss(model, data.batch(idx)); });
-  return train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
+  const ClipTagLoss* tag_ptr = o.tag_loss > 0 ? &tag : nullptr;
+  trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) { return clip_loss(model, data.batch(idx), tag_ptr); });
+  return train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out, [&] {
+    if (o.tag_loss > 0) model->unregister_module(kTagHeadName);
+  });
 }
 
 }  // namespace mmb
