@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""How fast can a small decoder learn to read a vision tower?  A presence-only grounding probe.
+
+  /usr/bin/python3 scripts/grounding_probe.py WORLD_DIR FEATURES [--steps 500] [--lr 1e-3]
+      [--layers 4] [--order image_first|question_first] [--layer -2] [--supervised-steps 600]
+
+FEATURES is one of
+  oracle        the truth: per grid cell a one-hot of its shape, colour and cell (9 tokens);
+                the best any tower can give, so it measures the decoder alone
+  pixels        a ViT 64px/8 (the default tower's shape) trained jointly from the pixels
+  supervised    that ViT first trained alone to name the shapes present (multi-label BCE,
+                --supervised-steps at batch 64), then frozen
+  MODEL_DIR     a CLIP or LLaVA model directory (mmb train clip / sft): its tower, frozen,
+                hidden state --layer without CLS (what the VLM's projector reads)
+
+A causal transformer decoder (192 wide, --layers, 6 heads, pre-norm) with a GELU projector sees
+[image tokens] "is there a <shape> ? ASSISTANT:" and predicts yes/no, 32 questions per step (half
+about a present shape, half about an absent one), AdamW with one-cycle lr. It prints the
+held-out accuracy on 1000 test scenes every 100 steps; a decoder that ignores the image reaches
+about 0.60 (absent shapes are drawn uniformly, so rare shapes are mostly "no"). Images are
+decoded once with scripts/png2raw.cpp (compiled with g++ on first use) into WORLD_DIR/*.raw.
+Results and their meaning: docs/training.md, "The base model (measured)".
+"""
+import argparse, json, os, random, subprocess, sys, time
+import numpy as np, torch, torch.nn as nn
+
+ap = argparse.ArgumentParser()
+ap.add_argument('world'); ap.add_argument('features')
+ap.add_argument('--steps', type=int, default=500); ap.add_argument('--lr', type=float, default=1e-3)
+ap.add_argument('--layers', type=int, default=4); ap.add_argument('--order', default='image_first')
+ap.add_argument('--layer', type=int, default=-2); ap.add_argument('--supervised-steps', type=int, default=600)
+ap.add_argument('--threads', type=int, default=2)
+a = ap.parse_args()
+torch.set_num_threads(a.threads); torch.manual_seed(0); random.seed(0)
+here = os.path.dirname(os.path.abspath(__file__))
+SHAPES = ['circle', 'square', 'triangle', 'star', 'heart', 'cross', 'diamond', 'hexagon', 'moon', 'ring']
+COLORS = ['red', 'green', 'blue', 'yellow', 'purple', 'orange', 'white', 'cyan']
+scenes = [json.loads(l) for l in open(os.path.join(a.world, 'scenes.jsonl'))]
+split = {s: [x for x in scenes if x['id'].startswith(s + '_')] for s in ('train', 'test')}
+split['test'] = split['test'][:1000]
+
+def pixels(name):
+    raw = os.path.join(a.world, name + '.raw')
+    if not os.path.exists(raw):
+        tool = '/tmp/mmb_png2raw'
+        if not os.path.exists(tool):
+            subprocess.check_call(['g++', '-O2', os.path.join(here, 'png2raw.cpp'), '-o', tool])
+        paths = '\n'.join(os.path.join(a.world, s['image']) for s in split[name]) + '\n'
+        subprocess.run([tool, raw], input=paths.encode(), check=True)
+    x = np.fromfile(raw, np.uint8).reshape(-1, 64, 64, 3)[:len(split[name])]
+    return torch.from_numpy(x).permute(0, 3, 1, 2)
+
+MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+norm = lambda x: (x.float() / 255 - MEAN) / STD
+present = lambda s: {o['shape'] for o in s['objects'] if o['visible_fraction'] > 0}
+
+def oracle(s):
+    f = torch.zeros(9, 27)
+    for o in s['objects']:
+        if o['visible_fraction'] > 0:
+            c = o['row'] * 3 + o['col']; f[c, SHAPES.index(o['shape'])] = 1; f[c, 10 + COLORS.index(o['color'])] = 1
+    f[:, 18:] = torch.eye(9)
+    return f
+
+mode = a.features if a.features in ('oracle', 'pixels', 'supervised') else 'tower'
+X = {}
+if mode == 'oracle':
+    X = {k: torch.stack([oracle(s) for s in v]) for k, v in split.items()}
+elif mode in ('pixels', 'supervised'):
+    X = {k: pixels(k) for k in split}
+else:  # a model directory's frozen tower
+    sys.path.insert(0, os.path.join(here, '..', 'tests', 'reference'))
+    import llava_ref, safetensors_ref
+    vc = json.load(open(os.path.join(a.features, 'config.json')))['vision_config']
+    W = {k: v.float() for k, v in safetensors_ref.load(os.path.join(a.features, 'model.safetensors')).items()}
+    pre = 'vision_tower.vision_model.' if 'vision_tower.vision_model.embeddings.class_embedding' in W else 'vision_model.'
+    with torch.no_grad():
+        for k in split:
+            px = pixels(k)
+            X[k] = torch.cat([llava_ref.vision_hidden_states(W, pre, vc, norm(px[i:i + 500]))[a.layer][:, 1:]
+                              for i in range(0, len(px), 500)])
+    print('tower features', tuple(X['train'].shape), flush=True)
+
+VOCAB = ['<pad>', 'is', 'there', 'a', '?', 'ASSISTANT:', 'yes', 'no'] + SHAPES
+TID = {w: i for i, w in enumerate(VOCAB)}
+
+class ViT(nn.Module):  # the default tower's shape: 64px/8, 128 wide, 4 layers, 4 heads
+    def __init__(s):
+        super().__init__()
+        s.patch = nn.Conv2d(3, 128, 8, stride=8); s.pos = nn.Parameter(torch.randn(64, 128) * 0.02)
+        s.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(128, 4, 512, 0.0, 'gelu', batch_first=True, norm_first=True), 4)
+    def forward(s, x): return s.enc(s.patch(norm(x)).flatten(2).transpose(1, 2) + s.pos)
+
+class Probe(nn.Module):
+    def __init__(s, d=192):
+        super().__init__()
+        s.tower = ViT() if mode in ('pixels', 'supervised') else None
+        s.proj = nn.Sequential(nn.Linear(X['train'].shape[-1] if s.tower is None else 128, d), nn.GELU(), nn.Linear(d, d))
+        s.emb = nn.Embedding(len(VOCAB), d); s.pos = nn.Parameter(torch.randn(128, d) * 0.02)
+        s.dec = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 6, 512, 0.0, 'gelu', batch_first=True, norm_first=True), a.layers)
+        s.norm = nn.LayerNorm(d); s.out = nn.Linear(d, len(VOCAB))
+    def forward(s, img, q):
+        v = s.proj(img if s.tower is None else s.tower(img)); t = s.emb(q)
+        x = torch.cat([v, t], 1) if a.order == 'image_first' else torch.cat([t[:, :5], v, t[:, 5:]], 1)
+        x = x + s.pos[:x.size(1)]
+        T = x.size(1)
+        return s.out(s.norm(s.dec(x, mask=torch.triu(torch.full((T, T), float('-inf')), 1))))[:, -1]
+
+def question(s):
+    p = present(s)
+    if random.random() < 0.5 and p: sh, ans = random.choice(sorted(p)), 'yes'
+    else: sh, ans = random.choice([x for x in SHAPES if x not in p]), 'no'
+    return [TID[w] for w in ['is', 'there', 'a', sh, '?', 'ASSISTANT:']], TID[ans]
+
+def batch(k, idx):
+    q, y = zip(*[question(split[k][i]) for i in idx])
+    return X[k][idx], torch.tensor(q), torch.tensor(y)
+
+m = Probe()
+if mode == 'supervised':
+    Y = torch.tensor([[float(sh in present(s)) for sh in SHAPES] for s in split['train']])
+    head = nn.Linear(128, 10); params = list(m.tower.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
+    sch = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=a.supervised_steps, pct_start=0.05)
+    for _ in range(a.supervised_steps):
+        idx = torch.randint(0, len(Y), (64,))
+        loss = nn.functional.binary_cross_entropy_with_logits(head(m.tower(X['train'][idx]).mean(1)), Y[idx])
+        opt.zero_grad(); loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sch.step()
+    print(f'tower trained to name shapes: BCE {loss.item():.3f}', flush=True)
+    for p in params: p.requires_grad_(False)
+params = [p for p in m.parameters() if p.requires_grad]
+opt = torch.optim.AdamW(params, lr=a.lr)
+sch = torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.steps, pct_start=0.05)
+random.seed(1); test = batch('test', list(range(len(split['test'])))); random.seed(0)
+t0 = time.time()
+for step in range(1, a.steps + 1):
+    img, q, y = batch('train', [random.randrange(len(split['train'])) for _ in range(32)])
+    loss = nn.functional.cross_entropy(m(img, q), y)
+    opt.zero_grad(); loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sch.step()
+    if step % 100 == 0 or step == a.steps:
+        with torch.no_grad(): acc = (m(test[0], test[1]).argmax(-1) == test[2]).float().mean().item()
+        print(f'{a.features} step {step} loss {loss.item():.3f} held-out accuracy {acc:.3f} ({time.time() - t0:.0f} s)', flush=True)
