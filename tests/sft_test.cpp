@@ -3,14 +3,18 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <set>
 #include <sstream>
 
 
 #include "mmb/atomic_file.h"
+#include "mmb/checkpoint.h"
 #include "mmb/data.h"
 #include "mmb/image.h"
 #include "mmb/json.h"
+#include "mmb/safetensors.h"
+#include "mmb/tokenizer.h"
 #include "test_util.h"
 
 using mmb::testing::expect_throw_with;
@@ -305,4 +309,94 @@ TEST(Data, MissingImageAndOverlongSamples) {
   EXPECT_FALSE((b.loss_mask[0] & (ids == tok.image_id())).any().item<bool>());
   EXPECT_TRUE(b.loss_mask[0][-1].item<bool>());
   EXPECT_EQ(ids[-1].item<int64_t>(), tok.eos_id());
+}
+
+TEST(Clip, TagLossRunResumesExactlyAndSavesAPlainClip) {
+  TempDir d;
+  const std::vector<std::string> caps = {"a small red star.", "a large blue circle.", "a small green heart and a red moon.",
+                                         "a large yellow ring.", "a blue square and a white cross.", "a small cyan diamond.",
+                                         "a purple hexagon.", "an orange triangle and a red star."};
+  mmb::TokenizerTrainOptions t;
+  for (int i = 0; i < 40; ++i) t.lines.insert(t.lines.end(), caps.begin(), caps.end());
+  t.vocab_size = 300;
+  t.output_prefix = d.file("tok");
+  mmb::train_tokenizer(t);
+  auto tok = mmb::Tokenizer::load(d.file("tok.model"));
+  std::string jsonl;
+  for (size_t i = 0; i < caps.size(); ++i) {
+    const std::string img = "img/" + std::to_string(i) + ".png";
+    write_png_color(d.file(img), uint8_t(30 * i), uint8_t(200 - 20 * i), uint8_t(90 + 10 * i));
+    jsonl += mmb::Json({{"image", img}, {"caption", caps[i]}}).dump() + "\n";
+  }
+  mmb::write_file_atomic(d.file("captions.jsonl"), jsonl);
+
+  mmb::ClipConfig c;
+  c.vision.image_size = 16;
+  c.vision.patch_size = 8;
+  c.vision.hidden_size = 32;
+  c.vision.intermediate_size = 64;
+  c.vision.num_hidden_layers = 2;
+  c.vision.num_attention_heads = 2;
+  c.text.vocab_size = tok.num_ids();
+  c.text.eos_token_id = tok.eos_id();
+  c.text.hidden_size = 32;
+  c.text.intermediate_size = 64;
+  c.text.num_hidden_layers = 1;
+  c.text.num_attention_heads = 2;
+  c.text.max_position_embeddings = 32;
+  c.text.pooling = "first_eos";
+  c.projection_dim = 16;
+  {
+    mmb::ClipModel clip(c);
+    mmb::init_weights(*clip, 5);
+    mmb::save_model_dir(d.file("init"), mmb::to_json(c), *clip);
+    mmb::write_file_atomic(d.file("init/tokenizer.model"), mmb::read_file(d.file("tok.model")));
+  }
+  auto run = [&](const std::string& out) {
+    mmb::ClipRunOptions o;
+    o.model_dir = d.file("init");
+    o.captions = d.file("captions.jsonl");
+    o.image_root = d.path();
+    o.out = out;
+    o.batch_size = 4;
+    o.steps = 4;
+    o.checkpoint_every = 2;
+    o.hard_negatives = 1;
+    o.tag_loss = 2.0;
+    o.tag_layer = -1;
+    o.max_tokens = 32;
+    mmb::run_clip(o, nullptr);
+  };
+  run(d.file("a"));
+  // The saved model is a plain CLIP: load_clip rejects unexpected tensors, so no tag head is left.
+  auto saved = mmb::load_safetensors(d.file("a/model/model.safetensors"));
+  for (const auto& [name, _] : saved) EXPECT_EQ(name.find("mmb_tag_head"), std::string::npos) << name;
+  EXPECT_NO_THROW(mmb::load_clip(d.file("a/model")));
+  // Checkpoints carry the head, so a run killed after step 2 resumes exactly.
+  auto ck = mmb::load_safetensors(d.file("a/checkpoints/step-2/model.safetensors"));
+  EXPECT_TRUE(ck.count("mmb_tag_head.weight"));
+  run(d.file("b"));
+  // Kill after step 2: drop what came later, and change the starting weights, so that only a
+  // resume from the step-2 checkpoint (weights, tag head, optimiser) can end where run a ended.
+  {
+    mmb::ClipModel other(c);
+    mmb::init_weights(*other, 6);
+    mmb::save_model_dir(d.file("init"), mmb::to_json(c), *other);
+  }
+  std::filesystem::remove_all(d.file("b/model"));
+  std::filesystem::remove_all(d.file("b/checkpoints/step-4"));
+  mmb::write_file_atomic(d.file("b/checkpoints/latest"), "step-2\n");
+  run(d.file("b"));
+  auto resumed = mmb::load_safetensors(d.file("b/model/model.safetensors"));
+  ASSERT_EQ(resumed.size(), saved.size());
+  for (const auto& [name, w] : saved) EXPECT_TRUE(torch::equal(w, resumed.at(name))) << name;
+
+  mmb::ClipRunOptions bad;
+  bad.model_dir = d.file("init");
+  bad.captions = d.file("captions.jsonl");
+  bad.image_root = d.path();
+  bad.out = d.file("c");
+  bad.tag_loss = 1.0;
+  bad.tag_layer = 7;
+  expect_throw_with([&] { mmb::run_clip(bad, nullptr); }, "tag layer 7 outside");
 }
