@@ -42,6 +42,26 @@ mmb::LlavaConfig tiny_vlm(int64_t vocab) {
   return c;
 }
 
+// A CLIP at toy sizes: 16-px images in 8-px patches, 32 wide, 16-d projection.
+mmb::ClipConfig tiny_clip(int64_t vocab, int64_t max_tokens = 8) {
+  mmb::ClipConfig c;
+  c.vision.image_size = 16;
+  c.vision.patch_size = 8;
+  c.vision.hidden_size = 32;
+  c.vision.intermediate_size = 64;
+  c.vision.num_hidden_layers = 2;
+  c.vision.num_attention_heads = 2;
+  c.text.vocab_size = vocab;
+  c.text.hidden_size = 32;
+  c.text.intermediate_size = 64;
+  c.text.num_hidden_layers = 2;
+  c.text.num_attention_heads = 2;
+  c.text.max_position_embeddings = max_tokens;
+  c.text.pooling = "first_eos";
+  c.projection_dim = 16;
+  return c;
+}
+
 // A handmade batch: [bos, img x4, 7, 8, 9, 10, 11, 2] with the answer 10 11 2 as targets.
 mmb::SftBatch handmade_batch() {
   auto ids = torch::tensor({1, 4, 4, 4, 4, 7, 8, 9, 10, 11, 2}, torch::kLong).unsqueeze(0).repeat({2, 1});
@@ -98,21 +118,7 @@ TEST(Sft, LossCoversOnlyMaskedTargets) {
 }
 
 TEST(Clip, OverfitsOneBatch) {
-  mmb::ClipConfig c;
-  c.vision.image_size = 16;
-  c.vision.patch_size = 8;
-  c.vision.hidden_size = 32;
-  c.vision.intermediate_size = 64;
-  c.vision.num_hidden_layers = 2;
-  c.vision.num_attention_heads = 2;
-  c.text.vocab_size = 30;
-  c.text.hidden_size = 32;
-  c.text.intermediate_size = 64;
-  c.text.num_hidden_layers = 2;
-  c.text.num_attention_heads = 2;
-  c.text.max_position_embeddings = 8;
-  c.text.pooling = "first_eos";
-  c.projection_dim = 16;
+  const mmb::ClipConfig c = tiny_clip(30);
   mmb::ClipModel clip(c);
   mmb::init_weights(*clip, 3);
   torch::manual_seed(1);
@@ -169,21 +175,7 @@ TEST(Clip, TagLossTeachesTheTowerToNameTags) {
     EXPECT_EQ(t[i], named ? 1 : 0) << words[i];
   }
 
-  mmb::ClipConfig c;
-  c.vision.image_size = 16;
-  c.vision.patch_size = 8;
-  c.vision.hidden_size = 32;
-  c.vision.intermediate_size = 64;
-  c.vision.num_hidden_layers = 2;
-  c.vision.num_attention_heads = 2;
-  c.text.vocab_size = 30;
-  c.text.hidden_size = 32;
-  c.text.intermediate_size = 64;
-  c.text.num_hidden_layers = 2;
-  c.text.num_attention_heads = 2;
-  c.text.max_position_embeddings = 8;
-  c.text.pooling = "first_eos";
-  c.projection_dim = 16;
+  const mmb::ClipConfig c = tiny_clip(30);
   mmb::ClipModel clip(c);
   mmb::init_weights(*clip, 3);
   torch::manual_seed(2);
@@ -330,22 +322,9 @@ TEST(Clip, TagLossRunResumesExactlyAndSavesAPlainClip) {
   }
   mmb::write_file_atomic(d.file("captions.jsonl"), jsonl);
 
-  mmb::ClipConfig c;
-  c.vision.image_size = 16;
-  c.vision.patch_size = 8;
-  c.vision.hidden_size = 32;
-  c.vision.intermediate_size = 64;
-  c.vision.num_hidden_layers = 2;
-  c.vision.num_attention_heads = 2;
-  c.text.vocab_size = tok.num_ids();
+  mmb::ClipConfig c = tiny_clip(tok.num_ids(), /*max_tokens=*/32);
   c.text.eos_token_id = tok.eos_id();
-  c.text.hidden_size = 32;
-  c.text.intermediate_size = 64;
   c.text.num_hidden_layers = 1;
-  c.text.num_attention_heads = 2;
-  c.text.max_position_embeddings = 32;
-  c.text.pooling = "first_eos";
-  c.projection_dim = 16;
   {
     mmb::ClipModel clip(c);
     mmb::init_weights(*clip, 5);
