@@ -30,6 +30,9 @@ void add_size_flags(CLI::App& c, InitOptions& o) {
   c.add_option("--vision-layers", v.num_hidden_layers, "Vision layers")->group("Vision");
   c.add_option("--vision-heads", v.num_attention_heads, "Vision heads")->group("Vision");
   c.add_option("--vision-mlp", v.intermediate_size, "Vision MLP size")->group("Vision");
+  c.add_option("--vision-stem", v.stem_channels, "Convolutional stem channels, e.g. 32,64 (none: HF CLIP)")
+      ->delimiter(',')
+      ->group("Vision");
   c.add_option("--hidden", t.hidden_size, "Decoder hidden size")->group("Decoder");
   c.add_option("--layers", t.num_hidden_layers, "Decoder layers")->group("Decoder");
   c.add_option("--heads", t.num_attention_heads, "Decoder heads")->group("Decoder");

@@ -124,6 +124,10 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--vision-layers", o.vlm.vision.num_hidden_layers, "Vision layers")->group("VLM");
   cmd.add_option("--vision-mlp", o.vlm.vision.intermediate_size, "Vision MLP size")->group("VLM");
   cmd.add_option("--patch-size", o.vlm.vision.patch_size, "Vision patch side (px): (64/patch)^2 image tokens")->group("VLM");
+  cmd.add_option("--vision-stem", o.vlm.vision.stem_channels,
+                 "Convolutional stem channels before the patch embedding, e.g. 32,64 (none: HF CLIP)")
+      ->delimiter(',')
+      ->group("VLM");
   cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("VLM");
   cmd.add_flag("--no-eval", c->no_eval, "Skip the evaluation (mmb eval) after training");
   cmd.callback([&cmd, c] {

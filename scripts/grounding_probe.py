@@ -63,11 +63,23 @@ def oracle(s):
     f[:, 18:] = torch.eye(9)
     return f
 
-mode = a.features if a.features in ('oracle', 'pixels', 'supervised') else 'tower'
+def dense(s):  # per 8x8 patch: the shapes and colours of the objects overlapping it
+    t = torch.zeros(64, 18)
+    for o in s['objects']:
+        if o['visible_fraction'] <= 0: continue
+        for p in range(64):
+            cx, cy = (p % 8) * 8 + 4, (p // 8) * 8 + 4
+            if ((cx - o['x']) ** 2 + (cy - o['y']) ** 2) ** 0.5 < o['radius'] + 2:
+                t[p, SHAPES.index(o['shape'])] = 1; t[p, 10 + COLORS.index(o['color'])] = 1
+    return t
+
+mode = a.features if a.features in ('oracle', 'oracle64', 'pixels', 'supervised', 'dense') else 'tower'
 X = {}
 if mode == 'oracle':
     X = {k: torch.stack([oracle(s) for s in v]) for k, v in split.items()}
-elif mode in ('pixels', 'supervised'):
+elif mode == 'oracle64':
+    X = {k: torch.stack([torch.cat([dense(s), torch.eye(64)], 1) for s in v]) for k, v in split.items()}
+elif mode in ('pixels', 'supervised', 'dense'):
     X = {k: pixels(k) for k in split}
 else:  # a model directory's frozen tower
     sys.path.insert(0, os.path.join(here, '..', 'tests', 'reference'))
@@ -95,7 +107,7 @@ class ViT(nn.Module):  # the default tower's shape: 64px/8, 128 wide, 4 layers, 
 class Probe(nn.Module):
     def __init__(s, d=192):
         super().__init__()
-        s.tower = ViT() if mode in ('pixels', 'supervised') else None
+        s.tower = ViT() if mode in ('pixels', 'supervised', 'dense') else None
         s.proj = nn.Sequential(nn.Linear(X['train'].shape[-1] if s.tower is None else 128, d), nn.GELU(), nn.Linear(d, d))
         s.emb = nn.Embedding(len(VOCAB), d); s.pos = nn.Parameter(torch.randn(128, d) * 0.02)
         s.dec = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 6, 512, 0.0, 'gelu', batch_first=True, norm_first=True), a.layers)
@@ -128,6 +140,22 @@ if mode == 'supervised':
         loss = nn.functional.binary_cross_entropy_with_logits(head(m.tower(X['train'][idx]).mean(1)), Y[idx])
         opt.zero_grad(); loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sch.step()
     print(f'tower trained to name shapes: BCE {loss.item():.3f}', flush=True)
+    for p in params: p.requires_grad_(False)
+if mode == 'dense':
+    Y = torch.stack([dense(s) for s in split['train']])
+    head = nn.Linear(128, 18); params = list(m.tower.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
+    sch = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=a.supervised_steps, pct_start=0.05)
+    t0 = time.time()
+    for _ in range(a.supervised_steps):
+        idx = torch.randint(0, len(Y), (64,))
+        loss = nn.functional.binary_cross_entropy_with_logits(head(m.tower(X['train'][idx])), Y[idx])
+        opt.zero_grad(); loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sch.step()
+    with torch.no_grad():
+        L = head(m.tower(X['test'])).amax(1)[:, :10] > 0
+    T = torch.tensor([[sh in present(s) for sh in SHAPES] for s in split['test']])
+    print(f'dense tower: BCE {loss.item():.3f}, shape naming per-shape acc {(L == T).float().mean():.3f}, '
+          f'exact set {(L == T).all(1).float().mean():.3f} ({time.time() - t0:.0f} s)', flush=True)
     for p in params: p.requires_grad_(False)
 params = [p for p in m.parameters() if p.requires_grad]
 opt = torch.optim.AdamW(params, lr=a.lr)

@@ -87,11 +87,13 @@ double max_diff_real(const torch::Tensor& a, const torch::Tensor& b, const torch
 
 }  // namespace
 
-class ModelGolden : public ::testing::TestWithParam<bool> {};
+// 0: untied embeddings; 1: tied; 2: untied, with mmb's convolutional vision stem.
+class ModelGolden : public ::testing::TestWithParam<int> {};
 
 TEST_P(ModelGolden, LogitsMatchPytorchReference) {
   TempDir d;
-  auto cfg = tiny_llava(GetParam());
+  auto cfg = tiny_llava(GetParam() == 1);
+  if (GetParam() == 2) cfg.vision.stem_channels = {6, 10};  // 32px -> 3x3 conv -> stride 2 -> patch 4
   mmb::LlavaForConditionalGeneration model(cfg);
   randomize(*model, 1);
   mmb::save_model_dir(d.file("m"), mmb::to_json(cfg), *model);
@@ -104,11 +106,11 @@ TEST_P(ModelGolden, LogitsMatchPytorchReference) {
   auto ref = mmb::load_safetensors(d.file("out.safetensors")).at("logits");
   ASSERT_EQ(ref.sizes(), logits.sizes());
   double diff = max_diff_real(logits, ref, b.mask);
-  std::printf("llava golden (tied=%d): logits max |mmb - pytorch| = %.3g (logit scale %.3g)\n", int(GetParam()),
+  std::printf("llava golden (variant %d): logits max |mmb - pytorch| = %.3g (logit scale %.3g)\n", GetParam(),
               diff, ref.abs().max().item<double>());
   EXPECT_LE(diff, 1e-4);
 }
-INSTANTIATE_TEST_SUITE_P(TiedAndUntied, ModelGolden, ::testing::Values(false, true));
+INSTANTIATE_TEST_SUITE_P(TiedUntiedStem, ModelGolden, ::testing::Values(0, 1, 2));
 
 TEST(Model, ImageTokenMaskMatchesReferenceAndRemovesTheImage) {
   TempDir d;
@@ -277,6 +279,16 @@ TEST(Checkpoint, MalformedCheckpointsNameTheProblem) {
   bad_heads["text_config"]["num_key_value_heads"] = 3;
   mmb::write_json_file(d.file("bad/config.json"), bad_heads);
   expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "multiple of num_key_value_heads 3");
+  auto bad_stem = j;
+  bad_stem["vision_config"]["mmb_stem_channels"] = {4, 0};
+  mmb::write_json_file(d.file("bad/config.json"), bad_stem);
+  expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "mmb_stem_channels must be positive");
+  bad_stem["vision_config"]["mmb_stem_channels"] = {4, 4, 4, 4, 4};
+  mmb::write_json_file(d.file("bad/config.json"), bad_stem);
+  expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "must be a multiple of 16");
+  bad_stem["vision_config"]["mmb_stem_channels"] = {4, 4};  // a stem the weights lack
+  mmb::write_json_file(d.file("bad/config.json"), bad_stem);
+  expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "embeddings.stem.0.weight");
   expect_throw_with([&] { mmb::load_llava(d.file("nowhere")); }, "config.json");
 }
 

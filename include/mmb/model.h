@@ -39,6 +39,7 @@ class ClipVisionTransformerImpl : public torch::nn::Module {
   torch::Tensor embed(const torch::Tensor& pixel_values);  // layer 0: (B, P, Cv)
   ClipVisionConfig cfg_;
   torch::Tensor class_embedding_;          // embeddings.class_embedding (Cv)
+  std::vector<torch::nn::Conv2d> stem_;     // embeddings.stem.{i} (mmb_stem_channels; usually none)
   torch::nn::Conv2d patch_embedding_{nullptr};
   torch::nn::Embedding position_embedding_{nullptr};
   torch::nn::LayerNorm pre_layrnorm_{nullptr}, post_layernorm_{nullptr};

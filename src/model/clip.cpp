@@ -55,10 +55,19 @@ ClipVisionTransformerImpl::ClipVisionTransformerImpl(const ClipVisionConfig& c) 
   validate(c, "ClipVisionTransformer");
   auto emb = register_module("embeddings", std::make_shared<torch::nn::Module>());
   class_embedding_ = emb->register_parameter("class_embedding", torch::randn({c.hidden_size}));
+  int64_t in = c.num_channels, patch = c.patch_size;
+  if (!c.stem_channels.empty()) {
+    auto list = emb->register_module("stem", torch::nn::ModuleList());
+    for (size_t i = 0; i < c.stem_channels.size(); ++i) {
+      const int64_t stride = i == 0 ? 1 : 2;
+      stem_.emplace_back(torch::nn::Conv2dOptions(in, c.stem_channels[i], 3).stride(stride).padding(1));
+      list->push_back(stem_.back());
+      in = c.stem_channels[i];
+      patch /= stride;
+    }
+  }
   patch_embedding_ = emb->register_module(
-      "patch_embedding", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, c.hidden_size, c.patch_size)
-                                               .stride(c.patch_size)
-                                               .bias(false)));
+      "patch_embedding", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, c.hidden_size, patch).stride(patch).bias(false)));
   position_embedding_ =
       emb->register_module("position_embedding", torch::nn::Embedding(c.num_patches() + 1, c.hidden_size));
   auto ln = torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps);
@@ -87,7 +96,9 @@ torch::Tensor ClipVisionTransformerImpl::embed(const torch::Tensor& pixel_values
     fail("ClipVisionTransformer: expected pixel_values (B, ", cfg_.num_channels, ", ", cfg_.image_size, ", ",
          cfg_.image_size, "), got ", pixel_values.sizes());
   const int64_t B = pixel_values.size(0);
-  auto patches = patch_embedding_(pixel_values.to(class_embedding_.dtype()));  // (B, Cv, h, w)
+  auto pixels = pixel_values.to(class_embedding_.dtype());
+  for (auto& conv : stem_) pixels = torch::gelu(conv(pixels));  // (B, c_i, H / 2^i, W / 2^i)
+  auto patches = patch_embedding_(pixels);                    // (B, Cv, h, w)
   patches = patches.flatten(2).transpose(1, 2);                                // (B, P-1, Cv)
   auto cls = class_embedding_.view({1, 1, -1}).expand({B, 1, cfg_.hidden_size});
   auto x = torch::cat({cls, patches}, 1);                                      // (B, P, Cv)

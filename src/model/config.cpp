@@ -78,16 +78,19 @@ void read_vision(const Json& j, const std::string& ctx, bool strict, ClipVisionC
   r.optional("num_channels", c.num_channels);
   r.optional("layer_norm_eps", c.layer_norm_eps);
   r.optional("hidden_act", c.hidden_act);
+  r.optional("mmb_stem_channels", c.stem_channels);
   r.check_unknown(strict);
   validate(c, ctx);
 }
 
 Json vision_json(const ClipVisionConfig& c) {
-  return {{"model_type", "clip_vision_model"},  {"hidden_size", c.hidden_size},
-          {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_hidden_layers},
-          {"num_attention_heads", c.num_attention_heads}, {"image_size", c.image_size},
-          {"patch_size", c.patch_size},          {"num_channels", c.num_channels},
-          {"layer_norm_eps", c.layer_norm_eps},  {"hidden_act", c.hidden_act}};
+  Json j = {{"model_type", "clip_vision_model"},  {"hidden_size", c.hidden_size},
+            {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_hidden_layers},
+            {"num_attention_heads", c.num_attention_heads}, {"image_size", c.image_size},
+            {"patch_size", c.patch_size},          {"num_channels", c.num_channels},
+            {"layer_norm_eps", c.layer_norm_eps},  {"hidden_act", c.hidden_act}};
+  if (!c.stem_channels.empty()) j["mmb_stem_channels"] = c.stem_channels;  // plain HF CLIP otherwise
+  return j;
 }
 
 void check_act(const std::string& act, const std::set<std::string>& known, const std::string& ctx,
@@ -106,6 +109,14 @@ void validate(const ClipVisionConfig& c, const std::string& ctx) {
   if (c.num_hidden_layers <= 0 || c.intermediate_size <= 0 || c.num_channels <= 0)
     fail(ctx, ": num_hidden_layers, intermediate_size and num_channels must be positive");
   check_act(c.hidden_act, {"quick_gelu", "gelu"}, ctx, "hidden_act");
+  for (int64_t ch : c.stem_channels)
+    if (ch <= 0) fail(ctx, ": mmb_stem_channels must be positive, got ", ch);
+  if (c.stem_channels.size() > 1) {
+    const int64_t down = int64_t(1) << (c.stem_channels.size() - 1);
+    if (c.patch_size % down)
+      fail(ctx, ": patch_size ", c.patch_size, " must be a multiple of ", down, " for ", c.stem_channels.size(),
+           " mmb_stem_channels (each after the first halves the resolution)");
+  }
 }
 
 void validate(const ClipTextConfig& c, const std::string& ctx) {

@@ -342,7 +342,12 @@ void init_weights(torch::nn::Module& module, uint64_t seed) {
       return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
     };
     if (ends_with("logit_scale")) continue;
-    if (ends_with("bias")) {
+    if (name.find("embeddings.stem.") != std::string::npos && t.dim() == 4) {
+      // Convolutions followed by GELU: 0.02 would shrink the signal ~10x per layer. PyTorch's
+      // default (kaiming_uniform, a = sqrt 5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+      const double bound = 1.0 / std::sqrt(double(t[0].numel()));
+      t.uniform_(-bound, bound);
+    } else if (ends_with("bias")) {
       t.zero_();
     } else if (t.dim() == 1 && !ends_with("class_embedding")) {
       t.fill_(1.0);  // LayerNorm / RMSNorm weights

@@ -100,7 +100,7 @@ void copy_vision_from_clip(LlavaForConditionalGeneration& model, const std::stri
   const auto& b = model->config().vision;
   if (a.hidden_size != b.hidden_size || a.num_hidden_layers != b.num_hidden_layers ||
       a.image_size != b.image_size || a.patch_size != b.patch_size || a.intermediate_size != b.intermediate_size ||
-      a.num_attention_heads != b.num_attention_heads)
+      a.num_attention_heads != b.num_attention_heads || a.stem_channels != b.stem_channels)
     fail("copy_vision_from_clip: ", clip_dir, "'s vision tower does not match the VLM's vision config");
   torch::NoGradGuard ng;
   auto dst = model->vision_model()->named_parameters();

@@ -47,6 +47,10 @@ def clip_layer(W, p, x, heads, eps, act_name, mask=None):
 def vision_hidden_states(W, p, vc, pixels):
     """All hidden states of the CLIP vision encoder (HF output_hidden_states)."""
     C, P = vc["hidden_size"], vc["patch_size"]
+    for i, _ in enumerate(vc.get("mmb_stem_channels") or []):  # mmb's optional conv stem
+        pixels = F.gelu(F.conv2d(pixels, W[p + f"embeddings.stem.{i}.weight"], W[p + f"embeddings.stem.{i}.bias"],
+                                 stride=1 if i == 0 else 2, padding=1))
+        P = P if i == 0 else P // 2
     x = F.conv2d(pixels, W[p + "embeddings.patch_embedding.weight"], stride=P).flatten(2).transpose(1, 2)
     cls = W[p + "embeddings.class_embedding"].view(1, 1, C).expand(x.shape[0], 1, C)
     x = torch.cat([cls, x], 1) + W[p + "embeddings.position_embedding.weight"][None]
