@@ -84,6 +84,8 @@ void setup_train_clip(CLI::App& cmd) {
       ->group("Training")->capture_default_str();
   cmd.add_option("--tag-layer", o.tag_layer, "Tower layer the tag head reads (the VLM's vision_feature_layer)")
       ->group("Training")->capture_default_str();
+  cmd.add_option("--tag-pool", o.tag_pool, "How per-patch tag logits pool into the image's: max | mean")
+      ->group("Training")->capture_default_str();
   cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("Training");
   cmd.callback([&cmd, c] {
     apply_common_options(c->common);
@@ -111,6 +113,7 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--clip-lr", o.clip_lr, "CLIP lr")->group("CLIP");
   cmd.add_option("--clip-hard-negatives", o.clip_hard_negatives, "CLIP hard-negative captions per image")->group("CLIP");
   cmd.add_option("--clip-tag-loss", o.clip_tag_loss, "CLIP tag-loss weight (the tower names shapes and colours)")->group("CLIP");
+  cmd.add_option("--clip-tag-pool", o.clip_tag_pool, "CLIP tag pooling over patches: max | mean")->group("CLIP");
   cmd.add_flag("--sft-freeze-vision,!--sft-train-vision", o.sft_freeze_vision, "Keep the CLIP vision tower fixed in SFT (LLaVA-1.5)")->group("VLM");
   cmd.add_option("--sft-steps", o.sft_steps, "VLM SFT steps")->group("VLM");
   cmd.add_option("--sft-batch", o.sft_batch, "VLM SFT batch")->group("VLM");

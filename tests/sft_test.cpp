@@ -211,6 +211,19 @@ TEST(Clip, TagLossTeachesTheTowerToNameTags) {
   mmb::ClipBatch wrong = b;
   wrong.tags = torch::zeros({6, 4});
   expect_throw_with([&] { mmb::clip_loss(clip, wrong, &tag); }, "the tag head predicts");
+  // Pooling: the image's tag logits are the max (or the mean) over patches of the head applied
+  // to each patch token of the layer; recomputed here from the hidden states.
+  auto h = clip->vision_model()->hidden_state(b.pixel_values, -1);
+  auto per_patch = tag.head(h.narrow(1, 1, h.size(1) - 1));  // (B, P-1, K)
+  for (const std::string pool : {"max", "mean"}) {
+    mmb::ClipTagLoss t2 = tag;
+    t2.pool = pool;
+    auto logits = pool == "max" ? std::get<0>(per_patch.max(1)) : per_patch.mean(1);
+    double bce = torch::nn::functional::binary_cross_entropy_with_logits(logits, b.tags).item<double>();
+    EXPECT_NEAR(mmb::clip_loss(clip, b, &t2).metrics["tag_loss"].get<double>(), bce, 1e-5) << pool;
+  }
+  tag.pool = "median";
+  expect_throw_with([&] { mmb::clip_loss(clip, b, &tag); }, "tag pooling must be 'max' or 'mean'");
 }
 
 TEST(Clip, HardNegativeCaptionsSwapOneWordOfAGroup) {

@@ -29,6 +29,10 @@ struct ClipTagLoss {
   torch::nn::Linear head{nullptr};  // (Cv -> K tags), trained with CLIP, not saved with the model
   int64_t layer = -2;
   double weight = 1.0;
+  // How per-patch logits become image logits: "max" (multiple-instance learning: some patch
+  // shows the tag; gradient reaches one patch per tag) or "mean" (every patch gets gradient;
+  // learns shapes faster from scratch, docs/training.md).
+  std::string pool = "max";
 };
 // With `tag` (and tags in the batch), loss = InfoNCE + weight * tag BCE.
 LossOutput clip_loss(ClipModel& model, const ClipBatch& batch, const ClipTagLoss* tag = nullptr);
@@ -73,6 +77,7 @@ struct ClipRunOptions {
   double tag_loss = 0.0;            // weight of the tag loss on the world's shape and colour words
                                     // (ClipTagLoss, world_tag_words); 0 = off
   int64_t tag_layer = -2;           // tower layer the tag head reads (LLaVA's vision_feature_layer)
+  std::string tag_pool = "max";     // ClipTagLoss::pool: "max" | "mean"
   uint64_t seed = 1234;
 };
 StepStats run_clip(const ClipRunOptions& options, RunDir* run);

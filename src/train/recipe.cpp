@@ -113,6 +113,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     c.hard_negatives = o.clip_hard_negatives;
     c.tag_loss = o.clip_tag_loss;
     c.tag_layer = o.vlm.vision_feature_layer;
+    c.tag_pool = o.clip_tag_pool;
     c.max_tokens = cc.text.max_position_embeddings;
     c.checkpoint_every = o.checkpoint_every;
     c.seed = o.seed;

@@ -54,10 +54,12 @@ LossOutput clip_loss(ClipModel& model, const ClipBatch& b, const ClipTagLoss* ta
   if (tagged) {
     auto [e, h] = model->image_embeds_and_hidden(b.pixel_values, tag->layer);  // (B, E), (B, P, Cv)
     img = e;
-    // Per-patch tag logits, max over patches (multiple-instance learning): a tag is in the image
-    // if some patch shows it, so each patch has to say what it shows.
+    // Per-patch tag logits pooled over patches: max (multiple-instance learning: a tag is in the
+    // image if some patch shows it) or mean.
     auto per_patch = torch::nn::functional::linear(h.narrow(1, 1, h.size(1) - 1), tag->head->weight, tag->head->bias);  // (B, P-1, K)
-    tag_logits = std::get<0>(per_patch.max(1));                                 // (B, K)
+    if (tag->pool == "max") tag_logits = std::get<0>(per_patch.max(1));  // (B, K)
+    else if (tag->pool == "mean") tag_logits = per_patch.mean(1);
+    else fail("clip_loss: tag pooling must be 'max' or 'mean', got '", tag->pool, "'");
     if (tag_logits.sizes() != b.tags.sizes())
       fail("clip_loss: the tag head predicts ", tag_logits.sizes(), " but the batch has tags ", b.tags.sizes());
   } else {
@@ -80,7 +82,9 @@ LossOutput clip_loss(ClipModel& model, const ClipBatch& b, const ClipTagLoss* ta
     out.metrics["tag_loss"] = bce.item<double>();
     out.loss = out.loss + tag->weight * bce;
     torch::NoGradGuard ng;
-    out.metrics["tag_accuracy"] = ((tag_logits > 0).to(torch::kFloat32) == b.tags).to(torch::kFloat32).mean().item<double>();
+    auto right = (tag_logits > 0).to(torch::kFloat32) == b.tags;  // (B, K)
+    out.metrics["tag_accuracy"] = right.to(torch::kFloat32).mean().item<double>();
+    out.metrics["tag_exact"] = right.all(1).to(torch::kFloat32).mean().item<double>();  // every tag of the image right
   }
   torch::NoGradGuard ng;
   out.metrics["i2t_accuracy"] = (logits.argmax(1) == labels).to(torch::kFloat32).mean().item<double>();
@@ -219,7 +223,8 @@ StepStats run_clip(const ClipRunOptions& o, RunDir* run) {
   torch::manual_seed(o.seed);
   auto model = load_clip(o.model_dir);
   const std::vector<std::string> tag_words = o.tag_loss > 0 ? world_tag_words() : std::vector<std::string>{};
-  ClipTagLoss tag{nullptr, o.tag_layer, o.tag_loss};
+  ClipTagLoss tag{nullptr, o.tag_layer, o.tag_loss, o.tag_pool};
+  if (o.tag_pool != "max" && o.tag_pool != "mean") fail("run_clip: --tag-pool must be 'max' or 'mean', got '", o.tag_pool, "'");
   if (o.tag_loss > 0) {
     // Registered on the model so that checkpoints (and an exact resume) carry it; dropped
     // before the model is saved, which stays a plain CLIP.
