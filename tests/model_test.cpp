@@ -292,6 +292,39 @@ TEST(Checkpoint, MalformedCheckpointsNameTheProblem) {
   expect_throw_with([&] { mmb::load_llava(d.file("nowhere")); }, "config.json");
 }
 
+// init_weights follows Hugging Face: CLIP towers by CLIPPreTrainedModel's rule (width and depth),
+// Llama and the projector at initializer_range 0.02, norms 1, biases 0.
+TEST(Model, InitWeightsFollowsHuggingFace) {
+  auto cfg = tiny_llava();           // vision: 32 wide, 3 layers, MLP 64
+  cfg.vision.hidden_size = 64;       // enough entries for a 10 % check of the spread
+  cfg.vision.intermediate_size = 128;
+  cfg.vision.stem_channels = {8, 16};
+  mmb::LlavaForConditionalGeneration model(cfg);
+  mmb::init_weights(*model, 5);
+  auto params = model->named_parameters();
+  auto std_of = [&](const std::string& n) { return params[n].std().item<double>(); };
+  const std::string v = "vision_tower.vision_model.";
+  const double C = 64, L = 3;
+  struct Want { std::string name; double std; double tol = 0.1; };
+  for (const Want& w : std::vector<Want>{
+           {v + "encoder.layers.1.self_attn.q_proj.weight", 1 / std::sqrt(C) / std::sqrt(2 * L)},
+           {v + "encoder.layers.2.self_attn.v_proj.weight", 1 / std::sqrt(C) / std::sqrt(2 * L)},
+           {v + "encoder.layers.0.self_attn.out_proj.weight", 1 / std::sqrt(C)},
+           {v + "encoder.layers.0.mlp.fc1.weight", 1 / std::sqrt(2 * C)},
+           {v + "encoder.layers.0.mlp.fc2.weight", 1 / std::sqrt(C) / std::sqrt(2 * L)},
+           {v + "embeddings.class_embedding", 1 / std::sqrt(C), 0.3},  // 64 entries only
+           {v + "embeddings.patch_embedding.weight", 0.02},
+           {v + "embeddings.position_embedding.weight", 0.02},
+           {v + "embeddings.stem.1.weight", 1 / std::sqrt(8.0 * 9) / std::sqrt(3.0)},  // U(±1/sqrt(fan_in))
+           {"multi_modal_projector.linear_1.weight", 0.02},
+           {"language_model.model.layers.0.self_attn.q_proj.weight", 0.02},
+           {"language_model.model.embed_tokens.weight", 0.02}})
+    EXPECT_NEAR(std_of(w.name), w.std, w.tol * w.std) << w.name;
+  EXPECT_EQ(params[v + "encoder.layers.0.self_attn.q_proj.bias"].abs().max().item<double>(), 0.0);
+  EXPECT_EQ(params[v + "pre_layrnorm.weight"].min().item<double>(), 1.0);
+  EXPECT_EQ(params["language_model.model.norm.weight"].min().item<double>(), 1.0);
+}
+
 TEST(Model, WrongImageSlotCountIsAnError) {
   auto cfg = tiny_llava();
   mmb::LlavaForConditionalGeneration model(cfg);

@@ -31,8 +31,8 @@ struct BaseRecipeOptions {
   int64_t clip_steps = 300, clip_batch = 128;
   double clip_lr = 1e-3;
   int clip_hard_negatives = 2;      // per image (NegCLIP): makes the tower see shapes, not only colours
-  std::string clip_tag_pool = "max";  // ClipTagLoss::pool
   double clip_tag_loss = 3.0;       // weight of the tag loss (ClipTagLoss): the tower names the shapes and colours
+  std::string clip_tag_pool = "max";  // ClipTagLoss::pool
   // VLM
   LlavaConfig vlm;                  // sizes (defaults: the world model)
   int64_t sft_steps = 1200, sft_batch = 32;

@@ -31,7 +31,7 @@ struct ClipTagLoss {
   double weight = 1.0;
   // How per-patch logits become image logits: "max" (multiple-instance learning: some patch
   // shows the tag; gradient reaches one patch per tag) or "mean" (every patch gets gradient;
-  // learns shapes faster from scratch, docs/training.md).
+  // as good at naming, and it leaves the contrastive loss much lower: docs/training.md).
   std::string pool = "max";
 };
 // With `tag` (and tags in the batch), loss = InfoNCE + weight * tag BCE.

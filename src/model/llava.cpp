@@ -6,6 +6,7 @@
 //             grouped-query attention, causal, with a KV cache -> lm_head.
 // Shapes follow the legend in include/mmb/model.h.
 #include <cmath>
+#include <map>
 #include <optional>
 
 #include "clip_layer.h"
@@ -332,9 +333,44 @@ torch::Tensor LlavaForConditionalGenerationImpl::logits(const torch::Tensor& hid
   return torch::matmul(hidden, language_model_model_->embed_tokens()->weight.t());  // tied
 }
 
+namespace {
+
+// Hugging Face's CLIPPreTrainedModel._init_weights (initializer_factor 1) for a CLIP tower's
+// parameter, or -1 when the name is not one it scales: q/k/v and fc2 C^-1/2 (2L)^-1/2, out_proj
+// C^-1/2, fc1 (2C)^-1/2, class_embedding C^-1/2, visual/text projection (their input)^-1/2.
+// `layers` maps a tower's "...encoder.layers." prefix to its layer count.
+double clip_init_std(const std::string& name, const torch::Tensor& t, const std::map<std::string, int64_t>& layers) {
+  auto ends_with = [&](const std::string& s) {
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  if (ends_with("embeddings.class_embedding")) return 1.0 / std::sqrt(double(t.size(0)));
+  if (ends_with("visual_projection.weight") || ends_with("text_projection.weight"))
+    return 1.0 / std::sqrt(double(t.size(1)));
+  const auto at = name.find("encoder.layers.");
+  if (at == std::string::npos || !ends_with(".weight") || t.dim() != 2) return -1;
+  const double L = double(layers.at(name.substr(0, at + 15)));
+  if (ends_with("self_attn.q_proj.weight") || ends_with("self_attn.k_proj.weight") ||
+      ends_with("self_attn.v_proj.weight"))
+    return 1.0 / std::sqrt(double(t.size(1))) / std::sqrt(2 * L);
+  if (ends_with("self_attn.out_proj.weight")) return 1.0 / std::sqrt(double(t.size(1)));
+  if (ends_with("mlp.fc1.weight")) return 1.0 / std::sqrt(2.0 * double(t.size(1)));
+  if (ends_with("mlp.fc2.weight")) return 1.0 / std::sqrt(double(t.size(0))) / std::sqrt(2 * L);
+  return -1;
+}
+
+}  // namespace
+
 void init_weights(torch::nn::Module& module, uint64_t seed) {
   torch::NoGradGuard ng;
   torch::manual_seed(seed);
+  std::map<std::string, int64_t> layers;  // CLIP tower "...encoder.layers." -> layer count
+  for (const auto& p : module.named_parameters()) {
+    const auto at = p.key().find("encoder.layers.");
+    if (at == std::string::npos) continue;
+    const int64_t i = std::stoll(p.key().substr(at + 15));
+    auto& n = layers[p.key().substr(0, at + 15)];
+    n = std::max(n, i + 1);
+  }
   for (auto& p : module.named_parameters()) {
     const std::string& name = p.key();
     torch::Tensor t = p.value();
@@ -347,12 +383,14 @@ void init_weights(torch::nn::Module& module, uint64_t seed) {
       // default (kaiming_uniform, a = sqrt 5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
       const double bound = 1.0 / std::sqrt(double(t[0].numel()));
       t.uniform_(-bound, bound);
+    } else if (const double std = clip_init_std(name, t, layers); std > 0) {
+      t.normal_(0.0, std);
     } else if (ends_with("bias")) {
       t.zero_();
-    } else if (t.dim() == 1 && !ends_with("class_embedding")) {
+    } else if (t.dim() == 1) {
       t.fill_(1.0);  // LayerNorm / RMSNorm weights
     } else {
-      t.normal_(0.0, 0.02);
+      t.normal_(0.0, 0.02);  // initializer_range: embeddings, patch embedding, Llama, projector
     }
   }
 }
