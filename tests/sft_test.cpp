@@ -22,14 +22,21 @@ using mmb::testing::TempDir;
 
 namespace {
 
+// The vision tower of both toy models: 16-px images in 8-px patches (4 tokens), 32 wide, 2 layers.
+mmb::ClipVisionConfig tiny_vision() {
+  mmb::ClipVisionConfig v;
+  v.image_size = 16;
+  v.patch_size = 8;
+  v.hidden_size = 32;
+  v.intermediate_size = 64;
+  v.num_hidden_layers = 2;
+  v.num_attention_heads = 2;
+  return v;
+}
+
 mmb::LlavaConfig tiny_vlm(int64_t vocab) {
   mmb::LlavaConfig c;
-  c.vision.image_size = 16;
-  c.vision.patch_size = 8;
-  c.vision.hidden_size = 32;
-  c.vision.intermediate_size = 64;
-  c.vision.num_hidden_layers = 2;
-  c.vision.num_attention_heads = 2;
+  c.vision = tiny_vision();
   c.text.vocab_size = vocab;
   c.text.hidden_size = 64;
   c.text.intermediate_size = 128;
@@ -42,15 +49,10 @@ mmb::LlavaConfig tiny_vlm(int64_t vocab) {
   return c;
 }
 
-// A CLIP at toy sizes: 16-px images in 8-px patches, 32 wide, 16-d projection.
+// A CLIP at toy sizes: tiny_vision(), a 32-wide text tower, 16-d projection.
 mmb::ClipConfig tiny_clip(int64_t vocab, int64_t max_tokens = 8) {
   mmb::ClipConfig c;
-  c.vision.image_size = 16;
-  c.vision.patch_size = 8;
-  c.vision.hidden_size = 32;
-  c.vision.intermediate_size = 64;
-  c.vision.num_hidden_layers = 2;
-  c.vision.num_attention_heads = 2;
+  c.vision = tiny_vision();
   c.text.vocab_size = vocab;
   c.text.hidden_size = 32;
   c.text.intermediate_size = 64;

@@ -335,20 +335,25 @@ torch::Tensor LlavaForConditionalGenerationImpl::logits(const torch::Tensor& hid
 
 namespace {
 
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// A CLIP tower's layers are "<tower>encoder.layers.<i>." (the Llama decoder's are "model.layers.").
+const std::string kClipLayers = "encoder.layers.";
+
 // Hugging Face's CLIPPreTrainedModel._init_weights (initializer_factor 1) for a CLIP tower's
 // parameter, or -1 when the name is not one it scales: q/k/v and fc2 C^-1/2 (2L)^-1/2, out_proj
 // C^-1/2, fc1 (2C)^-1/2, class_embedding C^-1/2, visual/text projection (their input)^-1/2.
 // `layers` maps a tower's "...encoder.layers." prefix to its layer count.
 double clip_init_std(const std::string& name, const torch::Tensor& t, const std::map<std::string, int64_t>& layers) {
-  auto ends_with = [&](const std::string& s) {
-    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
-  };
+  auto ends_with = [&](const std::string& suffix) { return mmb::ends_with(name, suffix); };
   if (ends_with("embeddings.class_embedding")) return 1.0 / std::sqrt(double(t.size(0)));
   if (ends_with("visual_projection.weight") || ends_with("text_projection.weight"))
     return 1.0 / std::sqrt(double(t.size(1)));
-  const auto at = name.find("encoder.layers.");
+  const auto at = name.find(kClipLayers);
   if (at == std::string::npos || !ends_with(".weight") || t.dim() != 2) return -1;
-  const double L = double(layers.at(name.substr(0, at + 15)));
+  const double L = double(layers.at(name.substr(0, at + kClipLayers.size())));
   if (ends_with("self_attn.q_proj.weight") || ends_with("self_attn.k_proj.weight") ||
       ends_with("self_attn.v_proj.weight"))
     return 1.0 / std::sqrt(double(t.size(1))) / std::sqrt(2 * L);
@@ -365,18 +370,17 @@ void init_weights(torch::nn::Module& module, uint64_t seed) {
   torch::manual_seed(seed);
   std::map<std::string, int64_t> layers;  // CLIP tower "...encoder.layers." -> layer count
   for (const auto& p : module.named_parameters()) {
-    const auto at = p.key().find("encoder.layers.");
+    const auto at = p.key().find(kClipLayers);
     if (at == std::string::npos) continue;
-    const int64_t i = std::stoll(p.key().substr(at + 15));
-    auto& n = layers[p.key().substr(0, at + 15)];
+    const size_t end = at + kClipLayers.size();
+    const int64_t i = std::stoll(p.key().substr(end));
+    auto& n = layers[p.key().substr(0, end)];
     n = std::max(n, i + 1);
   }
   for (auto& p : module.named_parameters()) {
     const std::string& name = p.key();
     torch::Tensor t = p.value();
-    auto ends_with = [&](const std::string& s) {
-      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
-    };
+    auto ends_with = [&](const std::string& suffix) { return mmb::ends_with(name, suffix); };
     if (ends_with("logit_scale")) continue;
     if (name.find("embeddings.stem.") != std::string::npos && t.dim() == 4) {
       // Convolutions followed by GELU: 0.02 would shrink the signal ~10x per layer. PyTorch's
