@@ -107,6 +107,8 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--test-scenes", o.test_scenes, "World: test scenes")->group("World");
   cmd.add_option("--shifted-scenes", o.shifted_scenes, "World: shifted (OOD) scenes")->group("World");
   cmd.add_option("--sft-idk-fraction", o.sft_idk_fraction, "Share of 'I don't know' answers in SFT data")->group("World");
+  cmd.add_option("--qa-turns", o.qa_turns, "Question-answer turns per SFT conversation")->group("World");
+  cmd.add_option("--sft-qa-weights", o.sft_qa_weights, "Mix of the answerable SFT turns, e.g. existence=9 (mmb world generate --help)")->group("World");
   cmd.add_option("--vocab-size", o.vocab_size, "Tokenizer pieces")->group("Tokenizer");
   cmd.add_option("--clip-steps", o.clip_steps, "CLIP steps")->group("CLIP");
   cmd.add_option("--clip-batch", o.clip_batch, "CLIP batch")->group("CLIP");

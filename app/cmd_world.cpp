@@ -18,6 +18,7 @@ namespace {
 struct GenerateOptions {
   CommonOptions common;
   world::WorldConfig config;
+  std::string qa_weights;  // --sft-qa-weights
   bool quiet = false;  // no progress bar
 };
 
@@ -81,6 +82,10 @@ void setup_world_generate(CLI::App& cmd) {
   opt(cmd, "--qa-turns", c.qa_turns_per_scene, "Question-answer turns per SFT conversation", tk);
   opt(cmd, "--sft-idk-fraction", c.sft_idk_fraction, "Share of SFT turns answered I don't know",
       tk);
+  cmd.add_option("--sft-qa-weights", o->qa_weights,
+                 "Mix of the answerable SFT turns: type=weight for any of " +
+                     world::format_qa_weights(world::QaWeights{}) + " (the defaults)")
+      ->group(tk);
   opt(cmd, "--idk-per-scene", c.idk_per_scene, "Questions per scene in idk.jsonl", tk);
   opt(cmd, "--idk-answerable-fraction", c.idk_answerable_fraction,
       "Share of answerable questions in idk.jsonl", tk);
@@ -90,6 +95,7 @@ void setup_world_generate(CLI::App& cmd) {
   cmd.callback([&cmd, o] {
     apply_common_options(o->common);
     o->config.threads = o->common.threads;
+    o->config.sft_qa_weights = world::parse_qa_weights(o->qa_weights);
     world::validate(o->config);
     auto run = open_run_dir(cmd, o->common);
     world::GenerateSummary s =

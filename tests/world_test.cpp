@@ -235,6 +235,67 @@ TEST(WorldPope, BalancedAndAdversarialNegativesArePartners) {
   }
 }
 
+TEST(WorldTasks, SftMixChangesTheTurnsAndNoEvaluationSet) {
+  WorldConfig base, mix;
+  mix.sft_qa_weights = parse_qa_weights("existence=12,count=0");
+  mix.sft_idk_fraction = 0.3;
+  mix.qa_turns_per_scene = 8;
+  ShapeStats st = shape_stats(sample_many(base, 5, Split::kTrain, 500));
+  auto share = [](const std::vector<QA>& qa, const char* category) {
+    int n = 0;
+    for (const QA& q : qa) n += q.category == category;
+    return n;
+  };
+  int turns[2] = {0, 0}, existence[2] = {0, 0}, count[2] = {0, 0}, unanswerable = 0;
+  for (int i = 0; i < 400; ++i) {
+    Scene s = sample_scene(base, 5, Split::kTest, i);
+    SceneTasks a = make_tasks(s, base, st, 5), b = make_tasks(s, mix, st, 5);
+    // Every evaluation task is the same, whatever the SFT mix.
+    EXPECT_EQ(a.description, b.description);
+    EXPECT_EQ(a.caption, b.caption);
+    ASSERT_EQ(a.pope.size(), b.pope.size());
+    for (size_t k = 0; k < a.pope.size(); ++k) EXPECT_EQ(a.pope[k].text, b.pope[k].text);
+    ASSERT_EQ(a.mc.size(), b.mc.size());
+    for (size_t k = 0; k < a.mc.size(); ++k) EXPECT_EQ(a.mc[k].question, b.mc[k].question);
+    ASSERT_EQ(a.idk.size(), b.idk.size());
+    for (size_t k = 0; k < a.idk.size(); ++k) EXPECT_EQ(a.idk[k].question, b.idk[k].question);
+    ASSERT_EQ(a.reasoning.size(), b.reasoning.size());
+    EXPECT_EQ(b.qa.size(), 8u);
+    const SceneTasks* both[2] = {&a, &b};
+    for (int m = 0; m < 2; ++m) {
+      for (const QA& q : both[m]->qa) (q.answerable ? turns[m] : unanswerable) += 1;
+      existence[m] += share(both[m]->qa, "existence");
+      count[m] += share(both[m]->qa, "count");
+    }
+  }
+  // Default mix: existence 3 of 12.5 (scenes with an occluder have none); the new one 12 of 21.
+  EXPECT_NEAR(existence[0] / double(turns[0]), 0.24 * 0.85, 0.05);
+  EXPECT_NEAR(existence[1] / double(turns[1]), 12.0 / 21 * 0.85, 0.06);
+  EXPECT_GT(count[0], 50);
+  EXPECT_LT(count[1], count[0] / 3);  // only the fallback of scenes that refuse every other type
+  EXPECT_GT(unanswerable, 400 * 8 * 0.3 * 0.8);
+
+  // The spec names what it changes; bad specs name the problem.
+  QaWeights w = parse_qa_weights("existence=9,color=0");
+  EXPECT_EQ(w.weight[0], 9);
+  EXPECT_EQ(w.weight[1], 0);
+  EXPECT_EQ(w.weight[2], QaWeights{}.weight[2]);
+  EXPECT_EQ(format_qa_weights(parse_qa_weights(format_qa_weights(mix.sft_qa_weights))),
+            format_qa_weights(mix.sft_qa_weights));
+  expect_error([] { parse_qa_weights("existance=9"); }, "unknown question type \"existance\"");
+  expect_error([] { parse_qa_weights("existence"); }, "is not type=weight");
+  expect_error([] { parse_qa_weights("existence=-1"); }, "weight of existence");
+  expect_error([] { parse_qa_weights("existence=9x"); }, "weight of existence");
+  WorldConfig zero;
+  zero.sft_qa_weights = parse_qa_weights(
+      "existence=0,color=0,shape=0,size=0,position=0,count=0,relation=0");
+  expect_error([&] { validate(zero); }, "sft_qa_weights are all 0");
+  mmb::Json j = config_to_json(mix);
+  EXPECT_EQ(config_from_json(j, "w").sft_qa_weights.weight, mix.sft_qa_weights.weight);
+  j["sft_qa_weights"]["colour"] = 1;
+  expect_error([&] { config_from_json(j, "world.json"); }, "unknown question type \"colour\"");
+}
+
 TEST(WorldGenerate, ByteIdenticalWhateverTheThreads) {
   WorldConfig c;
   c.train_scenes = 20;

@@ -25,6 +25,8 @@ struct BaseRecipeOptions {
   // world
   int64_t train_scenes = 20000, val_scenes = 1000, test_scenes = 2000, shifted_scenes = 2000;
   double sft_idk_fraction = 0.05;   // share of unanswerable questions answered "I don't know" in SFT data
+  std::string sft_qa_weights;       // mix of the answerable SFT turns, "existence=9" (world::parse_qa_weights)
+  int qa_turns = 6;                 // question-answer turns per SFT conversation
   // tokenizer
   int64_t vocab_size = 600;
   // CLIP

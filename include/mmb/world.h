@@ -80,6 +80,21 @@ struct Priors {
   double typical_color_prob = 0.8;    // P(colour = typical colour | shape has one)
 };
 
+// Relative weights of the answerable question types in the SFT conversations
+// (WorldConfig::sft_qa_weights). The SFT turns draw from a random stream of their own and
+// idk.jsonl's answerable questions always use the defaults, so the SFT mix changes no evaluation
+// set.
+struct QaWeights {
+  static constexpr int kTypes = 7;
+  static const char* const kNames[kTypes];  // existence color shape size position count relation
+  std::array<double, kTypes> weight{3.0, 2.0, 2.0, 1.0, 1.5, 1.5, 1.5};  // in kNames order
+  bool operator==(const QaWeights& o) const { return weight == o.weight; }
+};
+// "existence=9,count=1": names the weights to change; the others keep their values. Throws
+// mmb::Error naming an unknown type or a value that is not a number >= 0.
+QaWeights parse_qa_weights(const std::string& spec, QaWeights base = {});
+std::string format_qa_weights(const QaWeights& w);  // all seven, "existence=3,color=2,..."
+
 struct WorldConfig {
   // Sizes
   int image_size = 64;                // width = height, pixels (the ViT uses 8×8 patches)
@@ -110,6 +125,7 @@ struct WorldConfig {
                                       // P(B | A) >= this for some A in the scene (train statistics)
   int qa_turns_per_scene = 6;         // question-answer turns in a scene's SFT conversation
   double sft_idk_fraction = 0.05;     // share of SFT turns that are unanswerable ("I don't know.")
+  QaWeights sft_qa_weights;           // mix of the answerable SFT turns
   int idk_per_scene = 2;              // questions per scene in idk.jsonl
   double idk_answerable_fraction = 0.5;  // share of answerable questions mixed into idk.jsonl
   int mc_per_scene = 1;               // multiple-choice questions per scene

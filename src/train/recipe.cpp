@@ -51,6 +51,7 @@ ChatTemplate world_template() {
 
 Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   if (o.out.empty()) fail("run_base_recipe: no output directory");
+  const world::QaWeights qa_weights = world::parse_qa_weights(o.sft_qa_weights);  // fail early
   make_dirs(o.out);
   const std::string world = o.out + "/world", tokdir = o.out + "/tokenizer", clip = o.out + "/clip",
                     sft = o.out + "/sft";
@@ -63,6 +64,8 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     wc.test_scenes = o.test_scenes;
     wc.shifted_scenes = o.shifted_scenes;
     wc.sft_idk_fraction = o.sft_idk_fraction;
+    wc.sft_qa_weights = qa_weights;
+    wc.qa_turns_per_scene = o.qa_turns;
     world::generate_world(wc, o.seed, world, true);
   });
 

@@ -14,8 +14,9 @@ inline uint64_t splitmix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-// Independent streams of one sample: scene graph, render noise, task text.
-enum class Stream : uint64_t { kScene = 1, kRender = 2, kTasks = 3 };
+// Independent streams of one sample: scene graph, render noise, task text, and the SFT turns
+// (their own stream, so that the SFT mix knobs leave every evaluation task unchanged).
+enum class Stream : uint64_t { kScene = 1, kRender = 2, kTasks = 3, kSftTurns = 4 };
 
 class Rng {
  public:

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "mmb/error.h"
 #include "mmb/world.h"
@@ -93,6 +94,47 @@ void check_prob(double v, const char* name) {
 
 }  // namespace
 
+const char* const QaWeights::kNames[QaWeights::kTypes] = {
+    "existence", "color", "shape", "size", "position", "count", "relation"};
+
+QaWeights parse_qa_weights(const std::string& spec, QaWeights w) {
+  size_t pos = 0;
+  while (pos <= spec.size()) {
+    size_t end = std::min(spec.find(',', pos), spec.size());
+    std::string item = spec.substr(pos, end - pos);
+    pos = end + 1;
+    if (item.empty()) {
+      if (end == spec.size()) break;
+      fail("QA weights \"", spec, "\": empty item");
+    }
+    size_t eq = item.find('=');
+    if (eq == std::string::npos) fail("QA weights \"", spec, "\": \"", item, "\" is not type=weight");
+    std::string name = item.substr(0, eq), value = item.substr(eq + 1);
+    int k = 0;
+    while (k < QaWeights::kTypes && name != QaWeights::kNames[k]) ++k;
+    if (k == QaWeights::kTypes)
+      fail("QA weights \"", spec, "\": unknown question type \"", name, "\" (types: ",
+           format_qa_weights(QaWeights{}), ")");
+    char* stop = nullptr;
+    double v = std::strtod(value.c_str(), &stop);
+    if (value.empty() || *stop != '\0' || !(v >= 0 && v <= 1e6))
+      fail("QA weights \"", spec, "\": weight of ", name, " must be a number in [0, 1e6], found \"",
+           value, "\"");
+    w.weight[k] = v;
+  }
+  return w;
+}
+
+std::string format_qa_weights(const QaWeights& w) {
+  std::string out;
+  for (int k = 0; k < QaWeights::kTypes; ++k) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", w.weight[k]);
+    out += (k ? "," : "") + std::string(QaWeights::kNames[k]) + "=" + buf;
+  }
+  return out;
+}
+
 void validate(const WorldConfig& c) {
   if (c.image_size < 16 || c.image_size > 1024)
     fail("WorldConfig: image_size must be in [16, 1024], found ", c.image_size);
@@ -109,6 +151,12 @@ void validate(const WorldConfig& c) {
   check_prob(c.occlusion_prob, "occlusion_prob");
   check_prob(c.contrast_min, "contrast_min");
   check_prob(c.sft_idk_fraction, "sft_idk_fraction");
+  double qa_total = 0;
+  for (double w : c.sft_qa_weights.weight) {
+    if (!(w >= 0 && w <= 1e6)) fail("WorldConfig: sft_qa_weights must be in [0, 1e6], found ", w);
+    qa_total += w;
+  }
+  if (!(qa_total > 0)) fail("WorldConfig: sft_qa_weights are all 0: no answerable SFT turn");
   check_prob(c.adversarial_min_cooccur, "adversarial_min_cooccur");
   check_prob(c.idk_answerable_fraction, "idk_answerable_fraction");
   for (const Priors* p : {&c.priors, &c.shifted_priors}) {
@@ -123,6 +171,14 @@ void validate(const WorldConfig& c) {
                 c.reasoning_per_scene})
     if (n < 0 || n > 64) fail("WorldConfig: per-scene task counts must be in [0, 64], found ", n);
 }
+
+namespace {
+Json qa_weights_json(const QaWeights& w) {
+  Json j = Json::object();
+  for (int k = 0; k < QaWeights::kTypes; ++k) j[QaWeights::kNames[k]] = w.weight[k];
+  return j;
+}
+}  // namespace
 
 Json config_to_json(const WorldConfig& c) {
   auto priors = [](const Priors& p) {
@@ -151,6 +207,7 @@ Json config_to_json(const WorldConfig& c) {
               {"adversarial_min_cooccur", c.adversarial_min_cooccur},
               {"qa_turns_per_scene", c.qa_turns_per_scene},
               {"sft_idk_fraction", c.sft_idk_fraction},
+              {"sft_qa_weights", qa_weights_json(c.sft_qa_weights)},
               {"idk_per_scene", c.idk_per_scene},
               {"idk_answerable_fraction", c.idk_answerable_fraction},
               {"mc_per_scene", c.mc_per_scene},
@@ -190,6 +247,17 @@ WorldConfig config_from_json(const Json& j, const std::string& ctx) {
   get(j, "adversarial_min_cooccur", c.adversarial_min_cooccur, ctx);
   get(j, "qa_turns_per_scene", c.qa_turns_per_scene, ctx);
   get(j, "sft_idk_fraction", c.sft_idk_fraction, ctx);
+  if (j.contains("sft_qa_weights")) {
+    const Json& q = j["sft_qa_weights"];
+    std::string where = ctx + ": sft_qa_weights";
+    if (!q.is_object()) fail(where, ": expected an object {type: weight}");
+    for (auto it = q.begin(); it != q.end(); ++it) {
+      int k = 0;
+      while (k < QaWeights::kTypes && it.key() != QaWeights::kNames[k]) ++k;
+      if (k == QaWeights::kTypes) fail(where, ": unknown question type \"", it.key(), "\"");
+      get(q, it.key().c_str(), c.sft_qa_weights.weight[k], where);
+    }
+  }
   get(j, "idk_per_scene", c.idk_per_scene, ctx);
   get(j, "idk_answerable_fraction", c.idk_answerable_fraction, ctx);
   get(j, "mc_per_scene", c.mc_per_scene, ctx);

@@ -333,12 +333,12 @@ QA draw_question(const Scene& s, Rng& rng, const Generator* gens, const double* 
   return qa;
 }
 
-QA answerable_question(const Scene& s, Rng& rng) {
-  static const Generator kGens[] = {existence_question, color_question,    shape_question,
-                                    size_question,      position_question, count_question,
-                                    relation_question};
-  static const double kWeights[] = {3.0, 2.0, 2.0, 1.0, 1.5, 1.5, 1.5};
-  return draw_question(s, rng, kGens, kWeights, 7);
+// In QaWeights::kNames order.
+QA answerable_question(const Scene& s, Rng& rng, const QaWeights& mix = {}) {
+  static const Generator kGens[QaWeights::kTypes] = {
+      existence_question, color_question, shape_question,   size_question,
+      position_question,  count_question, relation_question};
+  return draw_question(s, rng, kGens, mix.weight.data(), QaWeights::kTypes);
 }
 
 QA unanswerable_question(const Scene& s, Rng& rng) {
@@ -614,9 +614,11 @@ SceneTasks make_tasks(const Scene& scene, const WorldConfig& config, const Shape
   SceneTasks t;
   if (scene.objects.empty()) return t;
   describe(scene, rng, t);
+  Rng turns = Rng::for_sample(seed, int(scene.split), scene.index, Stream::kSftTurns);
   for (int i = 0; i < config.qa_turns_per_scene; ++i)
-    t.qa.push_back(rng.bernoulli(config.sft_idk_fraction) ? unanswerable_question(scene, rng)
-                                                          : answerable_question(scene, rng));
+    t.qa.push_back(turns.bernoulli(config.sft_idk_fraction)
+                       ? unanswerable_question(scene, turns)
+                       : answerable_question(scene, turns, config.sft_qa_weights));
   pope(scene, config, train_stats, rng, t);
   for (int i = 0; i < config.mc_per_scene; ++i) {
     McQuestion mc;
