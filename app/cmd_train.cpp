@@ -55,6 +55,7 @@ void setup_train_sft(CLI::App& cmd) {
   cmd.add_option("--grad-accum", o.grad_accum, "Micro-batches per step")->group("Training");
   cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("Training");
   cmd.add_option("--max-length", o.max_length, "Longest sample (tokens); longer ones are rejected")->group("Data");
+  cmd.add_option("--loss-norm", o.loss_norm, "Average the loss over target tokens (token) or answers (turn)")->group("Training")->capture_default_str();
   cmd.add_option("--init-vision-from", o.init_vision_from, "CLIP model dir for the vision tower")->group("Data");
   cmd.callback([&cmd, c] {
     apply_common_options(c->common);
@@ -120,6 +121,7 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--sft-steps", o.sft_steps, "VLM SFT steps")->group("VLM");
   cmd.add_option("--sft-batch", o.sft_batch, "VLM SFT batch")->group("VLM");
   cmd.add_option("--sft-lr", o.sft_lr, "VLM SFT lr")->group("VLM");
+  cmd.add_option("--sft-loss-norm", o.sft_loss_norm, "VLM SFT loss averaged per token or per turn (answer)")->group("VLM");
   cmd.add_option("--hidden", o.vlm.text.hidden_size, "Decoder hidden size")->group("VLM");
   cmd.add_option("--layers", o.vlm.text.num_hidden_layers, "Decoder layers")->group("VLM");
   cmd.add_option("--heads", o.vlm.text.num_attention_heads, "Decoder heads")->group("VLM");

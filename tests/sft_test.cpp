@@ -276,15 +276,21 @@ TEST(Data, BadConversationsAreNamedByFileAndSample) {
   expect_throw_with([&] { mmb::read_conversations(d.file("c.jsonl")); }, "c.jsonl:1: empty answer");
 }
 
-TEST(Data, MissingImageAndOverlongSamples) {
-  TempDir d;
-  // a tokenizer is needed: train a tiny one
+namespace {
+// A tiny SentencePiece model trained in `d` on one sentence.
+mmb::Tokenizer star_tokenizer(TempDir& d) {
   mmb::TokenizerTrainOptions t;
   for (int i = 0; i < 200; ++i) t.lines.push_back("What colour is the star? The star is yellow and the moon is white.");
   t.vocab_size = 300;
   t.output_prefix = d.file("tok");
   mmb::train_tokenizer(t);
-  auto tok = mmb::Tokenizer::load(d.file("tok.model"));
+  return mmb::Tokenizer::load(d.file("tok.model"));
+}
+}  // namespace
+
+TEST(Data, MissingImageAndOverlongSamples) {
+  TempDir d;
+  auto tok = star_tokenizer(d);
   auto cfg = tiny_vlm(tok.num_ids());
   cfg.image_token_index = tok.image_id();
   write_png_color(d.file("img/a.png"), 200, 10, 10);
@@ -316,6 +322,64 @@ TEST(Data, MissingImageAndOverlongSamples) {
   EXPECT_FALSE((b.loss_mask[0] & (ids == tok.image_id())).any().item<bool>());
   EXPECT_TRUE(b.loss_mask[0][-1].item<bool>());
   EXPECT_EQ(ids[-1].item<int64_t>(), tok.eos_id());
+}
+
+TEST(Sft, LossPerTurnWeighsEveryAnswerOnce) {
+  TempDir d;
+  auto tok = star_tokenizer(d);
+  auto cfg = tiny_vlm(tok.num_ids());
+  cfg.image_token_index = tok.image_id();
+  cfg.text.max_position_embeddings = 512;
+  write_png_color(d.file("a.png"), 10, 200, 10);
+  // One short answer and one long one, in one conversation, and a one-turn sample.
+  mmb::write_file_atomic(d.file("data.jsonl"),
+                         "{\"id\":\"two\",\"image\":\"a.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nWhat colour is the star?\"},{\"from\":\"gpt\",\"value\":\"Yellow.\"},"
+                         "{\"from\":\"human\",\"value\":\"What colour is the moon?\"},{\"from\":\"gpt\",\"value\":\"The star is yellow and the moon is white.\"}]}\n"
+                         "{\"id\":\"one\",\"image\":\"a.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nWhat colour is the moon?\"},{\"from\":\"gpt\",\"value\":\"White.\"}]}\n");
+  auto samples = mmb::read_conversations(d.file("data.jsonl"));
+  mmb::SftDataOptions o;
+  const auto tmpl = mmb::ChatTemplate::vicuna_v1();
+  auto per_token = mmb::SftDataset(samples, d.path(), tok, tmpl, cfg, o).batch({0, 1});
+  o.loss_norm = "turn";
+  auto per_turn = mmb::SftDataset(samples, d.path(), tok, tmpl, cfg, o).batch({0, 1});
+  ASSERT_TRUE(per_token.loss_mask.equal(per_turn.loss_mask));
+  EXPECT_TRUE(per_token.loss_weight.equal(per_token.loss_mask.to(torch::kFloat32)));
+  // Each answer is a run of targets; per turn, every run weighs 1 in all.
+  std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> runs;  // (row, [begin, end))
+  for (int64_t r = 0; r < 2; ++r) {
+    auto m = per_turn.loss_mask[r];
+    for (int64_t t = 0; t < m.size(0);) {
+      if (!m[t].item<bool>()) { ++t; continue; }
+      int64_t e = t;
+      while (e < m.size(0) && m[e].item<bool>()) ++e;
+      runs.push_back({r, {t, e}});
+      EXPECT_NEAR(per_turn.loss_weight[r].slice(0, t, e).sum().item<double>(), 1.0, 1e-6);
+      t = e;
+    }
+  }
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_GT(runs[1].second.second - runs[1].second.first, 3 * (runs[0].second.second - runs[0].second.first));
+  EXPECT_EQ(per_turn.loss_weight.sum().item<double>(), 3.0);
+  // The loss is the mean over answers of each answer's mean token loss.
+  mmb::LlavaForConditionalGeneration model(cfg);
+  mmb::init_weights(*model, 3);
+  torch::NoGradGuard ng;
+  auto logp = torch::log_softmax(model->forward({per_turn.input_ids, per_turn.attention_mask, per_turn.pixel_values}), -1);
+  double turn_mean = 0, token_sum = 0;
+  int64_t tokens = 0;
+  for (auto& [r, span] : runs) {
+    double s = 0;
+    for (int64_t t = span.first; t < span.second; ++t)
+      s -= logp[r][t - 1][per_turn.input_ids[r][t].item<int64_t>()].item<double>();
+    turn_mean += s / double(span.second - span.first) / 3.0;
+    token_sum += s;
+    tokens += span.second - span.first;
+  }
+  EXPECT_NEAR(mmb::sft_loss(model, per_turn).loss.item<double>(), turn_mean, 1e-5);
+  EXPECT_NEAR(mmb::sft_loss(model, per_token).loss.item<double>(), token_sum / double(tokens), 1e-5);
+  EXPECT_EQ(mmb::sft_loss(model, per_turn).tokens, tokens);
+  o.loss_norm = "sample";
+  expect_throw_with([&] { mmb::SftDataset(samples, d.path(), tok, tmpl, cfg, o); }, "'token' or 'turn', got 'sample'");
 }
 
 TEST(Clip, TagLossRunResumesExactlyAndSavesAPlainClip) {

@@ -32,6 +32,10 @@ struct SftDataOptions {
   int64_t max_length = 512;        // tokens after image expansion; longer samples are rejected
   bool error_on_too_long = false;  // true: a too-long sample is an error instead of a report
   bool only_last_answer = false;   // loss on the last answer only (else every answer)
+  // How the SFT loss averages (SftBatch::loss_weight): "token" = over the batch's target tokens
+  // (LLaVA, TRL); "turn" = every answer counts once, whatever its length (a one-token "Yes." as
+  // much as a 60-token description: docs/training.md, "Loss per turn").
+  std::string loss_norm = "token";
 };
 
 // What loading found; printed and written to the run directory.
@@ -46,6 +50,8 @@ struct SftBatch {
   torch::Tensor loss_mask;       // (B, T) bool: position t is a target (answer token or EOS)
   torch::Tensor pixel_values;    // (n_images, 3, S, S) normalised; undefined if none
   int64_t target_tokens = 0;     // loss_mask.sum()
+  torch::Tensor loss_weight;     // (B, T) float: weight of each target in the SFT loss (0 off the
+                                 // mask; SftDataOptions::loss_norm); the loss is sum(w·nll)/sum(w)
 };
 
 class SftDataset {
@@ -64,6 +70,7 @@ class SftDataset {
   std::vector<int64_t> image_of_;  // index into images_, -1 = none
   torch::Tensor images_;           // (n, 3, S, S) uint8
   int64_t pad_id_;
+  bool per_turn_ = false;          // loss_norm == "turn"
   DataReport report_;
 };
 

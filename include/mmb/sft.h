@@ -55,6 +55,7 @@ struct SftRunOptions {
   int64_t grad_accum = 1;
   int64_t checkpoint_every = 200;
   int64_t max_length = 512;
+  std::string loss_norm = "token";  // "token" | "turn": SftDataOptions::loss_norm
   uint64_t seed = 1234;
   std::string init_vision_from;     // CLIP model dir whose vision tower initialises the VLM's
 };

@@ -91,7 +91,9 @@ torch::Tensor normalise_u8(const torch::Tensor& images) {
 SftDataset::SftDataset(const std::vector<ConversationSample>& samples, const std::string& image_root,
                        const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaConfig& cfg,
                        const SftDataOptions& options)
-    : pad_id_(cfg.text.pad_token_id) {
+    : pad_id_(cfg.text.pad_token_id), per_turn_(options.loss_norm == "turn") {
+  if (options.loss_norm != "token" && options.loss_norm != "turn")
+    fail("SftDataset: loss normalisation must be 'token' or 'turn', got '", options.loss_norm, "'");
   std::map<std::string, int64_t> image_index;
   std::vector<torch::Tensor> images;
   report_.samples = int64_t(samples.size());
@@ -141,7 +143,9 @@ SftBatch SftDataset::batch(const std::vector<int64_t>& indices) const {
   auto loss = torch::zeros({B, int64_t(T)}, torch::kBool);
   auto ia = ids.accessor<int64_t, 2>();
   auto ma = mask.accessor<int64_t, 2>();
+  auto weight = torch::zeros({B, int64_t(T)}, torch::kFloat32);
   auto la = loss.accessor<bool, 2>();
+  auto wa = weight.accessor<float, 2>();
   std::vector<int64_t> imgs;
   for (int64_t b = 0; b < B; ++b) {
     const auto& row = ids_[indices[b]];
@@ -150,10 +154,19 @@ SftBatch SftDataset::batch(const std::vector<int64_t>& indices) const {
       ia[b][t] = row[t];
       ma[b][t] = 1;
       la[b][t] = lm[t] != 0;
+      wa[b][t] = lm[t] != 0 ? 1.0f : 0.0f;
     }
+    // Per turn: each run of consecutive targets (one answer and its end token) weighs 1 in all.
+    if (per_turn_)
+      for (size_t t = 0; t < row.size();) {
+        size_t e = t;
+        while (e < row.size() && lm[e]) ++e;
+        for (size_t k = t; k < e; ++k) wa[b][k] = 1.0f / float(e - t);
+        t = e == t ? t + 1 : e;
+      }
     if (image_of_[indices[b]] >= 0) imgs.push_back(image_of_[indices[b]]);
   }
-  SftBatch out{ids, mask, loss, {}, loss.sum().item<int64_t>()};
+  SftBatch out{ids, mask, loss, {}, loss.sum().item<int64_t>(), weight};
   if (!imgs.empty()) out.pixel_values = normalise_u8(images_.index_select(0, torch::tensor(imgs, torch::kLong)));
   return out;
 }

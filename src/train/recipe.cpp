@@ -52,6 +52,8 @@ ChatTemplate world_template() {
 Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   if (o.out.empty()) fail("run_base_recipe: no output directory");
   const world::QaWeights qa_weights = world::parse_qa_weights(o.sft_qa_weights);  // fail early
+  if (o.sft_loss_norm != "token" && o.sft_loss_norm != "turn")
+    fail("run_base_recipe: sft loss normalisation must be 'token' or 'turn', got '", o.sft_loss_norm, "'");
   make_dirs(o.out);
   const std::string world = o.out + "/world", tokdir = o.out + "/tokenizer", clip = o.out + "/clip",
                     sft = o.out + "/sft";
@@ -149,6 +151,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     s.batch_size = o.sft_batch;
     s.lr = o.sft_lr;
     s.freeze_vision = o.sft_freeze_vision;
+    s.loss_norm = o.sft_loss_norm;
     s.checkpoint_every = o.checkpoint_every;
     s.seed = o.seed;
     RunInfo info;

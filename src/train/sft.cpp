@@ -24,17 +24,20 @@ LossOutput sft_loss(LlavaForConditionalGeneration& model, const SftBatch& b) {
   const int64_t T = b.input_ids.size(1), V = logits.size(2);
   auto pred = logits.narrow(1, 0, T - 1).reshape({-1, V});                         // (B*(T-1), V)
   auto target = b.input_ids.narrow(1, 1, T - 1).reshape({-1});                      // (B*(T-1),)
-  auto w = b.loss_mask.narrow(1, 1, T - 1).reshape({-1}).to(torch::kFloat32);       // (B*(T-1),)
+  auto m = b.loss_mask.narrow(1, 1, T - 1).reshape({-1}).to(torch::kFloat32);       // (B*(T-1),)
+  // The weight of each target (SftDataOptions::loss_norm); a batch without one is per token.
+  auto w = b.loss_weight.defined() ? b.loss_weight.narrow(1, 1, T - 1).reshape({-1}) : m;
   auto nll = torch::nn::functional::cross_entropy(
       pred, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-  const double n = std::max<double>(1.0, w.sum().item<double>());
+  const double n = std::max<double>(1.0, m.sum().item<double>());
+  const double wsum = b.loss_weight.defined() ? std::max(1e-12, w.sum().item<double>()) : n;
   LossOutput out;
-  out.loss = (nll * w).sum() / n;
+  out.loss = (nll * w).sum() / wsum;
   out.tokens = int64_t(n);
   out.samples = b.input_ids.size(0);
   {
     torch::NoGradGuard ng;
-    auto correct = (pred.argmax(-1) == target).to(torch::kFloat32) * w;
+    auto correct = (pred.argmax(-1) == target).to(torch::kFloat32) * m;
     out.metrics["token_accuracy"] = correct.sum().item<double>() / n;
   }
   return out;
@@ -186,6 +189,7 @@ StepStats run_sft(const SftRunOptions& o, RunDir* run) {
   }
   SftDataOptions dopts;
   dopts.max_length = std::min<int64_t>(o.max_length, model->config().text.max_position_embeddings);
+  dopts.loss_norm = o.loss_norm;
   const ChatTemplate tmpl = chat_template_for(o.model_dir);
   SftDataset data(samples, o.image_root, tok, tmpl, model->config(), dopts);
   const auto& rep = data.report();
