@@ -378,6 +378,9 @@ TEST(Sft, LossPerTurnWeighsEveryAnswerOnce) {
   EXPECT_NEAR(mmb::sft_loss(model, per_turn).loss.item<double>(), turn_mean, 1e-5);
   EXPECT_NEAR(mmb::sft_loss(model, per_token).loss.item<double>(), token_sum / double(tokens), 1e-5);
   EXPECT_EQ(mmb::sft_loss(model, per_turn).tokens, tokens);
+  // Micro-batches and ranks weigh by answers per turn, by tokens per token.
+  EXPECT_NEAR(mmb::sft_loss(model, per_turn).weight, 3.0, 1e-6);
+  EXPECT_NEAR(mmb::sft_loss(model, per_token).weight, double(tokens), 1e-6);
   o.loss_norm = "sample";
   expect_throw_with([&] { mmb::SftDataset(samples, d.path(), tok, tmpl, cfg, o); }, "'token' or 'turn', got 'sample'");
 }

@@ -38,8 +38,9 @@ struct TrainOptions {
   double grad_clip = 1.0;             // max global L2 norm; 0 = no clipping (norm still reported)
   int64_t grad_accum = 1;             // micro-batches per optimiser step
   // false: every micro-batch weighs the same (its loss should be a mean); true: micro-batch losses
-  // are weighted by LossOutput::tokens, so the step's gradient is the token-mean over all
-  // micro-batches (and ranks) however tokens are spread.
+  // are weighted by LossOutput::weight (by default its tokens), so the step's gradient is the
+  // token-mean (or the mean over whatever the weight counts, e.g. answers) over all micro-batches
+  // (and ranks) however tokens are spread.
   bool weight_by_tokens = false;
   int64_t eval_every = 0;             // steps between eval callbacks (0 = never; also at the end)
   int64_t checkpoint_every = 0;       // steps between checkpoints (0 = only at the end)
@@ -55,6 +56,7 @@ struct LossOutput {
   torch::Tensor loss;             // scalar with grad (a mean over the micro-batch)
   Json metrics = Json::object();  // extra numbers, averaged over micro-batches into the step's line
   int64_t tokens = 0;             // tokens the loss covers (tokens/s; weights with weight_by_tokens)
+  double weight = -1;             // weight with weight_by_tokens when >= 0 (the loss's denominator)
   int64_t samples = 0;            // samples in the micro-batch (samples/s)
 };
 

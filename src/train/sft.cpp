@@ -34,6 +34,7 @@ LossOutput sft_loss(LlavaForConditionalGeneration& model, const SftBatch& b) {
   LossOutput out;
   out.loss = (nll * w).sum() / wsum;
   out.tokens = int64_t(n);
+  out.weight = wsum;  // micro-batches (and ranks) weigh by their targets' total weight
   out.samples = b.input_ids.size(0);
   {
     torch::NoGradGuard ng;

@@ -67,9 +67,9 @@ StepStats Trainer::step() {
       fail(fn, ": the loss function must return a scalar loss (step ", step_ + 1, ")");
     if (!out.loss.requires_grad())
       fail(fn, ": the loss does not require grad (step ", step_ + 1, "); is everything frozen?");
-    const double w = options_.weight_by_tokens ? double(out.tokens) : 1.0;
-    if (options_.weight_by_tokens && out.tokens <= 0)
-      fail(fn, ": weight_by_tokens needs LossOutput::tokens > 0, got ", out.tokens, " (step ", step_ + 1, ")");
+    const double w = !options_.weight_by_tokens ? 1.0 : out.weight >= 0 ? out.weight : double(out.tokens);
+    if (options_.weight_by_tokens && !(w > 0))
+      fail(fn, ": weight_by_tokens needs LossOutput::tokens (or weight) > 0, got ", w, " (step ", step_ + 1, ")");
     (w == 1.0 ? out.loss : out.loss * w).backward();
     const double loss = out.loss.item<double>();
     if (!std::isfinite(loss)) fail(fn, ": non-finite loss ", loss, " at step ", step_ + 1, ", micro-batch ", k);
