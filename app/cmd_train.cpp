@@ -118,6 +118,7 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--clip-tag-loss", o.clip_tag_loss, "CLIP tag-loss weight (the tower names shapes and colours)")->group("CLIP");
   cmd.add_option("--clip-tag-pool", o.clip_tag_pool, "CLIP tag pooling over patches: max | mean")->group("CLIP");
   cmd.add_flag("--sft-freeze-vision,!--sft-train-vision", o.sft_freeze_vision, "Keep the CLIP vision tower fixed in SFT (LLaVA-1.5)")->group("VLM");
+  cmd.add_option("--sft-vision-lr", o.sft_vision_lr, "VLM SFT lr of the vision tower with --sft-train-vision (<0: --sft-lr)")->group("VLM");
   cmd.add_option("--sft-steps", o.sft_steps, "VLM SFT steps")->group("VLM");
   cmd.add_option("--sft-batch", o.sft_batch, "VLM SFT batch")->group("VLM");
   cmd.add_option("--sft-lr", o.sft_lr, "VLM SFT lr")->group("VLM");

@@ -40,6 +40,7 @@ struct BaseRecipeOptions {
   int64_t sft_steps = 1200, sft_batch = 32;
   double sft_lr = 2e-3;
   std::string sft_loss_norm = "token";  // SftRunOptions::loss_norm
+  double sft_vision_lr = -1;        // with the tower trained (!sft_freeze_vision): its peak lr (< 0: sft_lr)
   bool sft_freeze_vision = true;    // LLaVA-1.5: the vision tower stays as CLIP trained it
   int64_t checkpoint_every = 200;
   // evaluation after training (may be empty); returns the quality numbers to report

@@ -152,6 +152,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     s.lr = o.sft_lr;
     s.freeze_vision = o.sft_freeze_vision;
     s.loss_norm = o.sft_loss_norm;
+    s.vision_lr = o.sft_vision_lr;
     s.checkpoint_every = o.checkpoint_every;
     s.seed = o.seed;
     RunInfo info;
