@@ -128,6 +128,7 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--heads", o.vlm.text.num_attention_heads, "Decoder heads")->group("VLM");
   cmd.add_option("--kv-heads", o.vlm.text.num_key_value_heads, "Decoder key/value heads")->group("VLM");
   cmd.add_option("--mlp", o.vlm.text.intermediate_size, "Decoder MLP size")->group("VLM");
+  cmd.add_flag("--tie-word-embeddings,!--untie-word-embeddings", o.vlm.text.tie_word_embeddings, "Decoder: the LM head shares the input embeddings")->group("VLM");
   cmd.add_option("--vision-hidden", o.vlm.vision.hidden_size, "Vision hidden size")->group("VLM");
   cmd.add_option("--vision-layers", o.vlm.vision.num_hidden_layers, "Vision layers")->group("VLM");
   cmd.add_option("--vision-mlp", o.vlm.vision.intermediate_size, "Vision MLP size")->group("VLM");
