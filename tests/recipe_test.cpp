@@ -33,6 +33,10 @@ TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
   EXPECT_EQ(manifest["status"], "ok");
   for (const char* phase : {"world", "tokenizer", "clip", "sft", "eval"})
     EXPECT_TRUE(manifest["results"]["recipe"]["phases"].contains(phase)) << phase << "\n" << manifest.dump(2);
+  // The recipe's SFT mix reached the world (configs/quick.toml: existence=9, the rest default).
+  auto mix = mmb::read_json_file(out + "/world/world.json")["config"]["sft_qa_weights"];
+  EXPECT_EQ(mix["existence"].get<double>(), 9.0) << mix.dump();
+  EXPECT_EQ(mix["color"].get<double>(), 2.0) << mix.dump();
   auto results = mmb::read_json_file(out + "/results.json");
   for (const char* task : {"pope", "chair", "mc", "idk", "reasoning"}) EXPECT_TRUE(results.contains(task)) << task;
   EXPECT_NE(log.find("pope/adversarial"), std::string::npos) << log;  // the headline table
