@@ -37,6 +37,8 @@ struct SftDataOptions {
   // much as a 60-token description: docs/training.md, "Loss per turn").
   std::string loss_norm = "token";
 };
+// Throws mmb::Error naming `where` unless `loss_norm` is "token" or "turn".
+void check_loss_norm(const std::string& loss_norm, const std::string& where);
 
 // What loading found; printed and written to the run directory.
 struct DataReport {

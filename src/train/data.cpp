@@ -88,12 +88,16 @@ torch::Tensor normalise_u8(const torch::Tensor& images) {
   return clip_normalize(images.to(torch::kFloat32).div(255.0));
 }
 
+void check_loss_norm(const std::string& loss_norm, const std::string& where) {
+  if (loss_norm != "token" && loss_norm != "turn")
+    fail(where, ": loss normalisation must be 'token' or 'turn', got '", loss_norm, "'");
+}
+
 SftDataset::SftDataset(const std::vector<ConversationSample>& samples, const std::string& image_root,
                        const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaConfig& cfg,
                        const SftDataOptions& options)
     : pad_id_(cfg.text.pad_token_id), per_turn_(options.loss_norm == "turn") {
-  if (options.loss_norm != "token" && options.loss_norm != "turn")
-    fail("SftDataset: loss normalisation must be 'token' or 'turn', got '", options.loss_norm, "'");
+  check_loss_norm(options.loss_norm, "SftDataset");
   std::map<std::string, int64_t> image_index;
   std::vector<torch::Tensor> images;
   report_.samples = int64_t(samples.size());
@@ -154,16 +158,16 @@ SftBatch SftDataset::batch(const std::vector<int64_t>& indices) const {
       ia[b][t] = row[t];
       ma[b][t] = 1;
       la[b][t] = lm[t] != 0;
-      wa[b][t] = lm[t] != 0 ? 1.0f : 0.0f;
     }
-    // Per turn: each run of consecutive targets (one answer and its end token) weighs 1 in all.
-    if (per_turn_)
-      for (size_t t = 0; t < row.size();) {
-        size_t e = t;
-        while (e < row.size() && lm[e]) ++e;
-        for (size_t k = t; k < e; ++k) wa[b][k] = 1.0f / float(e - t);
-        t = e == t ? t + 1 : e;
-      }
+    // Per token every target weighs 1; per turn each run of consecutive targets (one answer and
+    // its end token) weighs 1 in all.
+    for (size_t t = 0; t < row.size(); ++t) {
+      if (!lm[t]) continue;
+      size_t e = t;
+      while (e < row.size() && lm[e]) ++e;
+      for (size_t k = t; k < e; ++k) wa[b][k] = per_turn_ ? 1.0f / float(e - t) : 1.0f;
+      t = e - 1;
+    }
     if (image_of_[indices[b]] >= 0) imgs.push_back(image_of_[indices[b]]);
   }
   SftBatch out{ids, mask, loss, {}, loss.sum().item<int64_t>(), weight};

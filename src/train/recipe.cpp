@@ -8,6 +8,7 @@
 #include "mmb/atomic_file.h"
 #include "mmb/chat_template.h"
 #include "mmb/checkpoint.h"
+#include "mmb/data.h"
 #include "mmb/error.h"
 #include "mmb/progress.h"
 #include "mmb/run_dir.h"
@@ -52,8 +53,7 @@ ChatTemplate world_template() {
 Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   if (o.out.empty()) fail("run_base_recipe: no output directory");
   const world::QaWeights qa_weights = world::parse_qa_weights(o.sft_qa_weights);  // fail early
-  if (o.sft_loss_norm != "token" && o.sft_loss_norm != "turn")
-    fail("run_base_recipe: sft loss normalisation must be 'token' or 'turn', got '", o.sft_loss_norm, "'");
+  check_loss_norm(o.sft_loss_norm, "run_base_recipe: sft");
   make_dirs(o.out);
   const std::string world = o.out + "/world", tokdir = o.out + "/tokenizer", clip = o.out + "/clip",
                     sft = o.out + "/sft";

@@ -97,6 +97,15 @@ void check_prob(double v, const char* name) {
 const char* const QaWeights::kNames[QaWeights::kTypes] = {
     "existence", "color", "shape", "size", "position", "count", "relation"};
 
+namespace {
+// Index of a question type in QaWeights::kNames; kTypes when unknown.
+int qa_type_index(const std::string& name) {
+  int k = 0;
+  while (k < QaWeights::kTypes && name != QaWeights::kNames[k]) ++k;
+  return k;
+}
+}  // namespace
+
 QaWeights parse_qa_weights(const std::string& spec, QaWeights w) {
   size_t pos = 0;
   while (pos <= spec.size()) {
@@ -110,8 +119,7 @@ QaWeights parse_qa_weights(const std::string& spec, QaWeights w) {
     size_t eq = item.find('=');
     if (eq == std::string::npos) fail("QA weights \"", spec, "\": \"", item, "\" is not type=weight");
     std::string name = item.substr(0, eq), value = item.substr(eq + 1);
-    int k = 0;
-    while (k < QaWeights::kTypes && name != QaWeights::kNames[k]) ++k;
+    const int k = qa_type_index(name);
     if (k == QaWeights::kTypes)
       fail("QA weights \"", spec, "\": unknown question type \"", name, "\" (types: ",
            format_qa_weights(QaWeights{}), ")");
@@ -252,8 +260,7 @@ WorldConfig config_from_json(const Json& j, const std::string& ctx) {
     std::string where = ctx + ": sft_qa_weights";
     if (!q.is_object()) fail(where, ": expected an object {type: weight}");
     for (auto it = q.begin(); it != q.end(); ++it) {
-      int k = 0;
-      while (k < QaWeights::kTypes && it.key() != QaWeights::kNames[k]) ++k;
+      const int k = qa_type_index(it.key());
       if (k == QaWeights::kTypes) fail(where, ": unknown question type \"", it.key(), "\"");
       get(q, it.key().c_str(), c.sft_qa_weights.weight[k], where);
     }
