@@ -9,6 +9,7 @@
 #include "mmb/checkpoint.h"
 #include "mmb/model.h"
 #include "mmb/tokenizer.h"
+#include "mmb/vlm.h"
 
 namespace mmb::app {
 namespace {
@@ -40,6 +41,10 @@ void add_size_flags(CLI::App& c, InitOptions& o) {
   c.add_option("--mlp", t.intermediate_size, "Decoder MLP size")->group("Decoder");
   c.add_option("--context", t.max_position_embeddings, "Context length (tokens)")->group("Decoder");
   c.add_flag("--tie-embeddings", t.tie_word_embeddings, "Tie lm_head to the embeddings")->group("Decoder");
+  c.add_option("--initializer-range", t.initializer_range,
+               "Std of the normal init of the decoder, its embeddings and the projector (HF: 0.02)")
+      ->check(CLI::PositiveNumber)
+      ->group("Decoder");
   c.add_option("--clip-text-hidden", o.clip_text_hidden, "CLIP text hidden size")->group("CLIP");
   c.add_option("--clip-text-layers", o.clip_text_layers, "CLIP text layers")->group("CLIP");
   c.add_option("--clip-projection", o.clip_projection, "CLIP projection dim")->group("CLIP");
@@ -53,15 +58,10 @@ void run_init(const CLI::App& cmd, InitOptions& o) {
   Json config;
   std::shared_ptr<torch::nn::Module> module;
   if (o.kind == "llava") {
-    LlavaConfig c = o.llava;
-    c.text.vocab_size = tok.num_ids();
-    c.text.bos_token_id = tok.bos_id();
-    c.text.eos_token_id = tok.eos_id();
-    c.text.pad_token_id = tok.pad_id();
-    c.image_token_index = tok.image_id();
+    const LlavaConfig c = with_token_ids(o.llava, tok);
     validate(c);
     LlavaForConditionalGeneration m(c);
-    init_weights(*m, o.common.seed);
+    init_weights(*m, o.common.seed, c.text.initializer_range);
     module = m.ptr();
     config = to_json(c);
   } else if (o.kind == "clip") {

@@ -61,6 +61,8 @@ void setup_tokenizer_train(CLI::App& cmd) {
       ->capture_default_str()->group(m);
   cmd.add_option("--split-digits", t.split_digits, "One piece per digit")
       ->capture_default_str()->group(m);
+  cmd.add_option("--symbol", t.symbols, "A user-defined symbol, always one piece (repeatable), e.g. USER:")
+      ->group(m);
   cmd.add_flag("--verbose", t.verbose, "Show SentencePiece's training log")->group(m);
   cmd.callback([&cmd, o] {
     apply_common_options(o->common);

@@ -57,6 +57,9 @@ void setup_train_sft(CLI::App& cmd) {
   cmd.add_option("--max-length", o.max_length, "Longest sample (tokens); longer ones are rejected")->group("Data");
   cmd.add_option("--loss-norm", o.loss_norm, "Average the loss over target tokens (token) or answers (turn)")->group("Training")->capture_default_str();
   cmd.add_option("--init-vision-from", o.init_vision_from, "CLIP model dir for the vision tower")->group("Data");
+  cmd.add_option("--tasks", o.tasks, "Train on the samples whose \"task\" is one of these, e.g. qa,mc (default: all)")
+      ->delimiter(',')
+      ->group("Data");
   cmd.callback([&cmd, c] {
     apply_common_options(c->common);
     if (c->common.out.empty()) fail("mmb train sft: --out DIR is required");
@@ -123,11 +126,23 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--sft-batch", o.sft_batch, "VLM SFT batch")->group("VLM");
   cmd.add_option("--sft-lr", o.sft_lr, "VLM SFT lr")->group("VLM");
   cmd.add_option("--sft-loss-norm", o.sft_loss_norm, "VLM SFT loss averaged per token or per turn (answer)")->group("VLM");
+  cmd.add_option("--sft-curriculum-steps", o.sft_curriculum_steps,
+                 "VLM SFT steps on --sft-curriculum-tasks only before --sft-steps on every task (0: one stage)")
+      ->check(CLI::NonNegativeNumber)
+      ->group("VLM");
+  cmd.add_option("--sft-curriculum-tasks", o.sft_curriculum_tasks, "Tasks of the curriculum stage (the world's qa, mc, ...)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->group("VLM");
   cmd.add_option("--hidden", o.vlm.text.hidden_size, "Decoder hidden size")->group("VLM");
   cmd.add_option("--layers", o.vlm.text.num_hidden_layers, "Decoder layers")->group("VLM");
   cmd.add_option("--heads", o.vlm.text.num_attention_heads, "Decoder heads")->group("VLM");
   cmd.add_option("--kv-heads", o.vlm.text.num_key_value_heads, "Decoder key/value heads")->group("VLM");
   cmd.add_option("--mlp", o.vlm.text.intermediate_size, "Decoder MLP size")->group("VLM");
+  cmd.add_option("--initializer-range", o.vlm.text.initializer_range,
+                 "Std of the normal init of the decoder, its embeddings and the projector (HF: 0.02)")
+      ->check(CLI::PositiveNumber)
+      ->group("VLM");
   cmd.add_flag("--tie-word-embeddings,!--untie-word-embeddings", o.vlm.text.tie_word_embeddings, "Decoder: the LM head shares the input embeddings")->group("VLM");
   cmd.add_option("--vision-hidden", o.vlm.vision.hidden_size, "Vision hidden size")->group("VLM");
   cmd.add_option("--vision-layers", o.vlm.vision.num_hidden_layers, "Vision layers")->group("VLM");

@@ -3,7 +3,7 @@
 
   /usr/bin/python3 scripts/grounding_probe.py WORLD_DIR FEATURES [--steps 500] [--lr 1e-3]
       [--layers 4] [--order image_first|question_first] [--layer -2] [--supervised-steps 600]
-      [--supervised-lr 1e-3] [--stem]
+      [--supervised-lr 1e-3] [--stem] [--decoder torch|llama] [--init torch|hf] [--init-std 0.02]
 
 FEATURES is one of
   oracle        the truth: per grid cell a one-hot of its shape, colour and cell (9 tokens);
@@ -19,7 +19,9 @@ FEATURES is one of
   MODEL_DIR     a CLIP or LLaVA model directory (mmb train clip / sft): its tower, frozen,
                 hidden state --layer without CLS (what the VLM's projector reads)
 
-A causal transformer decoder (192 wide, --layers, 6 heads, pre-norm) with a GELU projector sees
+A causal transformer decoder (192 wide, --layers, 6 heads, pre-norm; --decoder llama: the VLM's
+own, RMSNorm, RoPE, SwiGLU 512, 2 key/value heads; --init hf: every matrix outside the tower
+normal(0, --init-std), as mmb's init_weights with initializer_range) with a GELU projector sees
 [image tokens] "is there a <shape> ? ASSISTANT:" and predicts yes/no, 32 questions per step (half
 about a present shape, half about an absent one), AdamW with one-cycle lr. It prints the
 held-out accuracy on 1000 test scenes every 100 steps; a decoder that ignores the image reaches
@@ -38,6 +40,9 @@ ap.add_argument('--layer', type=int, default=-2); ap.add_argument('--supervised-
 ap.add_argument('--supervised-lr', type=float, default=1e-3)
 ap.add_argument('--stem', action='store_true', help='give the ViT the convolutional stem (mmb_stem_channels 32,64)')
 ap.add_argument('--threads', type=int, default=2)
+ap.add_argument('--decoder', default='torch', help='torch (pre-norm LayerNorm, learned positions) | llama (the VLM\'s: RMSNorm, RoPE, SwiGLU, 2 kv heads)')
+ap.add_argument('--init', default='torch', help='torch (PyTorch defaults) | hf (normal 0.02 everywhere, as mmb and Hugging Face initialise Llama)')
+ap.add_argument('--init-std', type=float, default=0.02)
 a = ap.parse_args()
 torch.set_num_threads(a.threads); torch.manual_seed(0); random.seed(0)
 here = os.path.dirname(os.path.abspath(__file__))
@@ -114,18 +119,58 @@ class ViT(nn.Module):  # the default tower's shape: 64px/8, 128 wide, 4 layers, 
         s.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(128, 4, 512, 0.0, 'gelu', batch_first=True, norm_first=True), 4)
     def forward(s, x): return s.enc(s.patch(norm(x)).flatten(2).transpose(1, 2) + s.pos)
 
+class RMSNorm(nn.Module):
+    def __init__(s, d):
+        super().__init__(); s.w = nn.Parameter(torch.ones(d))
+    def forward(s, x): return s.w * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+class Llama(nn.Module):  # the VLM's decoder: RMSNorm, RoPE (theta 1e4), SwiGLU 512, 6 heads / 2 kv heads
+    def __init__(s, d, layers, H=6, Hkv=2, mlp=512):
+        super().__init__()
+        s.H, s.Hkv, s.D = H, Hkv, d // H
+        L = lambda i, o: nn.Linear(i, o, bias=False)
+        s.layers = nn.ModuleList(nn.ModuleDict(dict(q=L(d, d), k=L(d, Hkv * s.D), v=L(d, Hkv * s.D), o=L(d, d),
+                                                    g=L(d, mlp), u=L(d, mlp), dn=L(mlp, d))) for _ in range(layers))
+        s.n1 = nn.ModuleList(RMSNorm(d) for _ in range(layers)); s.n2 = nn.ModuleList(RMSNorm(d) for _ in range(layers))
+    def forward(s, x, mask=None):
+        B, T, C = x.shape; D = s.D
+        inv = 1.0 / (10000.0 ** (torch.arange(0, D, 2).float() / D)); ang = torch.arange(T).float()[:, None] * inv
+        cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+        rot = lambda t: torch.cat([-t[..., D // 2:], t[..., :D // 2]], -1)
+        causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        for l, n1, n2 in zip(s.layers, s.n1, s.n2):
+            h = n1(x)
+            q = l['q'](h).view(B, T, s.H, D).transpose(1, 2); k = l['k'](h).view(B, T, s.Hkv, D).transpose(1, 2)
+            v = l['v'](h).view(B, T, s.Hkv, D).transpose(1, 2)
+            q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
+            k, v = k.repeat_interleave(s.H // s.Hkv, 1), v.repeat_interleave(s.H // s.Hkv, 1)
+            att = ((q @ k.transpose(-1, -2)) / D ** 0.5).masked_fill(~causal, float('-inf')).softmax(-1)
+            x = x + l['o']((att @ v).transpose(1, 2).reshape(B, T, C))
+            h = n2(x)
+            x = x + l['dn'](nn.functional.silu(l['g'](h)) * l['u'](h))
+        return x
+
 class Probe(nn.Module):
     def __init__(s, d=192):
         super().__init__()
         s.tower = ViT() if mode in ('pixels', 'supervised', 'dense') else None
         s.proj = nn.Sequential(nn.Linear(X['train'].shape[-1] if s.tower is None else 128, d), nn.GELU(), nn.Linear(d, d))
         s.emb = nn.Embedding(len(VOCAB), d); s.pos = nn.Parameter(torch.randn(128, d) * 0.02)
-        s.dec = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 6, 512, 0.0, 'gelu', batch_first=True, norm_first=True), a.layers)
-        s.norm = nn.LayerNorm(d); s.out = nn.Linear(d, len(VOCAB))
+        if a.decoder == 'llama':
+            s.dec = Llama(d, a.layers); s.norm = RMSNorm(d)
+            s.out = nn.Linear(d, len(VOCAB), bias=False); s.pos = None
+        else:
+            s.dec = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 6, 512, 0.0, 'gelu', batch_first=True, norm_first=True), a.layers)
+            s.norm = nn.LayerNorm(d); s.out = nn.Linear(d, len(VOCAB))
+        if a.init == 'hf':  # normal(0, std) for every matrix and embedding outside the tower, biases 0
+            for n, p in s.named_parameters():
+                if n.startswith('tower'): continue
+                if p.dim() >= 2: nn.init.normal_(p, 0.0, a.init_std)
+                elif n.endswith('bias'): nn.init.zeros_(p)
     def forward(s, img, q):
         v = s.proj(img if s.tower is None else s.tower(img)); t = s.emb(q)
         x = torch.cat([v, t], 1) if a.order == 'image_first' else torch.cat([t[:, :5], v, t[:, 5:]], 1)
-        x = x + s.pos[:x.size(1)]
+        if s.pos is not None: x = x + s.pos[:x.size(1)]
         T = x.size(1)
         return s.out(s.norm(s.dec(x, mask=torch.triu(torch.full((T, T), float('-inf')), 1))))[:, -1]
 

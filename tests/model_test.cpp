@@ -279,6 +279,10 @@ TEST(Checkpoint, MalformedCheckpointsNameTheProblem) {
   bad_heads["text_config"]["num_key_value_heads"] = 3;
   mmb::write_json_file(d.file("bad/config.json"), bad_heads);
   expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "multiple of num_key_value_heads 3");
+  auto bad_init = j;
+  bad_init["text_config"]["initializer_range"] = 0.0;
+  mmb::write_json_file(d.file("bad/config.json"), bad_init);
+  expect_throw_with([&] { mmb::load_llava(d.file("bad")); }, "initializer_range 0 must be positive");
   auto bad_stem = j;
   bad_stem["vision_config"]["mmb_stem_channels"] = {4, 0};
   mmb::write_json_file(d.file("bad/config.json"), bad_stem);
@@ -323,6 +327,17 @@ TEST(Model, InitWeightsFollowsHuggingFace) {
   EXPECT_EQ(params[v + "encoder.layers.0.self_attn.q_proj.bias"].abs().max().item<double>(), 0.0);
   EXPECT_EQ(params[v + "pre_layrnorm.weight"].min().item<double>(), 1.0);
   EXPECT_EQ(params["language_model.model.norm.weight"].min().item<double>(), 1.0);
+
+  // initializer_range scales the normal init (decoder, embeddings, projector), not the CLIP rule
+  cfg.text.initializer_range = 0.05;
+  auto back = mmb::llava_config_from_json(mmb::to_json(cfg), "config.json", true);
+  EXPECT_EQ(back.text.initializer_range, 0.05);
+  mmb::init_weights(*model, 5, back.text.initializer_range);
+  for (const std::string& n : {std::string("language_model.model.layers.0.self_attn.q_proj.weight"),
+                               std::string("language_model.model.embed_tokens.weight"),
+                               std::string("multi_modal_projector.linear_1.weight")})
+    EXPECT_NEAR(std_of(n), 0.05, 0.005) << n;
+  EXPECT_NEAR(std_of(v + "encoder.layers.0.mlp.fc1.weight"), 1 / std::sqrt(2 * C), 0.1 / std::sqrt(2 * C));
 }
 
 TEST(Model, WrongImageSlotCountIsAnError) {

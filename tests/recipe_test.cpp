@@ -27,12 +27,19 @@ TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
   std::printf("[          ] quick recipe: %.1f s\n", first);
   for (const char* f : {"world/world.json", "tokenizer/tokenizer.model", "clip/model/model.safetensors",
                         "clip/manifest.json", "sft/model/model.safetensors", "sft/model/config.json",
-                        "sft/manifest.json", "sft/metrics.jsonl", "results.json", "samples.jsonl", "manifest.json"})
+                        "sft/manifest.json", "sft/metrics.jsonl", "sft_curriculum/model/model.safetensors",
+                        "sft_curriculum/metrics.jsonl", "results.json", "samples.jsonl", "manifest.json"})
     EXPECT_TRUE(std::filesystem::exists(out + "/" + f)) << f;
   auto manifest = mmb::read_json_file(out + "/manifest.json");
   EXPECT_EQ(manifest["status"], "ok");
-  for (const char* phase : {"world", "tokenizer", "clip", "sft", "eval"})
+  for (const char* phase : {"world", "tokenizer", "clip", "sft-curriculum", "sft", "eval"})
     EXPECT_TRUE(manifest["results"]["recipe"]["phases"].contains(phase)) << phase << "\n" << manifest.dump(2);
+  // The curriculum stage saw the QA conversations only (one per scene), the second stage all of them.
+  const auto curriculum_data = mmb::read_json_file(out + "/sft_curriculum/manifest.json")["results"]["data"];
+  const auto sft_data = mmb::read_json_file(out + "/sft/manifest.json")["results"]["data"];
+  EXPECT_GT(curriculum_data["samples"].get<int64_t>(), 0) << curriculum_data.dump();
+  EXPECT_LE(curriculum_data["samples"].get<int64_t>(), 300) << curriculum_data.dump();  // train-scenes
+  EXPECT_GT(sft_data["samples"].get<int64_t>(), 3 * curriculum_data["samples"].get<int64_t>()) << sft_data.dump();
   // The recipe's SFT mix reached the world (configs/quick.toml: existence=9, the rest default).
   auto mix = mmb::read_json_file(out + "/world/world.json")["config"]["sft_qa_weights"];
   EXPECT_EQ(mix["existence"].get<double>(), 9.0) << mix.dump();
@@ -45,7 +52,7 @@ TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
   const auto mtime = std::filesystem::last_write_time(out + "/sft/model/model.safetensors");
   log = run_capture(cmd, &status);
   ASSERT_EQ(status, 0) << log;
-  for (const char* phase : {"world", "tokenizer", "clip", "sft"})
+  for (const char* phase : {"world", "tokenizer", "clip", "sft-curriculum", "sft"})
     EXPECT_NE(log.find(std::string("phase ") + phase + ": already done"), std::string::npos) << phase << "\n" << log;
   EXPECT_EQ(std::filesystem::last_write_time(out + "/sft/model/model.safetensors"), mtime);
 

@@ -276,6 +276,25 @@ TEST(Data, BadConversationsAreNamedByFileAndSample) {
   expect_throw_with([&] { mmb::read_conversations(d.file("c.jsonl")); }, "c.jsonl:1: empty answer");
 }
 
+TEST(Data, FilterTasksKeepsTheTasksAskedFor) {
+  TempDir d;
+  mmb::write_file_atomic(d.file("t.jsonl"),
+                         "{\"id\":\"a\",\"task\":\"qa\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n"
+                         "{\"id\":\"b\",\"task\":\"description\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n"
+                         "{\"id\":\"c\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n"
+                         "{\"id\":\"d\",\"task\":\"qa\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n");
+  auto all = mmb::read_conversations(d.file("t.jsonl"));
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(mmb::filter_tasks(all, {}, "test").size(), 4u);  // no filter: everything
+  auto qa = mmb::filter_tasks(all, {"qa"}, "test");
+  ASSERT_EQ(qa.size(), 2u);
+  EXPECT_EQ(qa[0].id, "a");
+  EXPECT_EQ(qa[1].id, "d");
+  EXPECT_EQ(mmb::filter_tasks(all, {"description", "qa"}, "test").size(), 3u);
+  expect_throw_with([&] { mmb::filter_tasks(all, {"mc"}, "run_sft: --tasks"); },
+                    "run_sft: --tasks: no sample has task 'mc'; the data has (no task) 1, 'description' 1, 'qa' 2");
+}
+
 namespace {
 // A tiny SentencePiece model trained in `d` on one sentence.
 mmb::Tokenizer star_tokenizer(TempDir& d) {

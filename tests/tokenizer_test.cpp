@@ -234,6 +234,29 @@ TEST(TokenizerBadInput, BadTrainOptions) {
   expect_throw_with([&] { train_tokenizer(o); }, "output_prefix is empty");
 }
 
+// Chat-template role markers as user-defined symbols: one piece each wherever they occur, ids right
+// after "<image>", the text unchanged; the corpus never had to make them frequent.
+TEST(TokenizerTrain, SymbolsAreOnePieceEach) {
+  TempDir d;
+  TokenizerTrainOptions o = small_options(d.file("t"));
+  o.symbols = {"USER:", "ASSISTANT:"};
+  Tokenizer t = Tokenizer::load(train_tokenizer(o).model_path);
+  EXPECT_EQ(t.image_id(), 4);
+  EXPECT_EQ(t.piece_to_id("USER:"), 5);
+  EXPECT_EQ(t.piece_to_id("ASSISTANT:"), 6);
+  const std::string text = "USER: <image>\nIs there a red cube? ASSISTANT: Yes. USER: And a star? ASSISTANT: No.";
+  auto pieces = t.encode_pieces(text);
+  EXPECT_EQ(std::count(pieces.begin(), pieces.end(), "USER:"), 2);
+  EXPECT_EQ(std::count(pieces.begin(), pieces.end(), "ASSISTANT:"), 2);
+  EXPECT_EQ(t.decode(t.encode(text, false)), text);
+  // Without them the markers are spelt out piece by piece.
+  Tokenizer plain = Tokenizer::load(train_tokenizer(small_options(d.file("p"))).model_path);
+  EXPECT_EQ(plain.piece_to_id("ASSISTANT:"), -1);
+  EXPECT_GT(plain.encode_pieces(text).size(), pieces.size() + 4);
+  o.symbols = {"A B"};
+  expect_throw_with([&] { train_tokenizer(o); }, "symbol 'A B' must be non-empty, without whitespace or ','");
+}
+
 TEST(TokenizerTrain, Unigram) {
   TempDir d;
   TokenizerTrainOptions o = small_options(d.file("u"));

@@ -28,6 +28,12 @@ struct ConversationSample {
 // missing conversations, roles not alternating human/gpt, an empty answer.
 std::vector<ConversationSample> read_conversations(const std::string& path);
 
+// The samples whose "task" is one of `tasks` (all of them when `tasks` is empty), in order. Throws
+// mmb::Error naming `where` and the tasks the data has when none is left.
+std::vector<ConversationSample> filter_tasks(std::vector<ConversationSample> samples,
+                                             const std::vector<std::string>& tasks,
+                                             const std::string& where);
+
 struct SftDataOptions {
   int64_t max_length = 512;        // tokens after image expansion; longer samples are rejected
   bool error_on_too_long = false;  // true: a too-long sample is an error instead of a report

@@ -186,9 +186,9 @@ TORCH_MODULE(LlavaForConditionalGeneration);
 
 // Hugging Face's initialisation: zero biases, unit norms; CLIP towers as CLIPPreTrainedModel
 // (attention and MLP weights scaled by width and depth, class embedding C^-1/2), everything else
-// normal(0, 0.02) (initializer_range: embeddings, patch embedding, Llama, projector); mmb's conv
+// normal(0, std) (initializer_range: embeddings, patch embedding, Llama, projector); mmb's conv
 // stem as PyTorch's default, U(±1/sqrt(fan_in)).
-void init_weights(torch::nn::Module& module, uint64_t seed);
+void init_weights(torch::nn::Module& module, uint64_t seed, double std = 0.02);
 
 // CLIP's image normalisation, applied to (B, 3, H, W) floats in [0, 1].
 torch::Tensor clip_normalize(const torch::Tensor& pixels01);

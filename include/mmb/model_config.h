@@ -65,6 +65,9 @@ struct LlamaConfig {
   int64_t max_position_embeddings = 512;
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
+  // std of the normal init of the decoder, its embeddings and the projector (init_weights); HF's
+  // default 0.02 learns image lookup slowly in a small decoder trained from scratch (docs/training.md)
+  double initializer_range = 0.02;
   bool tie_word_embeddings = false;
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "mmb/json.h"
 #include "mmb/model_config.h"
@@ -40,6 +41,10 @@ struct BaseRecipeOptions {
   int64_t sft_steps = 1200, sft_batch = 32;
   double sft_lr = 2e-3;
   std::string sft_loss_norm = "token";  // SftRunOptions::loss_norm
+  // Curriculum: first this many SFT steps on the samples of these tasks only (the world's "qa":
+  // short answers, presence questions among them), then sft_steps on every task; 0 = one stage
+  int64_t sft_curriculum_steps = 0;
+  std::vector<std::string> sft_curriculum_tasks{"qa"};
   double sft_vision_lr = -1;        // with the tower trained (!sft_freeze_vision): its peak lr (< 0: sft_lr)
   bool sft_freeze_vision = true;    // LLaVA-1.5: the vision tower stays as CLIP trained it
   int64_t checkpoint_every = 200;

@@ -133,6 +133,10 @@ struct TokenizerTrainOptions {
   std::string output_prefix;              // writes <prefix>.model and <prefix>.vocab
   bool pad_piece = true;                  // false: no "<pad>" piece (as Llama)
   bool image_piece = true;                // false: no "<image>" piece (as Llama; LLaVA appends it)
+  std::vector<std::string> symbols;       // more user-defined symbols, each always one piece (ids
+                                          // after "<image>"), e.g. a chat template's "USER:"; no
+                                          // whitespace or ',' inside
+
   bool verbose = false;                   // SentencePiece's own training log on stderr
 };
 

@@ -24,6 +24,8 @@ torch::Tensor image_to_pixel_values(const Image& image, int64_t size);
 // "system": "..."}; "system" optional) or, when absent, Vicuna v1 as LLaVA-1.5. The world
 // models use the Vicuna v1 format with a short system message (fewer tokens per sample).
 ChatTemplate chat_template_for(const std::string& model_dir);
+// `config` with the tokenizer's vocabulary size and bos / eos / pad / image ids: a new model's.
+LlavaConfig with_token_ids(LlavaConfig config, const Tokenizer& tok);
 void write_chat_template(const std::string& model_dir, const ChatTemplate& tmpl);
 
 struct VlmAnswer {

@@ -29,6 +29,15 @@ torch::Tensor image_to_pixel_values(const Image& image, int64_t size) {
   return clip_normalize(t).squeeze(0);  // (3, size, size)
 }
 
+LlavaConfig with_token_ids(LlavaConfig c, const Tokenizer& tok) {
+  c.text.vocab_size = tok.num_ids();
+  c.text.bos_token_id = tok.bos_id();
+  c.text.eos_token_id = tok.eos_id();
+  c.text.pad_token_id = tok.pad_id();
+  c.image_token_index = tok.image_id();
+  return c;
+}
+
 ChatTemplate chat_template_for(const std::string& model_dir) {
   const std::string path = model_dir + "/chat_template.json";
   std::ifstream probe(path);

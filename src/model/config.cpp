@@ -141,6 +141,7 @@ void validate(const LlamaConfig& c, const std::string& ctx) {
       c.intermediate_size <= 0)
     fail(ctx, ": vocab_size, num_hidden_layers, max_position_embeddings, intermediate_size must be positive");
   check_act(c.hidden_act, {"silu"}, ctx, "hidden_act");
+  if (!(c.initializer_range > 0)) fail(ctx, ": initializer_range ", c.initializer_range, " must be positive");
 }
 
 void validate(const LlavaConfig& c) {
@@ -188,6 +189,7 @@ LlavaConfig llava_config_from_json(const Json& j, const std::string& ctx, bool s
     tr.optional("max_position_embeddings", l.max_position_embeddings);
     tr.optional("rms_norm_eps", l.rms_norm_eps);
     tr.optional("rope_theta", l.rope_theta);
+    tr.optional("initializer_range", l.initializer_range);
     tr.optional("tie_word_embeddings", l.tie_word_embeddings);
     tr.optional("bos_token_id", l.bos_token_id);
     tr.optional("eos_token_id", l.eos_token_id);
@@ -224,6 +226,7 @@ Json to_json(const LlavaConfig& c) {
                {"max_position_embeddings", l.max_position_embeddings},
                {"rms_norm_eps", l.rms_norm_eps},
                {"rope_theta", l.rope_theta},
+               {"initializer_range", l.initializer_range},
                {"tie_word_embeddings", l.tie_word_embeddings},
                {"bos_token_id", l.bos_token_id},
                {"eos_token_id", l.eos_token_id},

@@ -365,7 +365,7 @@ double clip_init_std(const std::string& name, const torch::Tensor& t, const std:
 
 }  // namespace
 
-void init_weights(torch::nn::Module& module, uint64_t seed) {
+void init_weights(torch::nn::Module& module, uint64_t seed, double normal_std) {
   torch::NoGradGuard ng;
   torch::manual_seed(seed);
   std::map<std::string, int64_t> layers;  // CLIP tower "...encoder.layers." -> layer count
@@ -394,7 +394,7 @@ void init_weights(torch::nn::Module& module, uint64_t seed) {
     } else if (t.dim() == 1) {
       t.fill_(1.0);  // LayerNorm / RMSNorm weights
     } else {
-      t.normal_(0.0, 0.02);  // initializer_range: embeddings, patch embedding, Llama, projector
+      t.normal_(0.0, normal_std);  // initializer_range: embeddings, patch embedding, Llama, projector
     }
   }
 }

@@ -499,7 +499,13 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
       {"shuffle_input_sentence", "false"},
       {"minloglevel", o.verbose ? "0" : "2"},
   };
-  if (o.image_piece) kwargs["user_defined_symbols"] = kImagePiece;
+  std::string symbols = o.image_piece ? kImagePiece : "";
+  for (const std::string& s : o.symbols) {
+    if (s.empty() || s.find_first_of(" \t\n\r,") != std::string::npos)
+      fail("train_tokenizer: symbol '", s, "' must be non-empty, without whitespace or ','");
+    symbols += (symbols.empty() ? "" : ",") + s;
+  }
+  if (!symbols.empty()) kwargs["user_defined_symbols"] = symbols;
   const detail::SpApi& sp = detail::train_api();
   sp.set_seed(1234);  // unigram's EM sampling, if any
   std::string model_bytes;

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <map>
 #include <random>
+#include <set>
 
 #include "mmb/error.h"
 #include "mmb/image.h"
@@ -86,6 +87,29 @@ torch::Tensor load_image_u8(const std::string& path, int64_t size) {
 
 torch::Tensor normalise_u8(const torch::Tensor& images) {
   return clip_normalize(images.to(torch::kFloat32).div(255.0));
+}
+
+std::vector<ConversationSample> filter_tasks(std::vector<ConversationSample> samples,
+                                             const std::vector<std::string>& tasks,
+                                             const std::string& where) {
+  if (tasks.empty()) return samples;
+  const std::set<std::string> want(tasks.begin(), tasks.end());
+  std::map<std::string, int64_t> found;  // task -> samples, for the error
+  std::vector<ConversationSample> kept;
+  for (auto& s : samples) {
+    ++found[s.task];
+    if (want.count(s.task)) kept.push_back(std::move(s));
+  }
+  if (kept.empty()) {
+    std::string have;
+    for (const auto& [task, n] : found)
+      have += (have.empty() ? "" : ", ") + (task.empty() ? std::string("(no task)") : "'" + task + "'") +
+              " " + std::to_string(n);
+    std::string asked;
+    for (const auto& t : tasks) asked += (asked.empty() ? "'" : ", '") + t + "'";
+    fail(where, ": no sample has task ", asked, "; the data has ", have.empty() ? "no samples" : have);
+  }
+  return kept;
 }
 
 void check_loss_norm(const std::string& loss_norm, const std::string& where) {

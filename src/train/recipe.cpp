@@ -56,7 +56,8 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   check_loss_norm(o.sft_loss_norm, "run_base_recipe: sft");
   make_dirs(o.out);
   const std::string world = o.out + "/world", tokdir = o.out + "/tokenizer", clip = o.out + "/clip",
-                    sft = o.out + "/sft";
+                    curriculum = o.out + "/sft_curriculum", sft = o.out + "/sft";
+  if (o.sft_curriculum_steps < 0) fail("run_base_recipe: sft curriculum steps must be >= 0");
   Json times = Json::object();
 
   phase("world", world + "/world.json", run, times, [&] {
@@ -74,8 +75,12 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   phase("tokenizer", tokdir + "/tokenizer.model", run, times, [&] {
     TokenizerTrainOptions t;
     t.corpus_files = {world + "/train/llava.json"};
-    // The template's fixed text, so the system prompt and roles get pieces of their own.
-    t.lines = {render_chat(world_template(), {{"question", "answer"}}, false)};
+    // The template's role markers are one piece each: at 600 pieces (256 of them bytes) BPE has
+    // merges for the world's words only, and "ASSISTANT:" would cost 10 tokens every turn.
+    const ChatTemplate tmpl = world_template();
+    t.symbols = {tmpl.user_role + ":", tmpl.assistant_role + ":"};
+    // The system prompt's words, so it gets a few pieces of its own.
+    t.lines = {render_chat(tmpl, {{"question", "answer"}}, false)};
     for (int i = 0; i < 2000; ++i) t.lines.push_back(t.lines.front());
     t.vocab_size = int32_t(o.vocab_size);
     t.output_prefix = tokdir + "/tokenizer";
@@ -85,8 +90,8 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   TokenizerOptions topts;
   Tokenizer tok = Tokenizer::load(tokdir + "/tokenizer.model", topts);
 
-  auto init_dir = [&](const std::string& dir, const Json& config, torch::nn::Module& m) {
-    init_weights(m, o.seed);
+  auto init_dir = [&](const std::string& dir, const Json& config, torch::nn::Module& m, double std) {
+    init_weights(m, o.seed, std);
     save_model_dir(dir, config, m);
     write_file_atomic(dir + "/tokenizer.model", read_file(tokdir + "/tokenizer.model"));
     write_chat_template(dir, world_template());
@@ -105,7 +110,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     cc.projection_dim = 128;
     if (!exists(clip + "/init/config.json")) {
       ClipModel m(cc);
-      init_dir(clip + "/init", to_json(cc), *m);
+      init_dir(clip + "/init", to_json(cc), *m, 0.02);
     }
     ClipRunOptions c;
     c.model_dir = clip + "/init";
@@ -130,24 +135,17 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     sub.finish();
   });
 
-  phase("sft", sft + "/model/model.safetensors", run, times, [&] {
-    LlavaConfig vc = o.vlm;
-    vc.text.vocab_size = tok.num_ids();
-    vc.text.bos_token_id = tok.bos_id();
-    vc.text.eos_token_id = tok.eos_id();
-    vc.text.pad_token_id = tok.pad_id();
-    vc.image_token_index = tok.image_id();
-    if (!exists(sft + "/init/config.json")) {
-      LlavaForConditionalGeneration m(vc);
-      init_dir(sft + "/init", to_json(vc), *m);
-    }
+  // The VLM starts at sft/init (its tower from CLIP); with a curriculum, the first stage trains it
+  // on the curriculum's tasks only and the second (every task) starts from that stage's model.
+  auto sft_options = [&](const std::string& model_dir, const std::string& init_vision_from,
+                         const std::string& out, int64_t steps) {
     SftRunOptions s;
-    s.model_dir = sft + "/init";
-    s.init_vision_from = clip + "/model";
+    s.model_dir = model_dir;
+    s.init_vision_from = init_vision_from;
     s.data = {world + "/train/llava.json"};
     s.image_root = world;
-    s.out = sft;
-    s.steps = o.sft_steps;
+    s.out = out;
+    s.steps = steps;
     s.batch_size = o.sft_batch;
     s.lr = o.sft_lr;
     s.freeze_vision = o.sft_freeze_vision;
@@ -155,12 +153,38 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     s.vision_lr = o.sft_vision_lr;
     s.checkpoint_every = o.checkpoint_every;
     s.seed = o.seed;
+    return s;
+  };
+  auto run_sft_phase = [&](const SftRunOptions& s, const std::string& name) {
     RunInfo info;
-    info.argv = {"mmb train base: sft phase"};
+    info.argv = {"mmb train base: " + name + " phase"};
     info.seed = o.seed;
-    RunDir sub(sft, info);
+    RunDir sub(s.out, info);  // the phase's own manifest.json and metrics.jsonl
     run_sft(s, &sub);
     sub.finish();
+  };
+  auto make_init = [&] {
+    if (exists(sft + "/init/config.json")) return;
+    const LlavaConfig vc = with_token_ids(o.vlm, tok);
+    LlavaForConditionalGeneration m(vc);
+    init_dir(sft + "/init", to_json(vc), *m, vc.text.initializer_range);
+  };
+  const bool staged = o.sft_curriculum_steps > 0;
+  if (staged) {
+    phase("sft-curriculum", curriculum + "/model/model.safetensors", run, times, [&] {
+      make_init();
+      SftRunOptions s = sft_options(sft + "/init", clip + "/model", curriculum, o.sft_curriculum_steps);
+      s.tasks = o.sft_curriculum_tasks;
+      run_sft_phase(s, "sft-curriculum");
+    });
+  }
+  phase("sft", sft + "/model/model.safetensors", run, times, [&] {
+    if (staged) {
+      run_sft_phase(sft_options(curriculum + "/model", "", sft, o.sft_steps), "sft");
+    } else {
+      make_init();
+      run_sft_phase(sft_options(sft + "/init", clip + "/model", sft, o.sft_steps), "sft");
+    }
   });
 
   Json result = {{"phases", times}, {"model", sft + "/model"}, {"world", world}};

@@ -188,6 +188,11 @@ StepStats run_sft(const SftRunOptions& o, RunDir* run) {
     auto part = read_conversations(f);
     samples.insert(samples.end(), part.begin(), part.end());
   }
+  const size_t read = samples.size();
+  samples = filter_tasks(std::move(samples), o.tasks, "run_sft: --tasks");
+  if (samples.size() < read)
+    log_info("sft data: " + std::to_string(samples.size()) + " of " + std::to_string(read) +
+             " samples have the tasks asked for");
   SftDataOptions dopts;
   dopts.max_length = std::min<int64_t>(o.max_length, model->config().text.max_position_embeddings);
   dopts.loss_norm = o.loss_norm;
