@@ -113,6 +113,7 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--sft-idk-fraction", o.sft_idk_fraction, "Share of 'I don't know' answers in SFT data")->group("World");
   cmd.add_option("--qa-turns", o.qa_turns, "Question-answer turns per SFT conversation")->group("World");
   cmd.add_option("--sft-qa-weights", o.sft_qa_weights, "Mix of the answerable SFT turns, e.g. existence=9 (mmb world generate --help)")->group("World");
+  cmd.add_option("--sft-balanced-negatives", o.sft_balanced_negatives, "Share of SFT presence questions whose absent shape is drawn so that every shape is answered yes as often as no (0: uniformly)")->group("World");
   cmd.add_option("--vocab-size", o.vocab_size, "Tokenizer pieces")->group("Tokenizer");
   cmd.add_option("--clip-steps", o.clip_steps, "CLIP steps")->group("CLIP");
   cmd.add_option("--clip-batch", o.clip_batch, "CLIP batch")->group("CLIP");
@@ -121,6 +122,7 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--clip-tag-loss", o.clip_tag_loss, "CLIP tag-loss weight (the tower names shapes and colours)")->group("CLIP");
   cmd.add_option("--clip-tag-pool", o.clip_tag_pool, "CLIP tag pooling over patches: max | mean")->group("CLIP");
   cmd.add_flag("--sft-freeze-vision,!--sft-train-vision", o.sft_freeze_vision, "Keep the CLIP vision tower fixed in SFT (LLaVA-1.5)")->group("VLM");
+  cmd.add_option("--sft-projector-lr", o.sft_projector_lr, "VLM SFT lr of the projector (<0: --sft-lr)")->group("VLM");
   cmd.add_option("--sft-vision-lr", o.sft_vision_lr, "VLM SFT lr of the vision tower with --sft-train-vision (<0: --sft-lr)")->group("VLM");
   cmd.add_option("--sft-steps", o.sft_steps, "VLM SFT steps")->group("VLM");
   cmd.add_option("--sft-batch", o.sft_batch, "VLM SFT batch")->group("VLM");

@@ -86,6 +86,9 @@ void setup_world_generate(CLI::App& cmd) {
                  "Mix of the answerable SFT turns: type=weight for any of " +
                      world::format_qa_weights(world::QaWeights{}) + " (the defaults)")
       ->group(tk);
+  opt(cmd, "--sft-balanced-negatives", c.sft_balanced_negatives,
+      "Share of SFT presence questions whose absent shape is drawn so that every shape is "
+      "answered yes as often as no (weight f/(1-f), f its train frequency; 0: uniformly)", tk);
   opt(cmd, "--idk-per-scene", c.idk_per_scene, "Questions per scene in idk.jsonl", tk);
   opt(cmd, "--idk-answerable-fraction", c.idk_answerable_fraction,
       "Share of answerable questions in idk.jsonl", tk);

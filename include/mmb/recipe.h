@@ -27,6 +27,8 @@ struct BaseRecipeOptions {
   int64_t train_scenes = 20000, val_scenes = 1000, test_scenes = 2000, shifted_scenes = 2000;
   double sft_idk_fraction = 0.05;   // share of unanswerable questions answered "I don't know" in SFT data
   std::string sft_qa_weights;       // mix of the answerable SFT turns, "existence=9" (world::parse_qa_weights)
+  double sft_balanced_negatives = 0;  // share of presence questions whose absent shape is drawn so
+                                      // that each shape gets "yes" as often as "no" (WorldConfig)
   int qa_turns = 6;                 // question-answer turns per SFT conversation
   // tokenizer
   int64_t vocab_size = 600;
@@ -45,6 +47,7 @@ struct BaseRecipeOptions {
   // short answers, presence questions among them), then sft_steps on every task; 0 = one stage
   int64_t sft_curriculum_steps = 0;
   std::vector<std::string> sft_curriculum_tasks{"qa"};
+  double sft_projector_lr = -1;     // peak lr of the projector (< 0: sft_lr)
   double sft_vision_lr = -1;        // with the tower trained (!sft_freeze_vision): its peak lr (< 0: sft_lr)
   bool sft_freeze_vision = true;    // LLaVA-1.5: the vision tower stays as CLIP trained it
   int64_t checkpoint_every = 200;

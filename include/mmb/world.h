@@ -126,6 +126,9 @@ struct WorldConfig {
   int qa_turns_per_scene = 6;         // question-answer turns in a scene's SFT conversation
   double sft_idk_fraction = 0.05;     // share of SFT turns that are unanswerable ("I don't know.")
   QaWeights sft_qa_weights;           // mix of the answerable SFT turns
+  double sft_balanced_negatives = 0;  // share of SFT presence questions whose absent shape is drawn
+                                      // so that each shape is answered "yes" as often as "no"
+                                      // (weight f / (1 - f), f its train frequency), not uniformly
   int idk_per_scene = 2;              // questions per scene in idk.jsonl
   double idk_answerable_fraction = 0.5;  // share of answerable questions mixed into idk.jsonl
   int mc_per_scene = 1;               // multiple-choice questions per scene

@@ -68,6 +68,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     wc.shifted_scenes = o.shifted_scenes;
     wc.sft_idk_fraction = o.sft_idk_fraction;
     wc.sft_qa_weights = qa_weights;
+    wc.sft_balanced_negatives = o.sft_balanced_negatives;
     wc.qa_turns_per_scene = o.qa_turns;
     world::generate_world(wc, o.seed, world, true);
   });
@@ -151,6 +152,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     s.lr = o.sft_lr;
     s.freeze_vision = o.sft_freeze_vision;
     s.loss_norm = o.sft_loss_norm;
+    s.projector_lr = o.sft_projector_lr;
     s.vision_lr = o.sft_vision_lr;
     s.checkpoint_every = o.checkpoint_every;
     s.seed = o.seed;

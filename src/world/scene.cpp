@@ -159,6 +159,7 @@ void validate(const WorldConfig& c) {
   check_prob(c.occlusion_prob, "occlusion_prob");
   check_prob(c.contrast_min, "contrast_min");
   check_prob(c.sft_idk_fraction, "sft_idk_fraction");
+  check_prob(c.sft_balanced_negatives, "sft_balanced_negatives");
   double qa_total = 0;
   for (double w : c.sft_qa_weights.weight) {
     if (!(w >= 0 && w <= 1e6)) fail("WorldConfig: sft_qa_weights must be in [0, 1e6], found ", w);
@@ -216,6 +217,7 @@ Json config_to_json(const WorldConfig& c) {
               {"qa_turns_per_scene", c.qa_turns_per_scene},
               {"sft_idk_fraction", c.sft_idk_fraction},
               {"sft_qa_weights", qa_weights_json(c.sft_qa_weights)},
+              {"sft_balanced_negatives", c.sft_balanced_negatives},
               {"idk_per_scene", c.idk_per_scene},
               {"idk_answerable_fraction", c.idk_answerable_fraction},
               {"mc_per_scene", c.mc_per_scene},
@@ -265,6 +267,7 @@ WorldConfig config_from_json(const Json& j, const std::string& ctx) {
       get(q, it.key().c_str(), c.sft_qa_weights.weight[k], where);
     }
   }
+  get(j, "sft_balanced_negatives", c.sft_balanced_negatives, ctx);
   get(j, "idk_per_scene", c.idk_per_scene, ctx);
   get(j, "idk_answerable_fraction", c.idk_answerable_fraction, ctx);
   get(j, "mc_per_scene", c.mc_per_scene, ctx);

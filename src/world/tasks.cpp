@@ -130,7 +130,13 @@ QA yes_no(std::string q, bool yes, const char* category) {
 }
 
 // ---- answerable questions; each returns false when the scene does not allow it ----
-bool existence_question(const Scene& s, Rng& rng, QA& out) {
+// How an SFT presence question picks the absent shape it asks about.
+struct ExistenceNegatives {
+  const ShapeStats* stats = nullptr;  // the train split's shape frequencies
+  double balanced = 0;                // share drawn with weight f / (1 - f), f = the shape's
+};                                    // train frequency: each shape "yes" about as often as "no"
+
+bool existence_question(const Scene& s, Rng& rng, QA& out, const ExistenceNegatives& negatives) {
   if (s.has_occluder()) return false;  // a hidden object could be anything: "no" is unknowable
   static const char* const kTemplates[] = {
       "Is there {} {} in the image?", "Is there {} {} in the image?", "Is there {} {}?",
@@ -158,10 +164,26 @@ bool existence_question(const Scene& s, Rng& rng, QA& out) {
     for (int k = 0; k < kNumShapes; ++k)
       if (!has_shape(s, Shape(k))) absent.push_back(k);
     if (absent.empty()) return false;
-    np = shape_name(Shape(random_of(absent, rng)));
+    // Uniform draws ask about a rare shape mostly when it is absent, so "no" becomes its answer
+    // whatever the image. A "yes" names shape k about as often as f_k and k is absent with
+    // probability 1 - f_k, so weights f_k / (1 - f_k) give each shape as many "no" as "yes".
+    if (negatives.stats && negatives.balanced > 0 && rng.bernoulli(negatives.balanced)) {
+      std::vector<double> w;
+      for (int k : absent) {
+        const double f = std::clamp(negatives.stats->frequency[k], 1e-6, 1 - 1e-6);
+        w.push_back(f / (1 - f));
+      }
+      np = shape_name(Shape(absent[rng.weighted(w.data(), int(w.size()))]));
+    } else {
+      np = shape_name(Shape(random_of(absent, rng)));
+    }
   }
   out = yes_no(fill(tmpl, {article(np), np}), yes, "existence");
   return true;
+}
+
+bool existence_question(const Scene& s, Rng& rng, QA& out) {
+  return existence_question(s, rng, out, ExistenceNegatives{});
 }
 
 bool color_question(const Scene& s, Rng& rng, QA& out) {
@@ -334,11 +356,20 @@ QA draw_question(const Scene& s, Rng& rng, const Generator* gens, const double* 
 }
 
 // In QaWeights::kNames order.
-QA answerable_question(const Scene& s, Rng& rng, const QaWeights& mix = {}) {
+QA answerable_question(const Scene& s, Rng& rng, const QaWeights& mix = {},
+                      const ExistenceNegatives& negatives = {}) {
   static const Generator kGens[QaWeights::kTypes] = {
       existence_question, color_question, shape_question,   size_question,
       position_question,  count_question, relation_question};
-  return draw_question(s, rng, kGens, mix.weight.data(), QaWeights::kTypes);
+  if (!(negatives.balanced > 0))
+    return draw_question(s, rng, kGens, mix.weight.data(), QaWeights::kTypes);
+  QA qa;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    const int k = rng.weighted(mix.weight.data(), QaWeights::kTypes);
+    if (k == 0 ? existence_question(s, rng, qa, negatives) : kGens[k](s, rng, qa)) return qa;
+  }
+  count_question(s, rng, qa);
+  return qa;
 }
 
 QA unanswerable_question(const Scene& s, Rng& rng) {
@@ -618,7 +649,8 @@ SceneTasks make_tasks(const Scene& scene, const WorldConfig& config, const Shape
   for (int i = 0; i < config.qa_turns_per_scene; ++i)
     t.qa.push_back(turns.bernoulli(config.sft_idk_fraction)
                        ? unanswerable_question(scene, turns)
-                       : answerable_question(scene, turns, config.sft_qa_weights));
+                       : answerable_question(scene, turns, config.sft_qa_weights,
+                                             {&train_stats, config.sft_balanced_negatives}));
   pope(scene, config, train_stats, rng, t);
   for (int i = 0; i < config.mc_per_scene; ++i) {
     McQuestion mc;
