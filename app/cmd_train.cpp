@@ -60,6 +60,9 @@ void setup_train_sft(CLI::App& cmd) {
   cmd.add_option("--tasks", o.tasks, "Train on the samples whose \"task\" is one of these, e.g. qa,mc (default: all)")
       ->delimiter(',')
       ->group("Data");
+  cmd.add_option("--task-repeat", o.task_repeat,
+                 "Each sample of these tasks this many times per epoch, e.g. qa=3 (after --tasks)")
+      ->group("Data");
   cmd.callback([&cmd, c] {
     apply_common_options(c->common);
     if (c->common.out.empty()) fail("mmb train sft: --out DIR is required");
@@ -135,6 +138,9 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--sft-curriculum-tasks", o.sft_curriculum_tasks, "Tasks of the curriculum stage (the world's qa, mc, ...)")
       ->delimiter(',')
       ->capture_default_str()
+      ->group("VLM");
+  cmd.add_option("--sft-task-repeat", o.sft_task_repeat,
+                 "In the sft stage (every task), each sample of these tasks this many times, e.g. qa=3")
       ->group("VLM");
   cmd.add_option("--hidden", o.vlm.text.hidden_size, "Decoder hidden size")->group("VLM");
   cmd.add_option("--layers", o.vlm.text.num_hidden_layers, "Decoder layers")->group("VLM");

@@ -40,6 +40,10 @@ TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
   EXPECT_GT(curriculum_data["samples"].get<int64_t>(), 0) << curriculum_data.dump();
   EXPECT_LE(curriculum_data["samples"].get<int64_t>(), 300) << curriculum_data.dump();  // train-scenes
   EXPECT_GT(sft_data["samples"].get<int64_t>(), 3 * curriculum_data["samples"].get<int64_t>()) << sft_data.dump();
+  // ... and, with sft-task-repeat "qa=3", the QA conversations twice more.
+  const int64_t conversations = int64_t(mmb::read_json_file(out + "/world/train/llava.json").size());
+  EXPECT_EQ(sft_data["samples"].get<int64_t>(), conversations + 2 * curriculum_data["samples"].get<int64_t>())
+      << sft_data.dump();
   // The recipe's SFT mix reached the world (configs/quick.toml: existence=9, the rest default).
   auto mix = mmb::read_json_file(out + "/world/world.json")["config"]["sft_qa_weights"];
   EXPECT_EQ(mix["existence"].get<double>(), 9.0) << mix.dump();

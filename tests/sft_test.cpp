@@ -295,6 +295,33 @@ TEST(Data, FilterTasksKeepsTheTasksAskedFor) {
                     "run_sft: --tasks: no sample has task 'mc'; the data has (no task) 1, 'description' 1, 'qa' 2");
 }
 
+TEST(Data, RepeatTasksCopiesTheTasksAskedFor) {
+  auto sample = [](const char* id, const char* task) {
+    mmb::ConversationSample s;
+    s.id = id;
+    s.task = task;
+    return s;
+  };
+  std::vector<mmb::ConversationSample> all = {sample("a", "qa"), sample("b", "description"),
+                                              sample("c", ""), sample("d", "qa")};
+  EXPECT_EQ(mmb::repeat_tasks(all, {}, "test").size(), 4u);  // nothing asked: unchanged
+  auto spec = mmb::parse_task_repeat("qa=3,description=2", "test");
+  ASSERT_EQ(spec.size(), 2u);
+  EXPECT_EQ(spec["qa"], 3);
+  auto out = mmb::repeat_tasks(all, spec, "test");
+  std::vector<std::string> ids;
+  for (const auto& s : out) ids.push_back(s.id);
+  // The originals in order, then the copies (per task, in order).
+  EXPECT_EQ(ids, (std::vector<std::string>{"a", "b", "c", "d", "b", "a", "d", "a", "d"}));
+  expect_throw_with([&] { mmb::repeat_tasks(all, {{"mc", 2}}, "run_sft: --task-repeat"); },
+                    "run_sft: --task-repeat: no sample has task 'mc'; the data has (no task) 1, 'description' 1, 'qa' 2");
+  expect_throw_with([] { mmb::parse_task_repeat("qa", "w"); }, "w: 'qa' is not task=count");
+  expect_throw_with([] { mmb::parse_task_repeat("qa=0", "w"); }, "the count of 'qa' must be an integer in [1, 1000], got '0'");
+  expect_throw_with([] { mmb::parse_task_repeat("qa=2x", "w"); }, "got '2x'");
+  expect_throw_with([] { mmb::parse_task_repeat("qa=2,qa=3", "w"); }, "task 'qa' given twice");
+  EXPECT_TRUE(mmb::parse_task_repeat("", "w").empty());
+}
+
 namespace {
 // A tiny SentencePiece model trained in `d` on one sentence.
 mmb::Tokenizer star_tokenizer(TempDir& d) {

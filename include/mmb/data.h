@@ -3,6 +3,7 @@
 // uint8; batches are right-padded with the prompt, template and image positions out of the loss.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,15 @@ std::vector<ConversationSample> read_conversations(const std::string& path);
 // mmb::Error naming `where` and the tasks the data has when none is left.
 std::vector<ConversationSample> filter_tasks(std::vector<ConversationSample> samples,
                                              const std::vector<std::string>& tasks,
+                                             const std::string& where);
+
+// Every sample of a task in `repeat` ({"qa": 3}) `count` times, the copies appended in order after
+// the originals (so an epoch sees that task `count` times as often). `spec` parses "qa=3,mc=2":
+// a count is an integer >= 1 (use filter_tasks to drop a task). Throws mmb::Error naming `where`
+// on a malformed spec or a task the data does not have (and the tasks it has).
+std::map<std::string, int> parse_task_repeat(const std::string& spec, const std::string& where);
+std::vector<ConversationSample> repeat_tasks(std::vector<ConversationSample> samples,
+                                             const std::map<std::string, int>& repeat,
                                              const std::string& where);
 
 struct SftDataOptions {

@@ -47,6 +47,8 @@ struct BaseRecipeOptions {
   // short answers, presence questions among them), then sft_steps on every task; 0 = one stage
   int64_t sft_curriculum_steps = 0;
   std::vector<std::string> sft_curriculum_tasks{"qa"};
+  std::string sft_task_repeat;      // the sft stage (every task) sees these tasks this many times,
+                                    // "qa=3" (repeat_tasks): the curriculum's lookup is kept
   double sft_projector_lr = -1;     // peak lr of the projector (< 0: sft_lr)
   double sft_vision_lr = -1;        // with the tower trained (!sft_freeze_vision): its peak lr (< 0: sft_lr)
   bool sft_freeze_vision = true;    // LLaVA-1.5: the vision tower stays as CLIP trained it

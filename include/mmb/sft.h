@@ -41,6 +41,7 @@ struct SftRunOptions {
   std::string model_dir;            // start: config.json + model.safetensors + tokenizer.model
   std::vector<std::string> data;    // LLaVA JSON / JSONL files
   std::vector<std::string> tasks;   // train on the samples with these "task"s only (empty: all)
+  std::string task_repeat;          // "qa=3": each sample of a task that many times (repeat_tasks)
   std::string image_root;           // image paths are relative to it
   std::string out;                  // run directory: checkpoints/, model/
   std::string stage = "full";       // "align": projector only (LLaVA stage 1); "full": all but frozen

@@ -6,6 +6,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "mmb/error.h"
 #include "mmb/image.h"
@@ -16,6 +17,14 @@
 
 namespace mmb {
 namespace {
+// "'qa' 20000, 'mc' 19995": the tasks of the data, for errors.
+std::string describe_tasks(const std::map<std::string, int64_t>& found) {
+  std::string have;
+  for (const auto& [task, n] : found)
+    have += (have.empty() ? "" : ", ") + (task.empty() ? std::string("(no task)") : "'" + task + "'") +
+            " " + std::to_string(n);
+  return have.empty() ? "no samples" : have;
+}
 
 std::string strip_image_marker(std::string s) {
   for (const std::string m : {"<image>\n", "\n<image>", "<image>"}) {
@@ -101,15 +110,53 @@ std::vector<ConversationSample> filter_tasks(std::vector<ConversationSample> sam
     if (want.count(s.task)) kept.push_back(std::move(s));
   }
   if (kept.empty()) {
-    std::string have;
-    for (const auto& [task, n] : found)
-      have += (have.empty() ? "" : ", ") + (task.empty() ? std::string("(no task)") : "'" + task + "'") +
-              " " + std::to_string(n);
     std::string asked;
     for (const auto& t : tasks) asked += (asked.empty() ? "'" : ", '") + t + "'";
-    fail(where, ": no sample has task ", asked, "; the data has ", have.empty() ? "no samples" : have);
+    fail(where, ": no sample has task ", asked, "; the data has ", describe_tasks(found));
   }
   return kept;
+}
+
+std::map<std::string, int> parse_task_repeat(const std::string& spec, const std::string& where) {
+  std::map<std::string, int> out;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail(where, ": '", item, "' is not task=count (e.g. qa=3)");
+    const std::string task = item.substr(0, eq), count = item.substr(eq + 1);
+    size_t used = 0;
+    int n = 0;
+    try {
+      n = std::stoi(count, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != count.size() || n < 1 || n > 1000)
+      fail(where, ": the count of '", task, "' must be an integer in [1, 1000], got '", count, "'");
+    if (out.count(task)) fail(where, ": task '", task, "' given twice");
+    out[task] = n;
+  }
+  return out;
+}
+
+std::vector<ConversationSample> repeat_tasks(std::vector<ConversationSample> samples,
+                                             const std::map<std::string, int>& repeat,
+                                             const std::string& where) {
+  if (repeat.empty()) return samples;
+  std::map<std::string, int64_t> found;
+  for (const auto& s : samples) ++found[s.task];
+  for (const auto& [task, n] : repeat)
+    if (!found.count(task))
+      fail(where, ": no sample has task '", task, "'; the data has ", describe_tasks(found));
+  const size_t originals = samples.size();
+  for (const auto& [task, n] : repeat)
+    for (int copy = 1; copy < n; ++copy)
+      for (size_t i = 0; i < originals; ++i)
+        if (samples[i].task == task) samples.push_back(samples[i]);
+  return samples;
 }
 
 void check_loss_norm(const std::string& loss_norm, const std::string& where) {

@@ -54,6 +54,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   if (o.out.empty()) fail("run_base_recipe: no output directory");
   const world::QaWeights qa_weights = world::parse_qa_weights(o.sft_qa_weights);  // fail early
   check_loss_norm(o.sft_loss_norm, "run_base_recipe: sft");
+  parse_task_repeat(o.sft_task_repeat, "run_base_recipe: sft-task-repeat");  // fail early
   make_dirs(o.out);
   const std::string world = o.out + "/world", tokdir = o.out + "/tokenizer", clip = o.out + "/clip",
                     curriculum = o.out + "/sft_curriculum", sft = o.out + "/sft";
@@ -182,12 +183,11 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     });
   }
   phase("sft", sft + "/model/model.safetensors", run, times, [&] {
-    if (staged) {
-      run_sft_phase(sft_options(curriculum + "/model", "", sft, o.sft_steps), "sft");
-    } else {
-      make_init();
-      run_sft_phase(sft_options(sft + "/init", clip + "/model", sft, o.sft_steps), "sft");
-    }
+    SftRunOptions s = staged ? sft_options(curriculum + "/model", "", sft, o.sft_steps)
+                             : sft_options(sft + "/init", clip + "/model", sft, o.sft_steps);
+    if (!staged) make_init();
+    s.task_repeat = o.sft_task_repeat;
+    run_sft_phase(s, "sft");
   });
 
   Json result = {{"phases", times}, {"model", sft + "/model"}, {"world", world}};

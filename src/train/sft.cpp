@@ -193,6 +193,13 @@ StepStats run_sft(const SftRunOptions& o, RunDir* run) {
   if (samples.size() < read)
     log_info("sft data: " + std::to_string(samples.size()) + " of " + std::to_string(read) +
              " samples have the tasks asked for");
+  if (!o.task_repeat.empty()) {
+    const size_t before = samples.size();
+    samples = repeat_tasks(std::move(samples), parse_task_repeat(o.task_repeat, "run_sft: --task-repeat"),
+                           "run_sft: --task-repeat");
+    log_info("sft data: " + std::to_string(samples.size()) + " samples after --task-repeat " +
+             o.task_repeat + " (" + std::to_string(before) + " before)");
+  }
   SftDataOptions dopts;
   dopts.max_length = std::min<int64_t>(o.max_length, model->config().text.max_position_embeddings);
   dopts.loss_norm = o.loss_norm;
