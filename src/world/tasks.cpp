@@ -346,13 +346,19 @@ bool unknown_kind_question(const Scene&, Rng& rng, QA& out) {
 
 using Generator = bool (*)(const Scene&, Rng&, QA&);
 
-// Draws generators by weight until one accepts the scene (count_question always does).
-QA draw_question(const Scene& s, Rng& rng, const Generator* gens, const double* weights, int n) {
+// Draws question types by weight until try_type(type, qa) accepts the scene (count_question
+// always does).
+template <typename Try>
+QA draw_question(const Scene& s, Rng& rng, const double* weights, int n, Try&& try_type) {
   QA qa;
   for (int attempt = 0; attempt < 16; ++attempt)
-    if (gens[rng.weighted(weights, n)](s, rng, qa)) return qa;
+    if (try_type(rng.weighted(weights, n), qa)) return qa;
   count_question(s, rng, qa);
   return qa;
+}
+
+QA draw_question(const Scene& s, Rng& rng, const Generator* gens, const double* weights, int n) {
+  return draw_question(s, rng, weights, n, [&](int k, QA& qa) { return gens[k](s, rng, qa); });
 }
 
 // In QaWeights::kNames order.
@@ -361,15 +367,10 @@ QA answerable_question(const Scene& s, Rng& rng, const QaWeights& mix = {},
   static const Generator kGens[QaWeights::kTypes] = {
       existence_question, color_question, shape_question,   size_question,
       position_question,  count_question, relation_question};
-  if (!(negatives.balanced > 0))
-    return draw_question(s, rng, kGens, mix.weight.data(), QaWeights::kTypes);
-  QA qa;
-  for (int attempt = 0; attempt < 16; ++attempt) {
-    const int k = rng.weighted(mix.weight.data(), QaWeights::kTypes);
-    if (k == 0 ? existence_question(s, rng, qa, negatives) : kGens[k](s, rng, qa)) return qa;
-  }
-  count_question(s, rng, qa);
-  return qa;
+  // kGens[0] with the negatives (balanced 0 draws nothing extra: the default world is unchanged).
+  return draw_question(s, rng, mix.weight.data(), QaWeights::kTypes, [&](int k, QA& qa) {
+    return k == 0 ? existence_question(s, rng, qa, negatives) : kGens[k](s, rng, qa);
+  });
 }
 
 QA unanswerable_question(const Scene& s, Rng& rng) {
