@@ -117,6 +117,7 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--qa-turns", o.qa_turns, "Question-answer turns per SFT conversation")->group("World");
   cmd.add_option("--sft-qa-weights", o.sft_qa_weights, "Mix of the answerable SFT turns, e.g. existence=9 (mmb world generate --help)")->group("World");
   cmd.add_option("--sft-balanced-negatives", o.sft_balanced_negatives, "Share of SFT presence questions whose absent shape is drawn so that every shape is answered yes as often as no (0: uniformly)")->group("World");
+  cmd.add_option("--sft-balanced-positives", o.sft_balanced_positives, "Share of SFT \"yes\" presence questions whose present object is drawn with weight 1/f, f its shape's frequency (0: uniformly)")->group("World");
   cmd.add_option("--vocab-size", o.vocab_size, "Tokenizer pieces")->group("Tokenizer");
   cmd.add_option("--clip-steps", o.clip_steps, "CLIP steps")->group("CLIP");
   cmd.add_option("--clip-batch", o.clip_batch, "CLIP batch")->group("CLIP");
@@ -133,6 +134,9 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--sft-loss-norm", o.sft_loss_norm, "VLM SFT loss averaged per token or per turn (answer)")->group("VLM");
   cmd.add_option("--sft-curriculum-steps", o.sft_curriculum_steps,
                  "VLM SFT steps on --sft-curriculum-tasks only before --sft-steps on every task (0: one stage)")
+      ->check(CLI::NonNegativeNumber)
+      ->group("VLM");
+  cmd.add_option("--sft-curriculum-batch", o.sft_curriculum_batch, "VLM SFT batch of the curriculum stage (0: --sft-batch)")
       ->check(CLI::NonNegativeNumber)
       ->group("VLM");
   cmd.add_option("--sft-curriculum-tasks", o.sft_curriculum_tasks, "Tasks of the curriculum stage (the world's qa, mc, ...)")

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "mmb/atomic_file.h"
 #include "mmb/json.h"
@@ -44,6 +45,13 @@ TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
   const int64_t conversations = int64_t(mmb::read_json_file(out + "/world/train/llava.json").size());
   EXPECT_EQ(sft_data["samples"].get<int64_t>(), conversations + 2 * curriculum_data["samples"].get<int64_t>())
       << sft_data.dump();
+  // Each stage its own batch (configs/quick.toml: sft-curriculum-batch 4, sft-batch 8).
+  for (auto [stage, batch] : {std::pair<const char*, int64_t>{"sft_curriculum", 4}, {"sft", 8}}) {
+    std::ifstream metrics(out + "/" + stage + "/metrics.jsonl");
+    std::string first;
+    ASSERT_TRUE(std::getline(metrics, first)) << stage;
+    EXPECT_EQ(mmb::Json::parse(first)["samples"].get<int64_t>(), batch) << stage << ": " << first;
+  }
   // The recipe's SFT mix reached the world (configs/quick.toml: existence=9, the rest default).
   auto mix = mmb::read_json_file(out + "/world/world.json")["config"]["sft_qa_weights"];
   EXPECT_EQ(mix["existence"].get<double>(), 9.0) << mix.dump();

@@ -29,6 +29,8 @@ struct BaseRecipeOptions {
   std::string sft_qa_weights;       // mix of the answerable SFT turns, "existence=9" (world::parse_qa_weights)
   double sft_balanced_negatives = 0;  // share of presence questions whose absent shape is drawn so
                                       // that each shape gets "yes" as often as "no" (WorldConfig)
+  double sft_balanced_positives = 0;  // share of "yes" presence questions asking about a present
+                                      // object with weight 1 / f: rare shapes' looks (WorldConfig)
   int qa_turns = 6;                 // question-answer turns per SFT conversation
   // tokenizer
   int64_t vocab_size = 600;
@@ -47,6 +49,7 @@ struct BaseRecipeOptions {
   // short answers, presence questions among them), then sft_steps on every task; 0 = one stage
   int64_t sft_curriculum_steps = 0;
   std::vector<std::string> sft_curriculum_tasks{"qa"};
+  int64_t sft_curriculum_batch = 0;  // the curriculum's batch (0: sft_batch)
   std::string sft_task_repeat;      // the sft stage (every task) sees these tasks this many times,
                                     // "qa=3" (repeat_tasks): the curriculum's lookup is kept
   double sft_projector_lr = -1;     // peak lr of the projector (< 0: sft_lr)

@@ -70,6 +70,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     wc.sft_idk_fraction = o.sft_idk_fraction;
     wc.sft_qa_weights = qa_weights;
     wc.sft_balanced_negatives = o.sft_balanced_negatives;
+    wc.sft_balanced_positives = o.sft_balanced_positives;
     wc.qa_turns_per_scene = o.qa_turns;
     world::generate_world(wc, o.seed, world, true);
   });
@@ -179,6 +180,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
       make_init();
       SftRunOptions s = sft_options(sft + "/init", clip + "/model", curriculum, o.sft_curriculum_steps);
       s.tasks = o.sft_curriculum_tasks;
+      if (o.sft_curriculum_batch > 0) s.batch_size = o.sft_curriculum_batch;
       run_sft_phase(s, "sft-curriculum");
     });
   }

@@ -160,6 +160,7 @@ void validate(const WorldConfig& c) {
   check_prob(c.contrast_min, "contrast_min");
   check_prob(c.sft_idk_fraction, "sft_idk_fraction");
   check_prob(c.sft_balanced_negatives, "sft_balanced_negatives");
+  check_prob(c.sft_balanced_positives, "sft_balanced_positives");
   double qa_total = 0;
   for (double w : c.sft_qa_weights.weight) {
     if (!(w >= 0 && w <= 1e6)) fail("WorldConfig: sft_qa_weights must be in [0, 1e6], found ", w);
@@ -218,6 +219,7 @@ Json config_to_json(const WorldConfig& c) {
               {"sft_idk_fraction", c.sft_idk_fraction},
               {"sft_qa_weights", qa_weights_json(c.sft_qa_weights)},
               {"sft_balanced_negatives", c.sft_balanced_negatives},
+              {"sft_balanced_positives", c.sft_balanced_positives},
               {"idk_per_scene", c.idk_per_scene},
               {"idk_answerable_fraction", c.idk_answerable_fraction},
               {"mc_per_scene", c.mc_per_scene},
@@ -268,6 +270,7 @@ WorldConfig config_from_json(const Json& j, const std::string& ctx) {
     }
   }
   get(j, "sft_balanced_negatives", c.sft_balanced_negatives, ctx);
+  get(j, "sft_balanced_positives", c.sft_balanced_positives, ctx);
   get(j, "idk_per_scene", c.idk_per_scene, ctx);
   get(j, "idk_answerable_fraction", c.idk_answerable_fraction, ctx);
   get(j, "mc_per_scene", c.mc_per_scene, ctx);

@@ -130,13 +130,18 @@ QA yes_no(std::string q, bool yes, const char* category) {
 }
 
 // ---- answerable questions; each returns false when the scene does not allow it ----
-// How an SFT presence question picks the absent shape it asks about.
-struct ExistenceNegatives {
-  const ShapeStats* stats = nullptr;  // the train split's shape frequencies
-  double balanced = 0;                // share drawn with weight f / (1 - f), f = the shape's
-};                                    // train frequency: each shape "yes" about as often as "no"
+// How an SFT presence question picks the shape it asks about (WorldConfig::sft_balanced_*).
+struct ExistenceBalance {
+  const ShapeStats* stats = nullptr;  // the train split's shape frequencies f
+  double negatives = 0;  // share of "no" turns whose absent shape has weight f / (1 - f)
+  double positives = 0;  // share of "yes" turns whose present object has weight 1 / f
+};
 
-bool existence_question(const Scene& s, Rng& rng, QA& out, const ExistenceNegatives& negatives) {
+double shape_frequency(const ExistenceBalance& b, Shape k) {
+  return std::clamp(b.stats->frequency[int(k)], 1e-6, 1 - 1e-6);
+}
+
+bool existence_question(const Scene& s, Rng& rng, QA& out, const ExistenceBalance& balance) {
   if (s.has_occluder()) return false;  // a hidden object could be anything: "no" is unknowable
   static const char* const kTemplates[] = {
       "Is there {} {} in the image?", "Is there {} {} in the image?", "Is there {} {}?",
@@ -146,7 +151,17 @@ bool existence_question(const Scene& s, Rng& rng, QA& out, const ExistenceNegati
   bool yes = rng.bernoulli(0.5);
   std::string np;
   if (yes) {
-    const Object& o = s.objects[rng.below(int(s.objects.size()))];
+    // Uniform draws name a shape as often as it occurs, so a rare shape gets few "yes" turns to
+    // learn its look from; weights 1 / f ask about the scene's rarest shapes instead.
+    int pick_index;
+    if (balance.stats && balance.positives > 0 && rng.bernoulli(balance.positives)) {
+      std::vector<double> w;
+      for (const Object& o : s.objects) w.push_back(1 / shape_frequency(balance, o.shape));
+      pick_index = rng.weighted(w.data(), int(w.size()));
+    } else {
+      pick_index = rng.below(int(s.objects.size()));
+    }
+    const Object& o = s.objects[pick_index];
     np = with_color ? std::string(color_name(o.color)) + " " + shape_name(o.shape)
                     : shape_name(o.shape);
   } else if (with_color) {
@@ -167,10 +182,10 @@ bool existence_question(const Scene& s, Rng& rng, QA& out, const ExistenceNegati
     // Uniform draws ask about a rare shape mostly when it is absent, so "no" becomes its answer
     // whatever the image. A "yes" names shape k about as often as f_k and k is absent with
     // probability 1 - f_k, so weights f_k / (1 - f_k) give each shape as many "no" as "yes".
-    if (negatives.stats && negatives.balanced > 0 && rng.bernoulli(negatives.balanced)) {
+    if (balance.stats && balance.negatives > 0 && rng.bernoulli(balance.negatives)) {
       std::vector<double> w;
       for (int k : absent) {
-        const double f = std::clamp(negatives.stats->frequency[k], 1e-6, 1 - 1e-6);
+        const double f = shape_frequency(balance, Shape(k));
         w.push_back(f / (1 - f));
       }
       np = shape_name(Shape(absent[rng.weighted(w.data(), int(w.size()))]));
@@ -183,7 +198,7 @@ bool existence_question(const Scene& s, Rng& rng, QA& out, const ExistenceNegati
 }
 
 bool existence_question(const Scene& s, Rng& rng, QA& out) {
-  return existence_question(s, rng, out, ExistenceNegatives{});
+  return existence_question(s, rng, out, ExistenceBalance{});
 }
 
 bool color_question(const Scene& s, Rng& rng, QA& out) {
@@ -357,19 +372,15 @@ QA draw_question(const Scene& s, Rng& rng, const double* weights, int n, Try&& t
   return qa;
 }
 
-QA draw_question(const Scene& s, Rng& rng, const Generator* gens, const double* weights, int n) {
-  return draw_question(s, rng, weights, n, [&](int k, QA& qa) { return gens[k](s, rng, qa); });
-}
-
 // In QaWeights::kNames order.
 QA answerable_question(const Scene& s, Rng& rng, const QaWeights& mix = {},
-                      const ExistenceNegatives& negatives = {}) {
+                      const ExistenceBalance& balance = {}) {
   static const Generator kGens[QaWeights::kTypes] = {
       existence_question, color_question, shape_question,   size_question,
       position_question,  count_question, relation_question};
-  // kGens[0] with the negatives (balanced 0 draws nothing extra: the default world is unchanged).
+  // kGens[0] with the balance (shares of 0 draw nothing extra: the default world is unchanged).
   return draw_question(s, rng, mix.weight.data(), QaWeights::kTypes, [&](int k, QA& qa) {
-    return k == 0 ? existence_question(s, rng, qa, negatives) : kGens[k](s, rng, qa);
+    return k == 0 ? existence_question(s, rng, qa, balance) : kGens[k](s, rng, qa);
   });
 }
 
@@ -651,7 +662,8 @@ SceneTasks make_tasks(const Scene& scene, const WorldConfig& config, const Shape
     t.qa.push_back(turns.bernoulli(config.sft_idk_fraction)
                        ? unanswerable_question(scene, turns)
                        : answerable_question(scene, turns, config.sft_qa_weights,
-                                             {&train_stats, config.sft_balanced_negatives}));
+                                             {&train_stats, config.sft_balanced_negatives,
+                                              config.sft_balanced_positives}));
   pope(scene, config, train_stats, rng, t);
   for (int i = 0; i < config.mc_per_scene; ++i) {
     McQuestion mc;
