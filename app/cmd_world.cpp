@@ -91,7 +91,7 @@ void setup_world_generate(CLI::App& cmd) {
       "answered yes as often as no (weight f/(1-f), f its train frequency; 0: uniformly)", tk);
   opt(cmd, "--sft-balanced-positives", c.sft_balanced_positives,
       "Share of SFT \"yes\" presence questions whose present object is drawn with weight 1/f "
-      "(f its shape's train frequency), so rare shapes get as many \"yes\" turns (0: uniformly)", tk);
+      "(f its shape's train frequency), so rare shapes get more \"yes\" turns (0: uniformly)", tk);
   opt(cmd, "--idk-per-scene", c.idk_per_scene, "Questions per scene in idk.jsonl", tk);
   opt(cmd, "--idk-answerable-fraction", c.idk_answerable_fraction,
       "Share of answerable questions in idk.jsonl", tk);

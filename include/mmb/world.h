@@ -131,7 +131,8 @@ struct WorldConfig {
                                       // (weight f / (1 - f), f its train frequency), not uniformly
   double sft_balanced_positives = 0;  // share of SFT "yes" presence questions whose present object is
                                       // drawn with weight 1 / f (its shape's train frequency), not
-                                      // uniformly: rare shapes get as many "yes" turns as common ones
+                                      // uniformly: rare shapes get more "yes" turns (not as many as
+                                      // common ones: most scenes hold no rare shape; docs/world.md)
   int idk_per_scene = 2;              // questions per scene in idk.jsonl
   double idk_answerable_fraction = 0.5;  // share of answerable questions mixed into idk.jsonl
   int mc_per_scene = 1;               // multiple-choice questions per scene
