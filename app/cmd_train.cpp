@@ -55,6 +55,10 @@ void setup_train_sft(CLI::App& cmd) {
   cmd.add_option("--grad-accum", o.grad_accum, "Micro-batches per step")->group("Training");
   cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")->group("Training");
   cmd.add_option("--max-length", o.max_length, "Longest sample (tokens); longer ones are rejected")->group("Data");
+  cmd.add_option("--group-by-length", o.group_by_length,
+                 "Draw each batch from N batches' samples sorted by length: less padding (0: random batches)")
+      ->check(CLI::NonNegativeNumber)
+      ->group("Data");
   cmd.add_option("--loss-norm", o.loss_norm, "Average the loss over target tokens (token) or answers (turn)")->group("Training")->capture_default_str();
   cmd.add_option("--init-vision-from", o.init_vision_from, "CLIP model dir for the vision tower")->group("Data");
   cmd.add_option("--tasks", o.tasks, "Train on the samples whose \"task\" is one of these, e.g. qa,mc (default: all)")
@@ -132,6 +136,10 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--sft-batch", o.sft_batch, "VLM SFT batch")->group("VLM");
   cmd.add_option("--sft-lr", o.sft_lr, "VLM SFT lr")->group("VLM");
   cmd.add_option("--sft-loss-norm", o.sft_loss_norm, "VLM SFT loss averaged per token or per turn (answer)")->group("VLM");
+  cmd.add_option("--sft-group-by-length", o.sft_group_by_length,
+                 "VLM SFT (both stages): each batch from N batches' samples sorted by length (0: random batches)")
+      ->check(CLI::NonNegativeNumber)
+      ->group("VLM");
   cmd.add_option("--sft-curriculum-steps", o.sft_curriculum_steps,
                  "VLM SFT steps on --sft-curriculum-tasks only before --sft-steps on every task (0: one stage)")
       ->check(CLI::NonNegativeNumber)

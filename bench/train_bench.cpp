@@ -21,12 +21,22 @@
 #include "mmb/checkpoint.h"
 #include "mmb/model.h"
 #include "mmb/model_config.h"
+#include "mmb/sft.h"
 #include "mmb/threads.h"
 #include "mmb/train.h"
 
 namespace {
 
 constexpr int64_t kBatch = 16, kSeq = 100, kVocab = 1000;
+
+// mmb's thread policy for MMB_BENCH_THREADS cores (default: the idle ones); MMB_BENCH_TORCH_THREADS
+// overrides libtorch's intra-op threads (e.g. 2 with OpenBLAS's OpenMP build, docs/performance.md).
+void apply_bench_policy() {
+  const char* threads = std::getenv("MMB_BENCH_THREADS");
+  mmb::ThreadPolicy p = mmb::default_thread_policy(threads ? std::atoi(threads) : 0);
+  if (const char* t = std::getenv("MMB_BENCH_TORCH_THREADS")) p.torch_intra_op = std::atoi(t);
+  mmb::apply_thread_policy(p);
+}
 
 mmb::LlavaConfig bench_config() {
   mmb::LlavaConfig c;  // vision defaults: 64 px, patch 8, hidden 128, 4 layers, 4 heads, mlp 512
@@ -67,8 +77,7 @@ struct Setup {
   torch::Tensor text, ids, pixels;
 
   Setup() {
-    const char* threads = std::getenv("MMB_BENCH_THREADS");  // cores to use (default: all)
-    mmb::apply_thread_policy(mmb::default_thread_policy(threads ? std::atoi(threads) : 0));
+    apply_bench_policy();
     mmb::init_weights(*model, 0);
     const char* dir_env = std::getenv("MMB_TRAIN_BENCH_MODEL");
     mmb::save_model_dir(dir_env ? dir_env : "/tmp/mmb_train_bench_model", mmb::to_json(cfg), *model);
@@ -154,9 +163,62 @@ void BM_LlavaSftStep(benchmark::State& state) {
   state.SetLabel(mmb::describe_threads());
 }
 
+// ---- CLIP step: the default recipe's CLIP (vision 64 px / 8, conv stem 32, 64, hidden 128,
+// 4 layers; text hidden 128, 2 layers, vocabulary 600), batch 64 x 32 caption tokens, symmetric
+// InfoNCE, clip, AdamW. Writes the model to $MMB_CLIP_BENCH_MODEL (default
+// /tmp/mmb_clip_bench_model) for the side by side:
+//   /usr/bin/python3 bench/clip_ref.py /tmp/mmb_clip_bench_model
+constexpr int64_t kClipBatch = 64, kCaption = 32, kClipVocab = 600;
+
+void BM_ClipStep(benchmark::State& state) {
+  apply_bench_policy();
+  mmb::ClipConfig c;
+  c.vision.stem_channels = {32, 64};
+  c.text.vocab_size = kClipVocab;
+  c.text.eos_token_id = 2;
+  c.text.pooling = "first_eos";
+  c.text.hidden_size = 128;
+  c.text.intermediate_size = 512;
+  c.text.num_hidden_layers = 2;
+  c.text.max_position_embeddings = 96;
+  c.projection_dim = 128;
+  mmb::ClipModel model(c);
+  mmb::init_weights(*model, 0);
+  const char* dir_env = std::getenv("MMB_CLIP_BENCH_MODEL");
+  mmb::save_model_dir(dir_env ? dir_env : "/tmp/mmb_clip_bench_model", mmb::to_json(c), *model);
+  torch::manual_seed(1);
+  mmb::ClipBatch b;  // captions: bos, 30 words, eos (the same ids clip_ref.py draws)
+  b.pixel_values = torch::randn({kClipBatch, 3, c.vision.image_size, c.vision.image_size});
+  b.input_ids = torch::cat({torch::ones({kClipBatch, 1}, torch::kLong),
+                            torch::randint(5, kClipVocab, {kClipBatch, kCaption - 2}, torch::kLong),
+                            torch::full({kClipBatch, 1}, 2, torch::kLong)},
+                           1);  // (B, 32)
+  b.attention_mask = torch::ones_like(b.input_ids);
+  struct FixedBatch : mmb::BatchSource<int> {
+    int next() override { return 0; }
+    mmb::Json state() const override { return mmb::Json::object(); }
+    void load_state(const mmb::Json&) override {}
+  } source;
+  mmb::ParamGroupOptions po;
+  po.lr = 1e-4;
+  mmb::TrainOptions o;
+  o.total_steps = 1 << 30;
+  o.out_dir = "/tmp/mmb_clip_bench_run";  // never written
+  o.progress = false;
+  o.weight_by_tokens = false;
+  mmb::Trainer trainer(*model, mmb::make_param_groups(*model, po), o);
+  trainer.set_data<int>(source, [&](int&) { return mmb::clip_loss(model, b); });
+  const double first_loss = trainer.step().loss;
+  for (auto _ : state) benchmark::DoNotOptimize(trainer.step().loss);
+  state.counters["images/s"] = benchmark::Counter(double(kClipBatch), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["first_loss"] = first_loss;  // equals clip_ref.py's first loss (same weights, data)
+  state.SetLabel(mmb::describe_threads());
+}
+
 }  // namespace
 
 BENCHMARK(BM_LlavaForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ClipAndAdamW)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_LlavaSftStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ClipStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -16,8 +16,24 @@ find_path(STB_INCLUDE_DIR stb_image.h PATH_SUFFIXES stb REQUIRED)
 # TORCH_CXX_FLAGS is a string; split it for target_compile_options.
 separate_arguments(TORCH_CXX_FLAGS_LIST UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 
-# OpenBLAS: linked directly so mmb can set its thread count (openblas_set_num_threads).
-find_library(OPENBLAS_LIBRARY NAMES openblas REQUIRED)
+# OpenBLAS: linked directly so mmb can set its thread count (openblas_set_num_threads). Debian
+# ships it built on pthreads (the default of the libblas.so.3 alternative) and on OpenMP
+# (libopenblas0-openmp). libtorch runs its own ops on an OpenMP pool, so with the pthreads build
+# two pools share the cores and only one can have them (docs/performance.md: a CLIP step 1.4x and
+# an SFT step 1.3x slower). mmb's executables load the OpenMP build when it is installed: they
+# link it by path and carry its directory as DT_RPATH, which also applies to libtorch's own
+# libblas.so.3 / liblapack.so.3 (libtorch has no RUNPATH), so the process has one OpenBLAS.
+set(MMB_OPENBLAS_OPENMP_DIR "/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp")
+option(MMB_OPENBLAS_OPENMP "Use OpenBLAS's OpenMP build when installed" ON)
+if(MMB_OPENBLAS_OPENMP AND EXISTS "${MMB_OPENBLAS_OPENMP_DIR}/libopenblas.so.0")
+  set(OPENBLAS_LIBRARY "${MMB_OPENBLAS_OPENMP_DIR}/libopenblas.so.0")
+  set(MMB_BLAS_RPATH "${MMB_OPENBLAS_OPENMP_DIR}")
+  message(STATUS "mmb: OpenBLAS's OpenMP build (${MMB_OPENBLAS_OPENMP_DIR})")
+else()
+  find_library(OPENBLAS_LIBRARY NAMES openblas REQUIRED)
+  set(MMB_BLAS_RPATH "")
+  message(STATUS "mmb: OpenBLAS ${OPENBLAS_LIBRARY} (install libopenblas0-openmp for one thread pool)")
+endif()
 
 # libtorch links libblas.so.3, which Debian's alternatives system points at OpenBLAS or at the
 # reference BLAS (60x slower). Resolve the link and warn loudly on the reference one.
@@ -35,6 +51,9 @@ if(EXISTS "${_blas_link}")
 else()
   set(MMB_BLAS_REAL "unknown")
   message(WARNING "mmb: cannot find ${_blas_link}; cannot check which BLAS libtorch uses")
+endif()
+if(MMB_BLAS_RPATH)
+  set(MMB_BLAS_REAL "${MMB_BLAS_RPATH}/libblas.so.3")  # what the executables load (DT_RPATH above)
 endif()
 
 # Distributed training over c10d: Gloo on CPU when the headers are present.

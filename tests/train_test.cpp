@@ -333,6 +333,61 @@ TEST(TrainData, ShuffledIndicesEpochsAndState) {
   EXPECT_EQ(s0, w);
 }
 
+TEST(TrainData, LengthGroupedBatchesPadLessAndResume) {
+  // 96 items of lengths 100..195 in a random order; global batch 4, megabatches of 6 batches.
+  const int64_t n = 96, B = 4, group = 6;
+  std::vector<int64_t> lengths(static_cast<size_t>(n));
+  ShuffledIndices perm(n, 7);
+  auto p = perm.next(n);
+  for (int64_t i = 0; i < n; ++i) lengths[size_t(p[size_t(i)])] = 100 + i;
+  auto padded = [&](ShardedIndexBatches& s, int64_t batches) {
+    int64_t pad = 0;
+    for (int64_t b = 0; b < batches; ++b) {
+      auto idx = s.next();
+      int64_t longest = 0;
+      for (auto i : idx) longest = std::max(longest, lengths[size_t(i)]);
+      for (auto i : idx) pad += longest - lengths[size_t(i)];
+    }
+    return pad;
+  };
+  ShardedIndexBatches grouped(lengths, group, B, 3), plain(n, B, 3);
+  const int64_t pad_grouped = padded(grouped, n / B), pad_plain = padded(plain, n / B);
+  EXPECT_LT(pad_grouped * 4, pad_plain) << pad_grouped << " vs " << pad_plain;
+  // Still a permutation per epoch; each batch is B neighbours in its megabatch's length order.
+  ShardedIndexBatches g2(lengths, group, B, 3);
+  std::vector<int64_t> seen;
+  for (int64_t b = 0; b < n / B; ++b) {
+    auto idx = g2.next();
+    for (size_t k = 1; k < idx.size(); ++k) EXPECT_GE(lengths[size_t(idx[k - 1])], lengths[size_t(idx[k])]);
+    seen.insert(seen.end(), idx.begin(), idx.end());
+  }
+  std::sort(seen.begin(), seen.end());
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seen[size_t(i)], i);
+  // The batches of a megabatch do not come longest first: their order is shuffled.
+  ShardedIndexBatches g3(lengths, group, B, 3);
+  bool descending = true;
+  for (int m = 0; m < n / (B * group) && descending; ++m) {
+    int64_t prev = INT64_MAX;
+    for (int64_t b = 0; b < group; ++b) {
+      auto idx = g3.next();
+      if (lengths[size_t(idx[0])] > prev) descending = false;
+      prev = lengths[size_t(idx[0])];
+    }
+  }
+  EXPECT_FALSE(descending);
+  // Resume: the state continues the same stream; an ungrouped stream refuses it.
+  ShardedIndexBatches a(lengths, group, B, 3);
+  for (int i = 0; i < 7; ++i) a.next();
+  const Json st = a.state();
+  ShardedIndexBatches b(lengths, group, B, 3);
+  b.load_state(st);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(a.next(), b.next());
+  ShardedIndexBatches ungrouped(n, B, 3);
+  expect_throw_with([&] { ungrouped.load_state(st); }, "megabatch 24");
+  expect_throw_with([&] { ShuffledIndices(n, 3, true, LengthGrouping{lengths, 10, 4}); }, "not a multiple of the batch 4");
+  expect_throw_with([&] { ShuffledIndices(n, 3, true, LengthGrouping{{1, 2}, 8, 4}); }, "2 lengths for a dataset of 96");
+}
+
 // ---- exact resume after a kill: every run happens in a child process (same binary, same threads)
 
 namespace {

@@ -79,6 +79,8 @@ class SftDataset {
   SftDataset(const std::vector<ConversationSample>& samples, const std::string& image_root, const Tokenizer& tok,
              const ChatTemplate& tmpl, const LlavaConfig& cfg, const SftDataOptions& options);
   int64_t size() const { return int64_t(ids_.size()); }
+  // Tokens of each sample (image tokens expanded): what a batch pads to its longest.
+  std::vector<int64_t> lengths() const;
   SftBatch batch(const std::vector<int64_t>& indices) const;
   const DataReport& report() const { return report_; }
 

@@ -45,6 +45,7 @@ struct BaseRecipeOptions {
   int64_t sft_steps = 1200, sft_batch = 32;
   double sft_lr = 2e-3;
   std::string sft_loss_norm = "token";  // SftRunOptions::loss_norm
+  int64_t sft_group_by_length = 0;  // SftRunOptions::group_by_length, both stages
   // Curriculum: first this many SFT steps on the samples of these tasks only (the world's "qa":
   // short answers, presence questions among them), then sft_steps on every task; 0 = one stage
   int64_t sft_curriculum_steps = 0;

@@ -57,6 +57,8 @@ struct SftRunOptions {
   int64_t grad_accum = 1;
   int64_t checkpoint_every = 200;
   int64_t max_length = 512;
+  int64_t group_by_length = 0;      // > 0: batches drawn from this many batches' samples sorted by
+                                    // length (LengthGrouping): less padding; 0 = random batches
   std::string loss_norm = "token";  // "token" | "turn": SftDataOptions::loss_norm
   uint64_t seed = 1234;
   std::string init_vision_from;     // CLIP model dir whose vision tower initialises the VLM's

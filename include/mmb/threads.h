@@ -12,10 +12,13 @@ struct ThreadPolicy {
   int blas = 1;            // openblas_set_num_threads
 };
 
-// The policy mmb uses for `--threads n` (n <= 0: the cores not already busy, i.e. available
-// cores minus the rounded 1-minute load average, at least 1). Chosen from bench/threads_bench
-// (see docs/performance.md).
+// The policy mmb uses for `--threads n` (n <= 0: the cores not already busy now, at least 1):
+// OpenBLAS n threads; libtorch n with OpenBLAS's OpenMP build (one shared pool), else 1. Chosen
+// from bench/threads_bench and bench/train_bench (see docs/performance.md).
 ThreadPolicy default_thread_policy(int n);
+
+// True when the loaded OpenBLAS is its OpenMP build (it then shares libtorch's intra-op pool).
+bool blas_uses_openmp();
 
 // Applies a policy to libtorch and OpenBLAS, and the allocator policy below. Call once, early,
 // before any tensor work.

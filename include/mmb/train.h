@@ -87,12 +87,23 @@ class BatchSource : public DataCursor {
   virtual Batch next() = 0;
 };
 
+// Length grouping (HF Trainer's group_by_length): each run of `megabatch` indices of an epoch's
+// permutation is ordered longest first and cut into blocks of `batch`, whose order is then
+// shuffled; a batch drawn from one block pads less than a batch of random lengths. Off when
+// `megabatch` is 0 (or `lengths` empty).
+struct LengthGrouping {
+  std::vector<int64_t> lengths;  // one per dataset item (e.g. its tokens)
+  int64_t megabatch = 0;         // indices sorted together: a multiple of `batch`
+  int64_t batch = 0;             // the global batch
+};
+
 // An endless stream of indices into a dataset of `size` items: epoch after epoch, each a
 // permutation determined by (seed, epoch) alone (own Fisher-Yates over std::mt19937_64, so the
-// same on every platform and rank). State: {"size", "seed", "shuffle", "epoch", "position"}.
+// same on every platform and rank), optionally length-grouped. State: {"size", "seed",
+// "shuffle", "epoch", "position", "megabatch"}.
 class ShuffledIndices : public DataCursor {
  public:
-  ShuffledIndices(int64_t size, uint64_t seed, bool shuffle = true);
+  ShuffledIndices(int64_t size, uint64_t seed, bool shuffle = true, LengthGrouping grouping = {});
   std::vector<int64_t> next(int64_t count);
   int64_t epoch() const { return epoch_; }
   int64_t position() const { return position_; }
@@ -104,6 +115,7 @@ class ShuffledIndices : public DataCursor {
   int64_t size_;
   uint64_t seed_;
   bool shuffle_;
+  LengthGrouping grouping_;
   int64_t epoch_ = 0, position_ = 0;
   std::vector<int64_t> order_;
 };
@@ -114,6 +126,10 @@ class ShardedIndexBatches : public BatchSource<std::vector<int64_t>> {
  public:
   ShardedIndexBatches(int64_t dataset_size, int64_t global_batch, uint64_t seed, int rank = 0,
                       int world_size = 1, bool shuffle = true);
+  // Length-grouped (LengthGrouping): `lengths` per item, `group` global batches sorted together
+  // (0: not grouped).
+  ShardedIndexBatches(std::vector<int64_t> lengths, int64_t group, int64_t global_batch, uint64_t seed,
+                      int rank = 0, int world_size = 1);
   std::vector<int64_t> next() override;
   Json state() const override { return indices_.state(); }
   void load_state(const Json& state) override { indices_.load_state(state); }

@@ -17,6 +17,7 @@ extern "C" {
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
 char* openblas_get_config(void);
+int openblas_get_parallel(void);  // 0 sequential, 1 pthreads, 2 OpenMP
 }
 
 namespace mmb {
@@ -72,14 +73,19 @@ int idle_cores() {
   return std::max(1, std::min(cores, cores - int(load[0] + 0.5)));
 }
 
+bool blas_uses_openmp() { return openblas_get_parallel() == 2; }
+
 ThreadPolicy default_thread_policy(int n) {
   if (n <= 0) n = idle_cores();
-  // Measured in bench/threads_bench (docs/performance.md): GEMMs dominate the models mmb runs,
-  // so OpenBLAS gets the cores and libtorch's intra-op pool stays at 1. Both pools at n
-  // oversubscribe the cores (forward 2.3x, backward 2x slower); torch=n with BLAS=1 halves GEMM.
   ThreadPolicy p;
-  p.torch_intra_op = 1;
   p.blas = n;
+  // OpenBLAS's OpenMP build (what mmb's build links when libopenblas0-openmp is installed) runs on
+  // libtorch's own OpenMP pool: both get the n cores, with no second pool to fight (a CLIP step
+  // 1.4x, an SFT step 1.3x faster than the pthreads build's best policy; docs/performance.md).
+  // With the pthreads build the two pools are separate. GEMMs dominate the models mmb runs, so
+  // OpenBLAS gets the cores and libtorch's pool stays at 1: both at n oversubscribe the cores
+  // (forward 2.3x, backward 2x slower); torch=n with BLAS=1 halves GEMM (bench/threads_bench).
+  p.torch_intra_op = blas_uses_openmp() ? n : 1;
   return p;
 }
 

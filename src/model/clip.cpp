@@ -47,7 +47,17 @@ torch::Tensor ClipEncoderLayerImpl::forward(const torch::Tensor& x, const torch:
   auto y = torch::matmul(att, v).transpose(1, 2).reshape({B, T, C});     // (B, T, C)
   auto r = x + out_proj_(y);
   // MLP block
-  return r + fc2_(act_fn(fc1_(layer_norm2_(r)), act_));                  // (B, T, C)
+  auto h2 = layer_norm2_(r);
+  if (act_ == "quick_gelu") {
+    // fc2(z·σ(1.702 z)), z = fc1(h2), as fc2'(silu(fc1'(h2))) with fc1' = 1.702·fc1 and fc2's
+    // weight / 1.702: the same function, and its activation is libtorch's one fused silu kernel
+    // instead of three elementwise ops (a CLIP step spent ~30 % of its time there; docs/performance.md).
+    namespace F = torch::nn::functional;
+    constexpr double k = 1.702;
+    auto z = torch::silu(F::linear(h2, fc1_->weight * k, fc1_->bias * k));  // (B, T, I)
+    return r + F::linear(z, fc2_->weight * (1.0 / k), fc2_->bias);           // (B, T, C)
+  }
+  return r + fc2_(act_fn(fc1_(h2), act_));                                 // (B, T, C)
 }
 
 // ---------------------------------------------------------------- vision tower

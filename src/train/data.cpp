@@ -209,6 +209,13 @@ SftDataset::SftDataset(const std::vector<ConversationSample>& samples, const std
   if (!images.empty()) images_ = torch::stack(images);
 }
 
+std::vector<int64_t> SftDataset::lengths() const {
+  std::vector<int64_t> out;
+  out.reserve(ids_.size());
+  for (const auto& row : ids_) out.push_back(int64_t(row.size()));
+  return out;
+}
+
 SftBatch SftDataset::batch(const std::vector<int64_t>& indices) const {
   const int64_t B = int64_t(indices.size());
   size_t T = 0;

@@ -1,5 +1,6 @@
 // Serialisable index streams: ShuffledIndices (epochs of seeded permutations) and
 // ShardedIndexBatches (a rank's slice of every global batch).
+#include <algorithm>
 #include <random>
 
 #include "mmb/distributed.h"
@@ -18,9 +19,18 @@ uint64_t splitmix64(uint64_t x) {
 
 }  // namespace
 
-ShuffledIndices::ShuffledIndices(int64_t size, uint64_t seed, bool shuffle)
-    : size_(size), seed_(seed), shuffle_(shuffle) {
+ShuffledIndices::ShuffledIndices(int64_t size, uint64_t seed, bool shuffle, LengthGrouping grouping)
+    : size_(size), seed_(seed), shuffle_(shuffle), grouping_(std::move(grouping)) {
   if (size <= 0) fail("ShuffledIndices: dataset size must be > 0, got ", size);
+  auto& g = grouping_;
+  if (g.megabatch < 0) fail("ShuffledIndices: length-grouping megabatch must be >= 0, got ", g.megabatch);
+  if (g.lengths.empty()) g.megabatch = 0;
+  if (g.megabatch > 0) {
+    if (int64_t(g.lengths.size()) != size)
+      fail("ShuffledIndices: ", g.lengths.size(), " lengths for a dataset of ", size, " items");
+    if (g.batch <= 0 || g.megabatch % g.batch != 0)
+      fail("ShuffledIndices: length-grouping megabatch ", g.megabatch, " is not a multiple of the batch ", g.batch);
+  }
   make_order();
 }
 
@@ -31,9 +41,28 @@ void ShuffledIndices::make_order() {
   // std::mt19937_64's output is fixed by the standard; the bounded draw is ours (multiply-shift),
   // because std::uniform_int_distribution and std::shuffle differ between standard libraries.
   std::mt19937_64 rng(splitmix64(seed_ ^ splitmix64(uint64_t(epoch_))));
-  for (int64_t i = size_ - 1; i > 0; --i) {
-    auto j = int64_t((static_cast<unsigned __int128>(rng()) * uint64_t(i + 1)) >> 64);
-    std::swap(order_[size_t(i)], order_[size_t(j)]);
+  auto below = [&](int64_t n) { return int64_t((static_cast<unsigned __int128>(rng()) * uint64_t(n)) >> 64); };
+  for (int64_t i = size_ - 1; i > 0; --i) std::swap(order_[size_t(i)], order_[size_t(below(i + 1))]);
+  const auto& g = grouping_;
+  if (g.megabatch <= 0) return;
+  // Longest first within each megabatch (ties keep the shuffled order), then its blocks of one
+  // batch in a shuffled order, so that no stretch of steps sees only the longest (or shortest)
+  // samples, e.g. one task of a mix.
+  std::vector<int64_t> blocks;
+  for (int64_t m = 0; m < size_; m += g.megabatch) {
+    const auto first = order_.begin() + m, last = order_.begin() + std::min(size_, m + g.megabatch);
+    std::stable_sort(first, last, [&](int64_t a, int64_t b) { return g.lengths[size_t(a)] > g.lengths[size_t(b)]; });
+    const int64_t n = int64_t(last - first), nb = (n + g.batch - 1) / g.batch;
+    if (nb < 2) continue;
+    blocks.resize(size_t(nb));
+    for (int64_t b = 0; b < nb; ++b) blocks[size_t(b)] = b;
+    for (int64_t i = nb - 1; i > 0; --i) std::swap(blocks[size_t(i)], blocks[size_t(below(i + 1))]);
+    const std::vector<int64_t> sorted(first, last);
+    auto out = first;
+    for (int64_t b : blocks) {
+      const auto from = sorted.begin() + b * g.batch, to = sorted.begin() + std::min(n, (b + 1) * g.batch);
+      out = std::copy(from, to, out);
+    }
   }
 }
 
@@ -53,7 +82,8 @@ std::vector<int64_t> ShuffledIndices::next(int64_t count) {
 }
 
 Json ShuffledIndices::state() const {
-  return Json{{"size", size_}, {"seed", seed_}, {"shuffle", shuffle_}, {"epoch", epoch_}, {"position", position_}};
+  return Json{{"size", size_},   {"seed", seed_},         {"shuffle", shuffle_},
+              {"epoch", epoch_}, {"position", position_}, {"megabatch", grouping_.megabatch}};
 }
 
 void ShuffledIndices::load_state(const Json& state) {
@@ -63,9 +93,11 @@ void ShuffledIndices::load_state(const Json& state) {
   auto shuffle = json_get<bool>(state, "shuffle", ctx);
   auto epoch = json_get<int64_t>(state, "epoch", ctx);
   auto position = json_get<int64_t>(state, "position", ctx);
-  if (size != size_ || seed != seed_ || shuffle != shuffle_)
-    fail(ctx, ": saved stream (size ", size, ", seed ", seed, ", shuffle ", shuffle,
-         ") is not this one (size ", size_, ", seed ", seed_, ", shuffle ", shuffle_, ")");
+  const int64_t megabatch = state.contains("megabatch") ? json_get<int64_t>(state, "megabatch", ctx) : 0;
+  if (size != size_ || seed != seed_ || shuffle != shuffle_ || megabatch != grouping_.megabatch)
+    fail(ctx, ": saved stream (size ", size, ", seed ", seed, ", shuffle ", shuffle, ", megabatch ", megabatch,
+         ") is not this one (size ", size_, ", seed ", seed_, ", shuffle ", shuffle_, ", megabatch ",
+         grouping_.megabatch, ")");
   if (epoch < 0 || position < 0 || position > size)
     fail(ctx, ": epoch ", epoch, " / position ", position, " out of range for size ", size);
   epoch_ = epoch;
@@ -80,6 +112,14 @@ ShardedIndexBatches::ShardedIndexBatches(int64_t dataset_size, int64_t global_ba
   if (global_batch < world_size)
     fail("ShardedIndexBatches: global batch ", global_batch, " is smaller than the world size ", world_size);
   shard_range(global_batch, rank, world_size);  // validates rank / world
+}
+
+ShardedIndexBatches::ShardedIndexBatches(std::vector<int64_t> lengths, int64_t group, int64_t global_batch,
+                                         uint64_t seed, int rank, int world_size)
+    : ShardedIndexBatches(int64_t(lengths.size()), global_batch, seed, rank, world_size) {
+  if (group < 0) fail("ShardedIndexBatches: length-grouping factor must be >= 0, got ", group);
+  const int64_t size = int64_t(lengths.size());
+  indices_ = ShuffledIndices(size, seed, true, LengthGrouping{std::move(lengths), group * global_batch, global_batch});
 }
 
 std::vector<int64_t> ShardedIndexBatches::next() {

@@ -154,6 +154,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     s.lr = o.sft_lr;
     s.freeze_vision = o.sft_freeze_vision;
     s.loss_norm = o.sft_loss_norm;
+    s.group_by_length = o.sft_group_by_length;
     s.projector_lr = o.sft_projector_lr;
     s.vision_lr = o.sft_vision_lr;
     s.checkpoint_every = o.checkpoint_every;

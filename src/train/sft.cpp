@@ -20,26 +20,31 @@
 namespace mmb {
 
 LossOutput sft_loss(LlavaForConditionalGeneration& model, const SftBatch& b) {
-  auto logits = model->forward({b.input_ids, b.attention_mask, b.pixel_values});  // (B, T, V)
-  const int64_t T = b.input_ids.size(1), V = logits.size(2);
-  auto pred = logits.narrow(1, 0, T - 1).reshape({-1, V});                         // (B*(T-1), V)
-  auto target = b.input_ids.narrow(1, 1, T - 1).reshape({-1});                      // (B*(T-1),)
-  auto m = b.loss_mask.narrow(1, 1, T - 1).reshape({-1}).to(torch::kFloat32);       // (B*(T-1),)
-  // The weight of each target (SftDataOptions::loss_norm); a batch without one is per token.
-  auto w = b.loss_weight.defined() ? b.loss_weight.narrow(1, 1, T - 1).reshape({-1}) : m;
+  auto hidden = model->forward_hidden({b.input_ids, b.attention_mask, b.pixel_values});  // (B, T, C)
+  const int64_t T = b.input_ids.size(1), C = hidden.size(2);
+  // Position t predicts token t+1; only the targets' positions get logits (the LM head and the
+  // cross-entropy over a fifth of a QA batch's positions, not all: the same loss and gradient).
+  auto is_target = b.loss_mask.narrow(1, 1, T - 1).reshape({-1});                // (B*(T-1),) bool
+  auto rows = is_target.nonzero().view({-1});                                    // (N,)
+  auto h = hidden.narrow(1, 0, T - 1).reshape({-1, C}).index_select(0, rows);     // (N, C)
+  auto target = b.input_ids.narrow(1, 1, T - 1).reshape({-1}).index_select(0, rows);  // (N,)
+  // The weight of each target (SftDataOptions::loss_norm); a batch without weights is per token.
+  const int64_t n_targets = rows.size(0);
+  auto w = b.loss_weight.defined() ? b.loss_weight.narrow(1, 1, T - 1).reshape({-1}).index_select(0, rows)
+                                   : torch::ones({n_targets}, hidden.options());   // (N,)
+  auto pred = model->logits(h);                                                  // (N, V)
   auto nll = torch::nn::functional::cross_entropy(
-      pred, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-  const double n = std::max<double>(1.0, m.sum().item<double>());
+      pred, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));  // (N,)
+  const double n = std::max<double>(1.0, double(n_targets));
   const double wsum = b.loss_weight.defined() ? std::max(1e-12, w.sum().item<double>()) : n;
   LossOutput out;
   out.loss = (nll * w).sum() / wsum;
-  out.tokens = int64_t(n);
+  out.tokens = n_targets;
   out.weight = wsum;  // micro-batches (and ranks) weigh by their targets' total weight
   out.samples = b.input_ids.size(0);
   {
     torch::NoGradGuard ng;
-    auto correct = (pred.argmax(-1) == target).to(torch::kFloat32) * m;
-    out.metrics["token_accuracy"] = correct.sum().item<double>() / n;
+    out.metrics["token_accuracy"] = (pred.argmax(-1) == target).sum().item<double>() / n;
   }
   return out;
 }
@@ -228,7 +233,7 @@ StepStats run_sft(const SftRunOptions& o, RunDir* run) {
   TrainOptions topt = base_train_options(o.out, o.steps, o.warmup_ratio, o.grad_clip, o.grad_accum,
                                          o.checkpoint_every, o.seed);
   Trainer trainer(*model, groups, topt);
-  ShardedIndexBatches batches(data.size(), o.batch_size, o.seed, dist.rank(), dist.world_size());
+  ShardedIndexBatches batches(data.lengths(), o.group_by_length, o.batch_size, o.seed, dist.rank(), dist.world_size());
   trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) { return sft_loss(model, data.batch(idx)); });
   return train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
 }
