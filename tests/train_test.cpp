@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include "mmb/jsonl.h"
 #include "mmb/model.h"
 #include "mmb/run_dir.h"
+#include "mmb/threads.h"
 #include "mmb/train.h"
 #include "subprocess_util.h"
 #include "test_util.h"
@@ -386,6 +388,33 @@ TEST(TrainData, LengthGroupedBatchesPadLessAndResume) {
   expect_throw_with([&] { ungrouped.load_state(st); }, "megabatch 24");
   expect_throw_with([&] { ShuffledIndices(n, 3, true, LengthGrouping{lengths, 10, 4}); }, "not a multiple of the batch 4");
   expect_throw_with([&] { ShuffledIndices(n, 3, true, LengthGrouping{{1, 2}, 8, 4}); }, "2 lengths for a dataset of 96");
+}
+
+// The process holds one OpenBLAS (libtorch's libblas.so.3 and mmb's libopenblas.so.0 are the
+// same library), and the policy gives libtorch the cores exactly when that OpenBLAS is the OpenMP
+// build, which shares libtorch's pool (cmake/Dependencies.cmake, docs/performance.md).
+TEST(ThreadPolicy, OneOpenBlasAndThePolicyFollowsItsBuild) {
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> cores;  // the OpenBLAS implementation files mapped (not the thin wrappers)
+  std::set<std::string> blas_dirs;
+  for (std::string line; std::getline(maps, line);) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    const std::string file = fs::path(path).filename().string();
+    if (file.rfind("libopenblas", 0) == 0) cores.insert(fs::canonical(path).string());
+    if (file == "libblas.so.3" || file == "liblapack.so.3") blas_dirs.insert(fs::canonical(path).parent_path().string());
+  }
+  ASSERT_EQ(cores.size(), 1u) << "OpenBLAS loaded more than once (or not at all)";
+  const std::string dir = fs::path(*cores.begin()).parent_path().string();
+  for (const auto& d : blas_dirs) EXPECT_EQ(d, dir) << "libblas / liblapack from another OpenBLAS build";
+  const bool openmp = dir.find("openblas-openmp") != std::string::npos;
+  EXPECT_EQ(blas_uses_openmp(), openmp) << dir;
+  const ThreadPolicy p = default_thread_policy(2);
+  EXPECT_EQ(p.blas, 2);
+  EXPECT_EQ(p.torch_intra_op, openmp ? 2 : 1);
+  apply_thread_policy(p);
+  EXPECT_EQ(describe_threads(), openmp ? "torch=2 blas=2" : "torch=1 blas=2");
 }
 
 // ---- exact resume after a kill: every run happens in a child process (same binary, same threads)
