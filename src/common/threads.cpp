@@ -81,7 +81,7 @@ ThreadPolicy default_thread_policy(int n) {
   p.blas = n;
   // OpenBLAS's OpenMP build (what mmb's build links when libopenblas0-openmp is installed) runs on
   // libtorch's own OpenMP pool: both get the n cores, with no second pool to fight (a CLIP step
-  // 1.4x, an SFT step 1.3x faster than the pthreads build's best policy; docs/performance.md).
+  // 1.5x, an SFT step 1.3x faster than the pthreads build's best policy; docs/performance.md).
   // With the pthreads build the two pools are separate. GEMMs dominate the models mmb runs, so
   // OpenBLAS gets the cores and libtorch's pool stays at 1: both at n oversubscribe the cores
   // (forward 2.3x, backward 2x slower); torch=n with BLAS=1 halves GEMM (bench/threads_bench).
