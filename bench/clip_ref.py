@@ -12,7 +12,6 @@ PyTorch at mmb's thread policy (libtorch intra-op 1, OpenBLAS = cores). Prints m
 import argparse
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +21,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
 sys.path.insert(0, HERE)
 import llava_ref  # noqa: E402
 import safetensors_ref  # noqa: E402
-from train_ref import set_openblas_threads  # noqa: E402
+from train_ref import set_openblas_threads, time_steps  # noqa: E402
 
 BATCH, CAPTION, VOCAB = 64, 32, 600
 
@@ -62,12 +61,7 @@ def main():
         opt.step()
         return loss.item()
 
-    first_loss = step()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < args.seconds:
-        step()
-        n += 1
-    dt = (time.perf_counter() - t0) / n
+    first_loss, n, dt = time_steps(step, args.seconds)
     print(f"pytorch {torch.__version__} reference CLIP step ({policy}): {1000 * dt:.1f} ms/step, "
           f"{BATCH / dt:.1f} images/s over {n} steps; first loss {first_loss:.6f}")
 

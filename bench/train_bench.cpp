@@ -21,6 +21,7 @@
 #include "mmb/checkpoint.h"
 #include "mmb/model.h"
 #include "mmb/model_config.h"
+#include "mmb/recipe.h"
 #include "mmb/sft.h"
 #include "mmb/threads.h"
 #include "mmb/train.h"
@@ -36,6 +37,22 @@ void apply_bench_policy() {
   mmb::ThreadPolicy p = mmb::default_thread_policy(threads ? std::atoi(threads) : 0);
   if (const char* t = std::getenv("MMB_BENCH_TORCH_THREADS")) p.torch_intra_op = std::atoi(t);
   mmb::apply_thread_policy(p);
+}
+
+// One batch, step after step (the benches time the step, not data loading).
+struct FixedBatch : mmb::BatchSource<int> {
+  int next() override { return 0; }
+  mmb::Json state() const override { return mmb::Json::object(); }
+  void load_state(const mmb::Json&) override {}
+};
+
+// Options for a bench's Trainer: endless steps, no progress line, no checkpoint (out_dir unwritten).
+mmb::TrainOptions bench_train_options(const std::string& out_dir) {
+  mmb::TrainOptions o;
+  o.total_steps = 1 << 30;
+  o.out_dir = out_dir;
+  o.progress = false;
+  return o;
 }
 
 mmb::LlavaConfig bench_config() {
@@ -134,19 +151,12 @@ void BM_LlavaSftStep(benchmark::State& state) {
   Setup s;
   auto& cfg = s.cfg;
   auto& model = s.model;
-  struct FixedBatch : mmb::BatchSource<int> {
-    int next() override { return 0; }
-    mmb::Json state() const override { return mmb::Json::object(); }
-    void load_state(const mmb::Json&) override {}
-  } source;
+  FixedBatch source;
 
   mmb::ParamGroupOptions po;
   po.lr = 1e-4;
   po.weight_decay = 0.0;
-  mmb::TrainOptions o;
-  o.total_steps = 1 << 30;
-  o.out_dir = "/tmp/mmb_train_bench_run";  // never written: no checkpoint is taken here
-  o.progress = false;
+  mmb::TrainOptions o = bench_train_options("/tmp/mmb_train_bench_run");
   mmb::Trainer trainer(*model, mmb::make_param_groups(*model, po), o);
   trainer.set_data<int>(source, [&](int&) {
     mmb::LossOutput out;
@@ -172,16 +182,9 @@ constexpr int64_t kClipBatch = 64, kCaption = 32, kClipVocab = 600;
 
 void BM_ClipStep(benchmark::State& state) {
   apply_bench_policy();
-  mmb::ClipConfig c;
-  c.vision.stem_channels = {32, 64};
-  c.text.vocab_size = kClipVocab;
-  c.text.eos_token_id = 2;
-  c.text.pooling = "first_eos";
-  c.text.hidden_size = 128;
-  c.text.intermediate_size = 512;
-  c.text.num_hidden_layers = 2;
-  c.text.max_position_embeddings = 96;
-  c.projection_dim = 128;
+  mmb::ClipVisionConfig vision;
+  vision.stem_channels = {32, 64};
+  const mmb::ClipConfig c = mmb::base_clip_config(vision, kClipVocab, /*eos_id=*/2);
   mmb::ClipModel model(c);
   mmb::init_weights(*model, 0);
   const char* dir_env = std::getenv("MMB_CLIP_BENCH_MODEL");
@@ -194,17 +197,10 @@ void BM_ClipStep(benchmark::State& state) {
                             torch::full({kClipBatch, 1}, 2, torch::kLong)},
                            1);  // (B, 32)
   b.attention_mask = torch::ones_like(b.input_ids);
-  struct FixedBatch : mmb::BatchSource<int> {
-    int next() override { return 0; }
-    mmb::Json state() const override { return mmb::Json::object(); }
-    void load_state(const mmb::Json&) override {}
-  } source;
+  FixedBatch source;
   mmb::ParamGroupOptions po;
   po.lr = 1e-4;
-  mmb::TrainOptions o;
-  o.total_steps = 1 << 30;
-  o.out_dir = "/tmp/mmb_clip_bench_run";  // never written
-  o.progress = false;
+  mmb::TrainOptions o = bench_train_options("/tmp/mmb_clip_bench_run");
   o.weight_by_tokens = false;
   mmb::Trainer trainer(*model, mmb::make_param_groups(*model, po), o);
   trainer.set_data<int>(source, [&](int&) { return mmb::clip_loss(model, b); });

@@ -39,6 +39,17 @@ def set_openblas_threads(n):
     return None
 
 
+def time_steps(step, seconds):
+    """One warm-up call of step() (its loss returned), then calls for `seconds`:
+    (first_loss, steps timed, seconds per step)."""
+    first_loss = step()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n == 0:
+        step()
+        n += 1
+    return first_loss, n, (time.perf_counter() - t0) / n
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
@@ -83,12 +94,7 @@ def main():
             opt.step()
         return loss.item()
 
-    first_loss = step()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < args.seconds:
-        step()
-        n += 1
-    dt = (time.perf_counter() - t0) / n
+    first_loss, n, dt = time_steps(step, args.seconds)
     print(f"pytorch {torch.__version__} reference {'forward+backward' if args.no_opt else 'SFT step'} ({policy}): {1000 * dt:.1f} ms/step, "
           f"{BATCH / dt:.2f} samples/s over {n} steps; first loss {first_loss:.6f}")
 

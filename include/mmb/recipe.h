@@ -62,6 +62,10 @@ struct BaseRecipeOptions {
 };
 
 // Runs (or resumes) every phase; returns {"phases": {name: seconds}, "quality": evaluate(...)}.
+// The recipe's CLIP: `vision` (the VLM's tower) with a 2-layer, 128-wide text tower over the
+// tokenizer's `vocab_size` ids, pooled at the first `eos_id`; projection 128.
+ClipConfig base_clip_config(const ClipVisionConfig& vision, int64_t vocab_size, int64_t eos_id);
+
 Json run_base_recipe(const BaseRecipeOptions& options, RunDir* run);
 
 }  // namespace mmb

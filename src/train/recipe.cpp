@@ -50,6 +50,20 @@ ChatTemplate world_template() {
 
 }  // namespace
 
+ClipConfig base_clip_config(const ClipVisionConfig& vision, int64_t vocab_size, int64_t eos_id) {
+  ClipConfig cc;
+  cc.vision = vision;
+  cc.text.vocab_size = vocab_size;
+  cc.text.eos_token_id = eos_id;
+  cc.text.pooling = "first_eos";
+  cc.text.hidden_size = 128;
+  cc.text.intermediate_size = 512;
+  cc.text.num_hidden_layers = 2;
+  cc.text.max_position_embeddings = 96;
+  cc.projection_dim = 128;
+  return cc;
+}
+
 Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   if (o.out.empty()) fail("run_base_recipe: no output directory");
   const world::QaWeights qa_weights = world::parse_qa_weights(o.sft_qa_weights);  // fail early
@@ -102,16 +116,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   };
 
   phase("clip", clip + "/model/model.safetensors", run, times, [&] {
-    ClipConfig cc;
-    cc.vision = o.vlm.vision;
-    cc.text.vocab_size = tok.num_ids();
-    cc.text.eos_token_id = tok.eos_id();
-    cc.text.pooling = "first_eos";
-    cc.text.hidden_size = 128;
-    cc.text.intermediate_size = 512;
-    cc.text.num_hidden_layers = 2;
-    cc.text.max_position_embeddings = 96;
-    cc.projection_dim = 128;
+    const ClipConfig cc = base_clip_config(o.vlm.vision, tok.num_ids(), tok.eos_id());
     if (!exists(clip + "/init/config.json")) {
       ClipModel m(cc);
       init_dir(clip + "/init", to_json(cc), *m, 0.02);
