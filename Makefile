@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Unix Makefiles")
 DEMO_OUT ?= runs/demo
 
-.PHONY: all setup configure build test demo bench clean
+.PHONY: all setup configure build test demo bench format-check clean
 
 all: build
 
@@ -29,6 +29,15 @@ demo: build
 
 bench: build
 	@echo "benchmarks: see docs/performance.md for each command"
+
+# Formatting is checked on the lines changed since FORMAT_BASE (default: the last commit), so the
+# code is formatted as it is touched, never in one sweep that buries history.
+FORMAT_BASE ?= HEAD
+format-check:
+	@out=$$(git clang-format --diff --extensions cpp,h,hpp $(FORMAT_BASE) -- app src include tests bench); \
+	if [ -z "$$out" ] || echo "$$out" | grep -q "^no modified files to format\|did not modify any files"; then \
+	  echo "format-check: clean"; \
+	else echo "$$out"; echo "format-check: run 'git clang-format $(FORMAT_BASE)' to fix"; exit 1; fi
 
 clean:
 	rm -rf $(BUILD)

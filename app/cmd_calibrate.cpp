@@ -1,16 +1,14 @@
-// mmb calibrate: temperature scaling (seed 001 §2.2). Fits one temperature per confidence method
+// mmb calibrate: temperature scaling (the calibration study). Fits one temperature per confidence method
 // (multiple-choice letter, yes/no) on a calibration split of the world, reports ECE / NLL before
 // and after on the test split, and stores the temperatures with the model (DIR/calibration.json)
 // so that `mmb eval` and `mmb generate` use them.
-//   mmb calibrate --model DIR --data WORLD_DIR [--fit-split val] [--test-split test]
-//                 [--tasks mc,yes_no] [--method optimize|grid] [--no-image] [--dry-run] [--out RUN]
 #include <cstdio>
 #include <iostream>
 #include <sstream>
 
 #include "commands.h"
 #include "common.h"
-#include "mmb/calibration.h"
+#include "mmb/calibrate.h"
 #include "mmb/error.h"
 
 namespace mmb::app {
@@ -23,7 +21,9 @@ struct CalibrateCliOptions {
   bool no_image = false, dry_run = false, json = false;
 };
 
-double get(const Json& j, const char* key) { return j.contains(key) && j[key].is_number() ? j[key].get<double>() : 0.0; }
+double get(const Json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : 0.0;
+}
 
 void run(const CLI::App& cmd, CalibrateCliOptions& o) {
   apply_common_options(o.common);
@@ -84,22 +84,38 @@ void setup_calibrate(CLI::App& cmd) {
   auto o = std::make_shared<CalibrateCliOptions>();
   CalibrateOptions& c = o->cal;
   add_common_options(cmd, o->common, /*with_out=*/true);
+  add_examples(cmd,
+               "mmb calibrate --model DIR --data WORLD_DIR [--fit-split val] [--test-split test]\n"
+               "              [--tasks mc,yes_no] [--method optimize|grid] [--no-image] [--dry-run] [--out RUN]\n");
   cmd.add_option("--model", o->model, "Model directory (calibration.json is written here)")->required();
   cmd.add_option("--data", o->data, "World directory (mmb world generate --out)")->required();
   cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   cmd.add_flag("--json", o->json, "Print results as JSON instead of the table");
   cmd.add_flag("--dry-run", o->dry_run, "Report only; do not write DIR/calibration.json");
   const char* fit = "Fitting";
-  cmd.add_option("--tasks", o->tasks, "Confidence methods, comma-separated: mc, yes_no")->group(fit)->capture_default_str();
+  cmd.add_option("--tasks", o->tasks, "Confidence methods, comma-separated: mc, yes_no")
+      ->group(fit)
+      ->capture_default_str();
   cmd.add_option("--fit-split", c.fit_split, "Split the temperatures are fitted on")->group(fit)->capture_default_str();
-  cmd.add_option("--test-split", c.test_split, "Split ECE before/after is measured on")->group(fit)->capture_default_str();
-  cmd.add_option("--fit-limit", c.fit_limit, "Questions per task to fit on (-1 = all)")->group(fit)->capture_default_str();
-  cmd.add_option("--test-limit", c.test_limit, "Questions per task to test on (-1 = all)")->group(fit)->capture_default_str();
-  cmd.add_option("--method", c.fit.method, "optimize (golden section on log T) | grid (seed: 0.01..9.99)")
-      ->group(fit)->capture_default_str();
-  cmd.add_flag("--no-image", o->no_image, "Fit on text-only prompts, as the seed's released code did")->group(fit);
+  cmd.add_option("--test-split", c.test_split, "Split ECE before/after is measured on")
+      ->group(fit)
+      ->capture_default_str();
+  cmd.add_option("--fit-limit", c.fit_limit, "Questions per task to fit on (-1 = all)")
+      ->group(fit)
+      ->capture_default_str();
+  cmd.add_option("--test-limit", c.test_limit, "Questions per task to test on (-1 = all)")
+      ->group(fit)
+      ->capture_default_str();
+  cmd.add_option("--method", c.fit.method,
+                 "optimize (golden section on log T) | grid (the calibration study's: 0.01..9.99)")
+      ->group(fit)
+      ->capture_default_str();
+  cmd.add_flag("--no-image", o->no_image, "Fit on text-only prompts, as the calibration study's released code did")
+      ->group(fit);
   const char* running = "Running";
-  cmd.add_option("--mc-style", c.mc_style, "seed | world (as mmb eval)")->group(running)->capture_default_str();
+  cmd.add_option("--mc-style", c.mc_style, "calibration-study | world (as mmb eval)")
+      ->group(running)
+      ->capture_default_str();
   cmd.add_option("--bins", c.num_bins, "ECE bins")->group(running)->capture_default_str();
   cmd.add_option("--batch", c.batch_size, "Prompts per forward pass")->group(running)->capture_default_str();
   cmd.add_flag("!--no-progress", c.progress, "No progress lines")->group(running);

@@ -1,7 +1,4 @@
 // mmb eval: the evaluation suite on a world split, and official POPE files.
-//   mmb eval --model DIR --data WORLD_DIR [--split test] [--suite pope,chair,mc,idk,reasoning]
-//            [--limit N] [--batch 32] [--out RUN_DIR]
-//   mmb eval --model DIR --pope coco_pope_random.json --images val2014/ [--out RUN_DIR]
 // Confidences use the temperatures in DIR/calibration.json (`mmb calibrate`) unless --uncalibrated.
 // With --out: RUN_DIR/results.json, samples.jsonl (every question, answer and verdict),
 // predictions.jsonl (the `mmb metrics --in` format) and manifest.json.
@@ -80,6 +77,10 @@ void setup_eval(CLI::App& cmd) {
   auto o = std::make_shared<EvalCliOptions>();
   EvalOptions& e = o->eval;
   add_common_options(cmd, o->common, /*with_out=*/true);
+  add_examples(cmd,
+               "mmb eval --model DIR --data WORLD_DIR [--split test] [--suite pope,chair,mc,idk,reasoning]\n"
+               "         [--limit N] [--batch 32] [--out RUN_DIR]\n"
+               "mmb eval --model DIR --pope coco_pope_random.json --images val2014/ [--out RUN_DIR]\n");
   cmd.add_option("--model", o->model, "Model directory")->required();
   cmd.add_option("--data", o->data, "World directory (mmb world generate --out)");
   cmd.add_option("--split", e.split, "World split")->capture_default_str();
@@ -88,24 +89,35 @@ void setup_eval(CLI::App& cmd) {
   cmd.add_flag("--json", o->json, "Print results as JSON instead of the table");
   cmd.add_flag("--uncalibrated", o->uncalibrated, "Ignore the model's calibration.json (temperatures 1)");
   const char* lim = "Limits (questions per task)";
-  cmd.add_option("--limit", e.limit, "Every task: > 0 = this many, -1 = all, 0 = the defaults below")->group(lim)->capture_default_str();
+  cmd.add_option("--limit", e.limit, "Every task: > 0 = this many, -1 = all, 0 = the defaults below")
+      ->group(lim)
+      ->capture_default_str();
   cmd.add_option("--pope-limit", e.pope_limit, "POPE questions per category")->group(lim)->capture_default_str();
   cmd.add_option("--chair-limit", e.chair_limit, "Descriptions")->group(lim)->capture_default_str();
   cmd.add_option("--mc-limit", e.mc_limit, "Multiple-choice questions")->group(lim)->capture_default_str();
   cmd.add_option("--idk-limit", e.idk_limit, "IDK questions per prompt variant")->group(lim)->capture_default_str();
-  cmd.add_option("--modality-limit", e.modality_limit, "Text-vs-image questions per condition")->group(lim)->capture_default_str();
+  cmd.add_option("--modality-limit", e.modality_limit, "Text-vs-image questions per condition")
+      ->group(lim)
+      ->capture_default_str();
   cmd.add_option("--reasoning-limit", e.reasoning_limit, "Reasoning questions")->group(lim)->capture_default_str();
   const char* running = "Running";
   cmd.add_option("--batch", e.batch_size, "Prompts per forward pass")->group(running)->capture_default_str();
   cmd.add_option("--bins", e.num_bins, "ECE bins")->group(running)->capture_default_str();
-  cmd.add_option("--mc-style", e.mc_style, "seed (seed 001 prompt, answer primed with '(') | world")->group(running)->capture_default_str();
+  cmd.add_option("--mc-style", e.mc_style, "calibration-study (its prompt, answer primed with '(') | world")
+      ->group(running)
+      ->capture_default_str();
   cmd.add_option("--idk-hint", e.idk_hint, "Suffix of the IDK prompt variant")->group(running)->capture_default_str();
   cmd.add_option("--short-tokens", e.short_tokens, "Max new tokens: POPE, IDK")->group(running)->capture_default_str();
-  cmd.add_option("--description-tokens", e.description_tokens, "Max new tokens: descriptions")->group(running)->capture_default_str();
-  cmd.add_option("--reasoning-tokens", e.reasoning_tokens, "Max new tokens: reasoning")->group(running)->capture_default_str();
+  cmd.add_option("--description-tokens", e.description_tokens, "Max new tokens: descriptions")
+      ->group(running)
+      ->capture_default_str();
+  cmd.add_option("--reasoning-tokens", e.reasoning_tokens, "Max new tokens: reasoning")
+      ->group(running)
+      ->capture_default_str();
   cmd.add_flag("!--no-progress", e.progress, "No progress lines")->group(running);
   const char* pope = "Official POPE files";
-  cmd.add_option("--pope", e.pope_files, "POPE question file (question_id, image, text, label); repeatable")->group(pope);
+  cmd.add_option("--pope", e.pope_files, "POPE question file (question_id, image, text, label); repeatable")
+      ->group(pope);
   cmd.add_option("--images", e.pope_images, "Folder of the POPE files' images")->group(pope);
   cmd.callback([&cmd, o] { run(cmd, *o); });
 }

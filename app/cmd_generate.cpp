@@ -1,7 +1,6 @@
 // mmb generate: image + prompt -> answer, optionally with per-token log-probs and entropies, and
 // the answer's confidence (yes/no probability, option-letter probability or sequence confidence,
 // at the temperatures of the model's calibration.json when `mmb calibrate` wrote one).
-//   mmb generate --model DIR --image img.png --prompt "What colour is the star?" [--logprobs]
 #include <cstdio>
 #include <iostream>
 
@@ -62,7 +61,8 @@ void run(GenerateOptions& o) {
                 {"finish_reason", beam.finish_reason}};
       if (o.logprobs) j["tokens"] = tokens_json(vlm, beam.tokens, beam.logprobs, nullptr);
       out["beams"].push_back(j);
-      if (!o.json) std::cout << "[group " << beam.group << ", score " << beam.score << "] " << vlm.decode(beam.tokens) << "\n";
+      if (!o.json)
+        std::cout << "[group " << beam.group << ", score " << beam.score << "] " << vlm.decode(beam.tokens) << "\n";
     }
   } else {
     SampleOptions s;
@@ -81,7 +81,8 @@ void run(GenerateOptions& o) {
       const auto conf = answer_confidence(vlm, o.prompt, image, a.generation, read_confidence_temperatures(o.model));
       out["confidence"] = {{"value", conf.confidence}, {"method", conf.method}, {"temperature", conf.temperature}};
     }
-    if (o.logprobs) out["tokens"] = tokens_json(vlm, a.generation.tokens, a.generation.logprobs, &a.generation.entropies);
+    if (o.logprobs)
+      out["tokens"] = tokens_json(vlm, a.generation.tokens, a.generation.logprobs, &a.generation.entropies);
     if (!o.json) {
       std::cout << a.text << "\n";
       if (out.contains("confidence"))
@@ -103,6 +104,7 @@ void run(GenerateOptions& o) {
 void setup_generate(CLI::App& cmd) {
   auto o = std::make_shared<GenerateOptions>();
   add_common_options(cmd, o->common, /*with_out=*/false);
+  add_examples(cmd, "mmb generate --model DIR --image img.png --prompt \"What colour is the star?\" [--logprobs]\n");
   cmd.add_option("--model", o->model, "Model directory")->required();
   cmd.add_option("--image", o->image, "Image file (PNG/JPEG); omit for text only");
   cmd.add_option("--prompt", o->prompt, "Question")->required();
@@ -110,9 +112,15 @@ void setup_generate(CLI::App& cmd) {
   cmd.add_option("--temperature", o->temperature, "0 = greedy")->group("Decoding")->capture_default_str();
   cmd.add_option("--top-k", o->top_k, "Top-k filter (0 = off)")->group("Decoding")->capture_default_str();
   cmd.add_option("--top-p", o->top_p, "Nucleus filter (1 = off)")->group("Decoding")->capture_default_str();
-  cmd.add_option("--beams", o->beams, "Beam search with this many beams (1 = sampling)")->group("Beam search")->capture_default_str();
-  cmd.add_option("--groups", o->groups, "Beam groups (diverse beam search)")->group("Beam search")->capture_default_str();
-  cmd.add_option("--diversity-penalty", o->diversity_penalty, "Hamming diversity penalty")->group("Beam search")->capture_default_str();
+  cmd.add_option("--beams", o->beams, "Beam search with this many beams (1 = sampling)")
+      ->group("Beam search")
+      ->capture_default_str();
+  cmd.add_option("--groups", o->groups, "Beam groups (diverse beam search)")
+      ->group("Beam search")
+      ->capture_default_str();
+  cmd.add_option("--diversity-penalty", o->diversity_penalty, "Hamming diversity penalty")
+      ->group("Beam search")
+      ->capture_default_str();
   cmd.add_flag("--stop-at-sentence", o->stop_at_sentence, "Stop at the end of the first sentence")->group("Decoding");
   cmd.add_flag("--logprobs", o->logprobs, "Print per-token log-probs and entropies")->group("Output");
   cmd.add_flag("--json", o->json, "Print JSON")->group("Output");

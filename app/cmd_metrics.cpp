@@ -1,5 +1,4 @@
 // mmb metrics: calibration metrics of any model's predictions, with mmb's definitions.
-//   mmb metrics --in predictions.jsonl [--bins 10] [--out DIR] [--json]
 // One JSON object a line: {"confidence": 0.8, "correct": true, "group": "pope/random",
 // "label": "yes", "prediction": "yes"} (label, group, prediction optional). Prints the metrics
 // overall, per group and per label; with --out writes DIR/results.json (+ manifest.json).
@@ -77,6 +76,7 @@ void run(const CLI::App& cmd, MetricsOptions& o) {
 void setup_metrics(CLI::App& cmd) {
   auto o = std::make_shared<MetricsOptions>();
   add_common_options(cmd, o->common, /*with_out=*/true);
+  add_examples(cmd, "mmb metrics --in predictions.jsonl [--bins 10] [--out DIR] [--json]\n");
   cmd.add_option("--in", o->in, "Predictions, JSONL: confidence, correct, [group, label, prediction]")->required();
   cmd.add_option("--bins", o->bins, "Bins for ECE / MCE / reliability")->capture_default_str();
   cmd.add_flag("--json", o->json, "Print the results as JSON");

@@ -1,6 +1,4 @@
 // mmb model: inspect a model directory; create a freshly initialised one.
-//   mmb model inspect DIR
-//   mmb model init --tokenizer tokenizer.model --out DIR [size flags]
 #include <iostream>
 
 #include "commands.h"
@@ -40,7 +38,7 @@ void add_size_flags(CLI::App& c, InitOptions& o) {
   c.add_option("--kv-heads", t.num_key_value_heads, "Decoder key/value heads (GQA)")->group("Decoder");
   c.add_option("--mlp", t.intermediate_size, "Decoder MLP size")->group("Decoder");
   c.add_option("--context", t.max_position_embeddings, "Context length (tokens)")->group("Decoder");
-  c.add_flag("--tie-embeddings", t.tie_word_embeddings, "Tie lm_head to the embeddings")->group("Decoder");
+  c.add_flag("--tie-word-embeddings", t.tie_word_embeddings, "Tie lm_head to the embeddings")->group("Decoder");
   c.add_option("--initializer-range", t.initializer_range,
                "Std of the normal init of the decoder, its embeddings and the projector (HF: 0.02)")
       ->check(CLI::PositiveNumber)
@@ -98,11 +96,13 @@ void setup_model(CLI::App& cmd) {
   auto* inspect = cmd.add_subcommand("inspect", "Architecture and parameter counts; every problem of a bad directory");
   auto dir = std::make_shared<std::string>();
   inspect->add_option("dir", *dir, "Model directory (config.json + model.safetensors)")->required();
+  add_examples(*inspect, "mmb model inspect runs/demo/sft/model\n");
   inspect->callback([dir] { std::cout << inspect_model_dir(*dir); });
 
   auto* init = cmd.add_subcommand("init", "Create a freshly initialised model directory");
   auto o = std::make_shared<InitOptions>();
   add_common_options(*init, o->common, /*with_out=*/true);
+  add_examples(*init, "mmb model init --tokenizer runs/tok/tokenizer.model --out runs/m0 [size flags]\n");
   init->add_option("--tokenizer", o->tokenizer, "tokenizer.model (sets vocabulary and special ids)")->required();
   init->add_option("--kind", o->kind, "llava | clip")->capture_default_str();
   add_size_flags(*init, *o);

@@ -1,8 +1,6 @@
-// mmb prompt-search: seed 001's iterative prompt optimisation. Seed suffixes are paraphrased and
-// scored (letter-method accuracy and ECE on multiple-choice questions of a training split) for n
-// rounds, keeping the best k; the winner is measured again on a held-out split.
-//   mmb prompt-search --model DIR --data WORLD_DIR [--paraphraser template|model] [--rounds 10]
-//                     [--paraphrases 5] [--keep 5] [--train-limit 100] [--out RUN]
+// mmb prompt-search: the calibration study's iterative prompt optimisation. Start prompts (suffixes) are paraphrased
+// and scored (letter-method accuracy and ECE on multiple-choice questions of a training split) for n rounds, keeping
+// the best k; the winner is measured again on a held-out split.
 #include <cstdio>
 #include <iostream>
 
@@ -49,7 +47,7 @@ void run(const CLI::App& cmd, PromptSearchCliOptions& o) {
     print_row("best", results["best"]);
     std::printf("held-out split %s:\n", p.test_split.c_str());
     print_row("best", results["test"]["best"]);
-    for (const auto& s : results["test"]["seeds"]) print_row("seed", s);
+    for (const auto& s : results["test"]["start_prompts"]) print_row("start", s);
     print_row("none", results["test"]["none"]);
   }
   if (run_dir) {
@@ -72,24 +70,41 @@ void setup_prompt_search(CLI::App& cmd) {
   auto o = std::make_shared<PromptSearchCliOptions>();
   PromptSearchOptions& p = o->search;
   add_common_options(cmd, o->common, /*with_out=*/true);
+  add_examples(cmd,
+               "mmb prompt-search --model DIR --data WORLD_DIR [--paraphraser template|model] [--rounds 10]\n"
+               "                  [--paraphrases 5] [--keep 5] [--train-limit 100] [--out RUN]\n");
   cmd.add_option("--model", o->model, "Model directory")->required();
   cmd.add_option("--data", o->data, "World directory (mmb world generate --out)")->required();
   cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   cmd.add_flag("--json", o->json, "Print results as JSON instead of the table");
-  const char* search = "Search (seed 001 defaults)";
-  cmd.add_option("--seeds", p.seeds, "Seed prompt suffixes (repeatable)")->group(search)->capture_default_str();
+  const char* search = "Search (the calibration study's defaults)";
+  cmd.add_option("--start-prompts", p.start_prompts, "Prompt suffixes the search starts from (repeatable)")
+      ->group(search)
+      ->capture_default_str();
   cmd.add_option("--paraphraser", o->paraphraser, "template (rules) | model (the VLM's own language model)")
       ->group(search)->capture_default_str();
   cmd.add_option("--rounds", p.rounds, "Rounds n")->group(search)->capture_default_str();
-  cmd.add_option("--paraphrases", p.paraphrases, "Paraphrases m per kept prompt per round")->group(search)->capture_default_str();
+  cmd.add_option("--paraphrases", p.paraphrases, "Paraphrases m per kept prompt per round")
+      ->group(search)
+      ->capture_default_str();
   cmd.add_option("--keep", p.keep, "Prompts k kept per round")->group(search)->capture_default_str();
-  cmd.add_option("--accuracy-bucket", p.accuracy_bucket, "Sort key floor(acc / bucket), then ECE")->group(search)->capture_default_str();
+  cmd.add_option("--accuracy-bucket", p.accuracy_bucket, "Sort key floor(acc / bucket), then ECE")
+      ->group(search)
+      ->capture_default_str();
   const char* data = "Data";
   cmd.add_option("--train-split", p.train_split, "Split candidates are scored on")->group(data)->capture_default_str();
-  cmd.add_option("--test-split", p.test_split, "Held-out split for the winner and the seeds")->group(data)->capture_default_str();
-  cmd.add_option("--train-limit", p.train_limit, "Multiple-choice questions per candidate")->group(data)->capture_default_str();
-  cmd.add_option("--test-limit", p.test_limit, "Multiple-choice questions on the held-out split")->group(data)->capture_default_str();
-  cmd.add_option("--mc-style", p.mc_style, "seed | world (as mmb eval)")->group(data)->capture_default_str();
+  cmd.add_option("--test-split", p.test_split, "Held-out split for the winner and the start prompts")
+      ->group(data)
+      ->capture_default_str();
+  cmd.add_option("--train-limit", p.train_limit, "Multiple-choice questions per candidate")
+      ->group(data)
+      ->capture_default_str();
+  cmd.add_option("--test-limit", p.test_limit, "Multiple-choice questions on the held-out split")
+      ->group(data)
+      ->capture_default_str();
+  cmd.add_option("--mc-style", p.mc_style, "calibration-study | world (as mmb eval)")
+      ->group(data)
+      ->capture_default_str();
   cmd.add_option("--bins", p.num_bins, "ECE bins")->group(data)->capture_default_str();
   cmd.add_option("--batch", p.batch_size, "Prompts per forward pass")->group(data)->capture_default_str();
   cmd.callback([&cmd, o] { run(cmd, *o); });

@@ -1,5 +1,4 @@
 // mmb report: one self-contained HTML page from run directories (docs/report.md).
-//   mmb report RUN [RUN...] [--html FILE] [--title T] [--examples N]
 // Each RUN's results.json (and RUN/*/results.json) is a column of every table; two columns get a
 // delta column. Also drawn: a reliability diagram and a risk–coverage curve per calibration
 // summary, training curves from metrics.jsonl, example questions with their image. The page goes
@@ -46,6 +45,9 @@ void run(ReportCliOptions& o) {
 void setup_report(CLI::App& cmd) {
   auto o = std::make_shared<ReportCliOptions>();
   add_common_options(cmd, o->common, /*with_out=*/false);
+  add_examples(cmd,
+               "mmb report RUN [RUN...] [--html FILE] [--title T] [--examples N]\n"
+               "mmb report runs/demo runs/after --html runs/compare.html\n");
   cmd.add_option("runs", o->report.runs,
                  "Run directories (RUN/results.json, RUN/*/results.json, metrics.jsonl, manifest.json); "
                  "one column each, in order")

@@ -1,5 +1,4 @@
 // mmb score: teacher-forced log-probs and entropies of a given response.
-//   mmb score --model DIR --image img.png --prompt "Is there a star?" --response "Yes."
 #include <cstdio>
 #include <iostream>
 
@@ -33,8 +32,8 @@ void run(ScoreOptions& o) {
     return;
   }
   for (const auto& t : out["tokens"])
-    std::printf("%10s  logprob %8.4f  entropy %7.4f\n", t["piece"].get<std::string>().c_str(), t["logprob"].get<double>(),
-                t["entropy"].get<double>());
+    std::printf("%10s  logprob %8.4f  entropy %7.4f\n", t["piece"].get<std::string>().c_str(),
+                t["logprob"].get<double>(), t["entropy"].get<double>());
   std::printf("sum logprob %.4f, mean %.4f over %zu tokens\n", g.sum_logprob(), g.sum_logprob() / n, g.tokens.size());
 }
 
@@ -43,6 +42,7 @@ void run(ScoreOptions& o) {
 void setup_score(CLI::App& cmd) {
   auto o = std::make_shared<ScoreOptions>();
   add_common_options(cmd, o->common, /*with_out=*/false);
+  add_examples(cmd, "mmb score --model DIR --image img.png --prompt \"Is there a star?\" --response \"Yes.\"\n");
   cmd.add_option("--model", o->model, "Model directory")->required();
   cmd.add_option("--image", o->image, "Image file; omit for text only");
   cmd.add_option("--prompt", o->prompt, "Question")->required();

@@ -1,8 +1,6 @@
 // mmb tokenizer: train a SentencePiece tokenizer on a corpus, encode and decode text.
-//   mmb tokenizer train --corpus world/train/llava.jsonl --vocab-size 2000 --out runs/tok
-//   mmb tokenizer encode --model runs/tok/tokenizer.model --text "What color is the cube?"
-//   mmb tokenizer decode --model runs/tok/tokenizer.model 1 450 2
 #include <chrono>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
@@ -25,7 +23,7 @@ struct EncodeOptions {
   std::string text;
   bool no_bos = false;
   bool chat = false;                   // wrap as a generation prompt with an image
-  std::string template_name = "vicuna_v1";
+  std::string template_name;           // empty: the model directory's chat_template.json
   int32_t image_id = -1;
   bool json = false;
 };
@@ -41,6 +39,7 @@ void setup_tokenizer_train(CLI::App& cmd) {
   auto o = std::make_shared<TrainOptions>();
   TokenizerTrainOptions& t = o->train;
   add_common_options(cmd, o->common, /*with_out=*/true);
+  add_examples(cmd, "mmb tokenizer train --corpus world/train/llava.jsonl --vocab-size 2000 --out runs/tok\n");
   cmd.get_option("--out")->required()->description(
       "Run directory: tokenizer.model, tokenizer.vocab, manifest.json");
   const char* g = "Corpus";
@@ -94,23 +93,29 @@ void setup_tokenizer_train(CLI::App& cmd) {
 void setup_tokenizer_encode(CLI::App& cmd) {
   auto o = std::make_shared<EncodeOptions>();
   add_common_options(cmd, o->common, /*with_out=*/false);
-  cmd.add_option("--model", o->model, "tokenizer.model (SentencePiece)")->required();
+  add_examples(cmd, "mmb tokenizer encode --model runs/tok/tokenizer.model --text \"What color is the cube?\"\n");
+  cmd.add_option("--model", o->model, "tokenizer.model (SentencePiece), or a model directory holding it")->required();
   cmd.add_option("--text", o->text, "Text to encode; \"<image>\", \"<s>\", \"</s>\" are special")
       ->required();
   cmd.add_flag("--no-bos", o->no_bos, "Do not prepend BOS");
   cmd.add_flag("--chat", o->chat, "Encode the text as a chat prompt with an image");
-  cmd.add_option("--template", o->template_name, "Chat template: vicuna_v1 | llava_v1")
-      ->capture_default_str();
+  cmd.add_option("--template", o->template_name,
+                 "Chat template: vicuna_v1 | llava_v1 (default: the model directory's chat_template.json, "
+                 "else vicuna_v1)");
   cmd.add_option("--image-id", o->image_id, "Image token id (-1: <image> piece, else vocab size)")
       ->capture_default_str();
   cmd.add_flag("--json", o->json, "Print JSON");
   cmd.callback([o] {
     apply_common_options(o->common);
-    Tokenizer tok = Tokenizer::load(o->model, {o->image_id});
+    // The template the model is run with: its directory's chat_template.json, as `mmb score`.
+    const bool is_dir = std::filesystem::is_directory(o->model);
+    const std::string model_dir = is_dir ? o->model : std::filesystem::path(o->model).parent_path().string();
+    Tokenizer tok = Tokenizer::load(is_dir ? o->model + "/tokenizer.model" : o->model, {o->image_id});
     std::vector<int32_t> ids;
     std::string text = o->text;
     if (o->chat) {
-      ChatTemplate tmpl = ChatTemplate::by_name(o->template_name);
+      const ChatTemplate tmpl = o->template_name.empty() ? chat_template_for(model_dir.empty() ? "." : model_dir)
+                                                         : ChatTemplate::by_name(o->template_name);
       text = build_prompt(tmpl, o->text, /*with_image=*/true);
       ids = tokenize_prompt(tok, tmpl, {{o->text, ""}}, /*with_image=*/true);
     } else {
@@ -130,6 +135,7 @@ void setup_tokenizer_encode(CLI::App& cmd) {
 void setup_tokenizer_decode(CLI::App& cmd) {
   auto o = std::make_shared<DecodeOptions>();
   add_common_options(cmd, o->common, /*with_out=*/false);
+  add_examples(cmd, "mmb tokenizer decode --model runs/tok/tokenizer.model 1 450 2\n");
   cmd.add_option("--model", o->model, "tokenizer.model (SentencePiece)")->required();
   cmd.add_option("ids", o->ids, "Token ids (space or comma separated)")->required()->delimiter(',');
   cmd.add_option("--image-id", o->image_id, "Image token id (-1: <image> piece, else vocab size)")

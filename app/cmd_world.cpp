@@ -1,7 +1,4 @@
 // mmb world: generate the procedural world, verify sentences against a scene, print statistics.
-//   mmb world generate --out DIR [--seed S] [--config configs/world.toml] [--train N ...]
-//   mmb world verify --scenes DIR/scenes.jsonl --id ID --sentence "There is a red circle."
-//   mmb world stats DIR [--json]
 #include <cstdio>
 #include <iostream>
 
@@ -47,6 +44,7 @@ void setup_world_generate(CLI::App& cmd) {
   auto o = std::make_shared<GenerateOptions>();
   world::WorldConfig& c = o->config;
   add_common_options(cmd, o->common, /*with_out=*/true);
+  add_examples(cmd, "mmb world generate --out DIR [--seed S] [--config configs/world.toml] [--train N ...]\n");
   cmd.get_option("--out")->required();
   const char* sz = "Sizes";
   opt(cmd, "--train", c.train_scenes, "Training scenes (one image each)", sz);
@@ -125,6 +123,7 @@ void setup_world_generate(CLI::App& cmd) {
 void setup_verify(CLI::App& cmd) {
   auto o = std::make_shared<VerifyOptions>();
   add_common_options(cmd, o->common, /*with_out=*/false);
+  add_examples(cmd, "mmb world verify --scenes DIR/scenes.jsonl --id ID --sentence \"There is a red circle.\"\n");
   cmd.add_option("--scenes", o->scenes_file, "scenes.jsonl of a world")->group("Scene");
   cmd.add_option("--id", o->id, "Scene id, e.g. test_000042")->group("Scene");
   cmd.add_option("--scene-json", o->scene_json, "Or the scene itself, as one JSON object")
@@ -176,6 +175,7 @@ void setup_verify(CLI::App& cmd) {
 void setup_stats(CLI::App& cmd) {
   auto o = std::make_shared<StatsOptions>();
   add_common_options(cmd, o->common, /*with_out=*/false);
+  add_examples(cmd, "mmb world stats DIR [--json]\n");
   cmd.add_option("dir", o->dir, "World directory (written by mmb world generate)")->required();
   cmd.add_flag("--json", o->json, "Print JSON instead of tables");
   cmd.callback([o] {

@@ -121,10 +121,23 @@ void install_toml_config(CLI::App& app) {
   app.config_formatter(std::make_shared<TomlConfig>(&app));
 }
 
+namespace {
+const char* const kConfigNote = "Every flag can also be set in --config FILE.toml (keys are flag names; flags win).";
+}  // namespace
+
+void add_examples(CLI::App& cmd, const std::string& examples) {
+  const bool has_note = cmd.get_footer().find(kConfigNote) != std::string::npos;
+  std::string text = "Examples:\n";
+  size_t begin = 0;
+  for (size_t end; (end = examples.find('\n', begin)) != std::string::npos; begin = end + 1)
+    text += "  " + examples.substr(begin, end - begin + 1);
+  cmd.footer(text + (has_note ? std::string("\n") + kConfigNote : std::string()));
+}
+
 void add_common_options(CLI::App& cmd, CommonOptions& opts, bool with_out) {
   cmd.fallthrough();
-  cmd.footer("Every flag can also be set in --config FILE.toml (keys are flag names; flags win).");
-  cmd.add_option("--threads", opts.threads, "Threads (0 = all cores; policy in docs/performance.md)")
+  cmd.footer(kConfigNote);
+  cmd.add_option("--threads", opts.threads, "Threads (0 = the cores not busy now; policy in docs/performance.md)")
       ->group("Common")
       ->capture_default_str();
   cmd.add_option("--seed", opts.seed, "Seed applied to every RNG")->group("Common")->capture_default_str();

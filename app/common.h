@@ -18,13 +18,17 @@ namespace mmb::app {
 // Options shared by every subcommand. Not every command uses `out`.
 struct CommonOptions {
   std::string config_file;  // --config FILE.toml: keys are flag names; flags override the file
-  int threads = 0;          // --threads N: 0 = all cores, with the measured policy
+  int threads = 0;          // --threads N: 0 = the cores not busy now, with the measured policy
   uint64_t seed = 1234;     // --seed S: applied to every RNG
   std::string out;          // --out DIR: run directory for commands that write results
 };
 
 // Adds --config, --threads, --seed (and --out when `with_out`) to `cmd`, in a "Common" group.
 void add_common_options(CLI::App& cmd, CommonOptions& opts, bool with_out);
+
+// Puts usage examples (lines ending in '\n') in `cmd`'s --help footer, above the config note that
+// add_common_options writes; call after it. A command without common options gets the examples only.
+void add_examples(CLI::App& cmd, const std::string& examples);
 
 // Applies threads and seed (prints the seed to stderr). Call at the start of every callback.
 void apply_common_options(const CommonOptions& opts);

@@ -3,6 +3,9 @@
 // Library errors (mmb::Error) are caught here, printed as "error: ..." and exit with status 1.
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -23,10 +26,8 @@ struct Command {
 // The dispatch table: one row per subcommand, in the order `mmb --help` lists them.
 const Command kCommands[] = {
     {"info", "Inspect", "Machine, build, thread policy and library versions", mmb::app::setup_info},
-    {"world", "Data", "Generate, inspect and verify the built-in procedural world",
-     mmb::app::setup_world},
-    {"tokenizer", "Data", "Train a SentencePiece tokenizer; encode and decode text",
-     mmb::app::setup_tokenizer},
+    {"world", "Data", "Generate, inspect and verify the built-in procedural world", mmb::app::setup_world},
+    {"tokenizer", "Data", "Train a SentencePiece tokenizer; encode and decode text", mmb::app::setup_tokenizer},
     {"model", "Model", "Inspect a model directory; create a freshly initialised one", mmb::app::setup_model},
     {"generate", "Model", "Answer a prompt about an image (sampling, beams, per-token log-probs)",
      mmb::app::setup_generate},
@@ -35,13 +36,69 @@ const Command kCommands[] = {
      mmb::app::setup_eval},
     {"calibrate", "Measure", "Temperature scaling: fit confidence temperatures, store them with the model",
      mmb::app::setup_calibrate},
-    {"prompt-search", "Measure", "Iterative prompt optimisation (seed 001): paraphrase, score by accuracy and ECE, keep the best",
+    {"prompt-search", "Measure",
+     "Iterative prompt optimisation (the calibration study): paraphrase, score by accuracy and ECE, keep the best",
      mmb::app::setup_prompt_search},
     {"metrics", "Measure", "Calibration metrics (ECE, AUROC, AURC, ...) of any model's predictions (JSONL)",
      mmb::app::setup_metrics},
     {"report", "Measure", "One HTML page of run directories: metrics, reliability and risk-coverage charts, examples",
      mmb::app::setup_report},
-    {"train", "Train", "Train CLIP and the VLM (SFT); the default base recipe", mmb::app::setup_train},
+    {"train", "Train", "Train CLIP and the VLM (SFT, DPO); the default base recipe", mmb::app::setup_train},
+};
+
+std::string subcommand_names(const std::vector<CLI::App*>& subs) {
+  std::string out;
+  for (const CLI::App* s : subs) out += (out.empty() ? "" : ", ") + s->get_name();
+  return out;
+}
+
+// CLI11 takes a word it does not know where a subcommand is expected for an extra argument ("A
+// subcommand is required"), and `--help` after it prints the parent's help and succeeds. Walk the
+// words before the first flag down the command tree instead: an unknown word is an error that
+// names it and lists the real choices, with or without --help; a command that needs a subcommand
+// and has none says which it has. Returns the message, or "" when the words are fine.
+std::string check_command_words(CLI::App& app, int argc, char** argv) {
+  CLI::App* cur = &app;
+  std::string path = "mmb";
+  bool help = false;
+  int i = 1;
+  for (; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (!word.empty() && word[0] == '-') break;
+    const auto subs = cur->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty()) break;  // a leaf command: the rest are its arguments
+    CLI::App* next = nullptr;
+    for (CLI::App* s : subs)
+      if (s->check_name(word)) next = s;
+    if (!next) return "unknown command '" + path + " " + word + "' (" + path + " has: " + subcommand_names(subs) + ")";
+    cur = next;
+    path += " " + word;
+  }
+  for (int j = i; j < argc; ++j) {
+    const std::string word = argv[j];
+    if (word == "-h" || word == "--help" || word == "--version") help = true;
+  }
+  const auto subs = cur->get_subcommands([](CLI::App*) { return true; });
+  const bool at_leaf_args = i < argc && argv[i][0] != '-';
+  if (!help && !at_leaf_args && !subs.empty() && cur->get_require_subcommand_min() > 0)
+    return "'" + path + "' needs a command: " + subcommand_names(subs) + " (see " + path + " --help)";
+  return "";
+}
+
+// CLI11 writes a negated flag ("!--no-progress", or "--freeze-vision,!--train-vision") with the
+// value it stores, "--no-progress{false}"; a flag takes no value on the command line, so its
+// name is shown without one.
+class MmbFormatter : public CLI::Formatter {
+ public:
+  std::string make_option_name(const CLI::Option* opt, bool is_positional) const override {
+    std::string name = CLI::Formatter::make_option_name(opt, is_positional);
+    for (size_t open; (open = name.find('{')) != std::string::npos;) {
+      const size_t close = name.find('}', open);
+      if (close == std::string::npos) break;
+      name.erase(open, close - open + 1);
+    }
+    return name;
+  }
 };
 
 }  // namespace
@@ -52,12 +109,17 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version",
                        std::string("mmb ") + mmb::version() + " (commit " + mmb::git_commit() + ")");
   app.require_subcommand(1);
+  app.formatter(std::make_shared<MmbFormatter>());
   app.get_formatter()->column_width(34);
   mmb::app::install_toml_config(app);
   for (const Command& c : kCommands) {
     CLI::App* cmd = app.add_subcommand(c.name, c.description);
     cmd->group(c.group);
     c.setup(*cmd);
+  }
+  if (const std::string problem = check_command_words(app, argc, argv); !problem.empty()) {
+    std::cerr << "error: " << problem << "\n";
+    return 2;
   }
   try {
     app.parse(argc, argv);

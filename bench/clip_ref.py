@@ -7,7 +7,8 @@ tests/reference/llava_ref.py (its weights turned into parameters).
   build/bench/train_bench --benchmark_filter=Clip --benchmark_min_time=5   # writes /tmp/mmb_clip_bench_model
   /usr/bin/python3 bench/clip_ref.py /tmp/mmb_clip_bench_model [--threads N] [--seconds 10]
 
-PyTorch at mmb's thread policy (libtorch intra-op 1, OpenBLAS = cores). Prints ms/step and images/s.
+PyTorch at mmb's thread policy (docs/performance.md: with OpenBLAS's OpenMP build libtorch and
+OpenBLAS share the cores). Prints ms/step and images/s.
 """
 import argparse
 import os

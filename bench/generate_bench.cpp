@@ -45,7 +45,7 @@ double time_s(Fn&& fn, double min_time = 1.0) {
 }  // namespace
 
 int main() {
-  const char* th = std::getenv("MMB_THREADS");  // thread count for the policy (default: all cores)
+  const char* th = std::getenv("MMB_THREADS");  // thread count for the policy (default: the cores not busy now)
   const mmb::ThreadPolicy policy = mmb::default_thread_policy(th ? std::atoi(th) : 0);
   mmb::apply_thread_policy(policy);
   torch::NoGradGuard ng;
@@ -158,9 +158,12 @@ int main() {
   mmb::Json py = rc == 0 ? mmb::Json::parse(out) : mmb::Json::object();
 
   const double dec_params = double(mmb::count_parameters(*model, "language_model."));
-  const double vis_params = double(mmb::count_parameters(*model, "vision_tower.") + mmb::count_parameters(*model, "multi_modal_projector."));
+  const double vis_params =
+      double(mmb::count_parameters(*model, "vision_tower.") + mmb::count_parameters(*model, "multi_modal_projector."));
   const double vis_flops = 2.0 * vis_params * double(cfg.vision.num_patches() + 1);
-  auto mfu = [&](double tokens, double images, double secs) { return (2.0 * dec_params * tokens + vis_flops * images) / secs / peak; };
+  auto mfu = [&](double tokens, double images, double secs) {
+    return (2.0 * dec_params * tokens + vis_flops * images) / secs / peak;
+  };
   std::printf("GEMM 1024^3 peak at policy %s: %.1f GFLOP/s\n\n", mmb::describe_threads().c_str(), peak / 1e9);
   std::printf("%-22s %14s %14s %8s %6s\n", "workload", "mmb", "pytorch", "ratio", "MFU");
   auto row = [&](const char* name, double tokens, double images, double ours, const char* key) {
@@ -171,7 +174,9 @@ int main() {
   row("score 16x100", 16.0 * 100, 16, score_s, "score_s");
   row("greedy batch 1", double(new_tokens), 1, g1, "greedy1_s");
   row("greedy batch 16", 16.0 * new_tokens, 16, g16, "greedy16_s");
-  std::printf("\nCSR sentence-level search (%d levels, 5 beams / 5 groups, 12-token sentences, top 1 + bottom 2 kept):\n", levels);
+  std::printf(
+      "\nCSR sentence-level search (%d levels, 5 beams / 5 groups, 12-token sentences, top 1 + bottom 2 kept):\n",
+      levels);
   std::printf("  cache reuse: %lld forwarded tokens, %.1f ms\n", (long long)tokens_reuse, 1e3 * t_reuse);
   std::printf("  re-encoding: %lld forwarded tokens, %.1f ms\n", (long long)tokens_reencode, 1e3 * t_reencode);
   std::printf("  -> %.2fx fewer tokens, %.2fx faster\n", double(tokens_reencode) / tokens_reuse, t_reencode / t_reuse);

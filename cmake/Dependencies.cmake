@@ -19,8 +19,8 @@ separate_arguments(TORCH_CXX_FLAGS_LIST UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 # OpenBLAS: linked directly so mmb can set its thread count (openblas_set_num_threads). Debian
 # ships it built on pthreads (the default of the libblas.so.3 alternative) and on OpenMP
 # (libopenblas0-openmp). libtorch runs its own ops on an OpenMP pool, so with the pthreads build
-# two pools share the cores and only one can have them (docs/performance.md: a CLIP step 1.5x and
-# an SFT step 1.3x slower). mmb's executables load the OpenMP build when it is installed: they
+# two pools share the cores and only one can have them (docs/performance.md has the CLIP and SFT
+# steps under each build). mmb's executables load the OpenMP build when it is installed: they
 # link it by path and carry its directory as DT_RPATH, which also applies to libtorch's own
 # libblas.so.3 / liblapack.so.3 (libtorch has no RUNPATH), so the process has one OpenBLAS.
 set(MMB_OPENBLAS_OPENMP_DIR "/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp")

@@ -27,7 +27,7 @@ about a present shape, half about an absent one), AdamW with one-cycle lr. It pr
 held-out accuracy on 1000 test scenes every 100 steps; a decoder that ignores the image reaches
 about 0.60 (absent shapes are drawn uniformly, so rare shapes are mostly "no"). Images are
 decoded once with scripts/png2raw.cpp (compiled with g++ on first use) into WORLD_DIR/*.raw.
-Results and their meaning: docs/training.md, "The base model (measured)".
+Results and their meaning: docs/results/base-model.md, "The grounding probe".
 """
 import argparse, json, os, random, subprocess, sys, time
 import numpy as np, torch, torch.nn as nn

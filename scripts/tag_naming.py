@@ -10,7 +10,7 @@ scripts/grounding_probe.py does); the head scores every patch of layer --layer (
 --tag-layer) and the image's logit for a shape is the max or the mean over patches. A shape is
 named when its logit is > 0. Prints, for both poolings, the accuracy over the 10 shapes (the
 majority baseline of the default world is 0.731), the share of scenes whose whole shape set is
-right, and the accuracy per shape. Results: docs/training.md, "The convolutional stem".
+right, and the accuracy per shape. Results: docs/results/base-model.md, "The vision tower".
 """
 import argparse, json, os, subprocess, sys
 import numpy as np, torch

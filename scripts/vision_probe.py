@@ -10,7 +10,7 @@ token, pools them (max and mean
 over patches), fits a standardised logistic regression per shape on 75% and prints its held-out accuracy
 next to the majority baseline, and the same on raw pixels. A tower whose accuracies sit at the
 baseline does not see shapes, and no amount of decoder training will make the VLM answer POPE
-from the image (docs/training.md, "The base model"). Uses tests/reference/llava_ref.py (an
+from the image (docs/results/base-model.md, "The vision tower"). Uses tests/reference/llava_ref.py (an
 independent implementation) and scikit-learn; Debian's python3-torch and python3-sklearn.
 """
 import json, os, sys, zlib, struct, numpy as np, torch

@@ -1,5 +1,5 @@
 // Temperature scaling: the NLL on hand-computed cases, the fit on data whose true temperature is
-// known, the seed's grid against our optimiser, a cross-check against an independent PyTorch
+// known, the calibration study's grid against our optimiser, a cross-check against an independent PyTorch
 // LBFGS fit (tests/reference/temperature_ref.py), bad inputs, and calibration.json.
 #include "mmb/calibration.h"
 
@@ -41,10 +41,12 @@ TEST(Temperature, NllMatchesHandComputedValues) {
   // Row 1: logits (0, 1, 1), true columns {1, 2} (two forms of one answer): -log(2e / (1 + 2e)).
   auto logits = torch::tensor({2.0f, 0.0f, -1e9f, 0.0f, 1.0f, 1.0f}).reshape({2, 3});
   auto mask = torch::tensor({1, 0, 0, 0, 1, 1}).reshape({2, 3}).to(torch::kBool);
-  const double r0 = -std::log(std::exp(2.0) / (std::exp(2.0) + 1)), r1 = -std::log(2 * std::exp(1.0) / (1 + 2 * std::exp(1.0)));
+  const double r0 = -std::log(std::exp(2.0) / (std::exp(2.0) + 1)),
+               r1 = -std::log(2 * std::exp(1.0) / (1 + 2 * std::exp(1.0)));
   EXPECT_NEAR(mmb::temperature_nll(logits, mask, 1.0), (r0 + r1) / 2, 1e-12);
   // At T = 2 the logits halve.
-  const double s0 = -std::log(std::exp(1.0) / (std::exp(1.0) + 1)), s1 = -std::log(2 * std::exp(0.5) / (1 + 2 * std::exp(0.5)));
+  const double s0 = -std::log(std::exp(1.0) / (std::exp(1.0) + 1)),
+               s1 = -std::log(2 * std::exp(0.5) / (1 + 2 * std::exp(0.5)));
   EXPECT_NEAR(mmb::temperature_nll(logits, mask, 2.0), (s0 + s1) / 2, 1e-12);
 }
 
@@ -74,7 +76,8 @@ TEST(Temperature, SeedGridAgreesWithTheOptimiserToItsResolution) {
   EXPECT_LE(o.nll_after, g.nll_after + 1e-12);  // the optimiser is never worse than the grid
   // The grid's value is exactly one of its points.
   EXPECT_NEAR(std::round(g.temperature * 100) / 100, g.temperature, 1e-9);
-  // Beyond the seed's cap: a model under-confident by 20x needs T < 0.05; a 15x over-confident one T > 9.99.
+  // Beyond the calibration study's cap: a model under-confident by 20x needs T < 0.05; a 15x over-confident one T
+  // > 9.99.
   auto big = synthetic(3000, 3, 15.0, 5);
   auto ob = mmb::fit_temperature(big.logits, big.mask);
   auto gb = mmb::fit_temperature(big.logits, big.mask, grid);
@@ -149,7 +152,11 @@ TEST(CalibrationFile, RoundTripAndBadFilesNameTheProblem) {
   EXPECT_EQ(t.yes_no, 0.8);
   EXPECT_TRUE(t.calibrated());
   expect_throw_with([&] { mmb::write_calibration_file(dir, {{"mc", {{"temperature", -1.0}}}}); }, "finite and > 0");
-  expect_throw_with([&] { mmb::write_calibration_file(dir, {{"chair", {{"temperature", 1.0}}}}); }, "unknown key 'chair'");
+  expect_throw_with(
+      [&] {
+        mmb::write_calibration_file(dir, {{"chair", {{"temperature", 1.0}}}});
+      },
+      "unknown key 'chair'");
   EXPECT_EQ(mmb::read_confidence_temperatures(dir).mc, 1.7);  // the rejected writes left the file alone
   mmb::write_file_atomic(dir + "/calibration.json", R"({"mc": {"temp": 2}})");
   expect_throw_with([&] { mmb::read_confidence_temperatures(dir); }, "temperature");

@@ -38,10 +38,67 @@ TEST(Cli, VersionNamesCommit) {
 TEST(Cli, HelpListsSubcommandsAndDefaults) {
   Result r = run_mmb("--help");
   EXPECT_EQ(r.status, 0);
-  EXPECT_NE(r.out.find("info"), std::string::npos) << r.out;
+  for (const char* c : {"info", "world", "tokenizer", "model", "generate", "score", "eval", "calibrate",
+                        "prompt-search", "metrics", "report", "train"})
+    EXPECT_NE(r.out.find(std::string("\n  ") + c + " "), std::string::npos) << c << " not listed:\n" << r.out;
   Result s = run_mmb("info --help");
   EXPECT_NE(s.out.find("--threads"), std::string::npos) << s.out;
   EXPECT_NE(s.out.find("1234"), std::string::npos) << "seed default not shown:\n" << s.out;
+}
+
+TEST(Cli, UnknownCommandsAreErrorsThatNameThemAndListTheRealOnes) {
+  Result top = run_mmb("prefs");
+  EXPECT_EQ(top.status, 2) << top.out;
+  EXPECT_NE(top.out.find("error: unknown command 'mmb prefs'"), std::string::npos) << top.out;
+  EXPECT_NE(top.out.find("train"), std::string::npos) << top.out;
+  // --help after an unknown subcommand must not print the parent's help and succeed.
+  Result sub = run_mmb("train ppo --help");
+  EXPECT_EQ(sub.status, 2) << sub.out;
+  EXPECT_NE(sub.out.find("unknown command 'mmb train ppo' (mmb train has: sft, clip, dpo, base)"), std::string::npos)
+      << sub.out;
+  Result none = run_mmb("train");
+  EXPECT_EQ(none.status, 2) << none.out;
+  EXPECT_NE(none.out.find("'mmb train' needs a command: sft, clip, dpo, base"), std::string::npos) << none.out;
+  EXPECT_EQ(run_mmb("train --help").status, 0);
+  EXPECT_EQ(run_mmb("world stats --help").status, 0);
+}
+
+TEST(Cli, HelpShowsExamplesAndFlagsWithoutValues) {
+  for (const char* c : {"eval", "calibrate", "prompt-search", "generate", "score", "metrics", "report", "train sft",
+                        "train dpo", "train base", "world generate", "tokenizer encode", "model init"}) {
+    Result r = run_mmb(std::string(c) + " --help");
+    EXPECT_EQ(r.status, 0) << c;
+    EXPECT_NE(r.out.find("Examples:\n  mmb " + std::string(c).substr(0, std::string(c).find(' '))), std::string::npos)
+        << c << ":\n"
+        << r.out;
+    EXPECT_EQ(r.out.find("{false}"), std::string::npos) << c << ":\n" << r.out;
+    EXPECT_EQ(r.out.find("{true}"), std::string::npos) << c << ":\n" << r.out;
+  }
+}
+
+TEST(Cli, TokenizerEncodeUsesTheModelDirectorysChatTemplate) {
+  TempDir d;
+  std::string corpus;
+  const char* colors[] = {"red", "blue", "green", "yellow", "purple", "gray"};
+  const char* shapes[] = {"cube", "sphere", "cylinder", "cone", "torus", "star", "ring"};
+  for (int i = 0; i < 3000; ++i)
+    corpus += std::string("Is there a ") + colors[i % 6] + " " + shapes[(i / 6) % 7] + " left of the " +
+              colors[(i / 42) % 6] + " " + shapes[i % 7] + "? There are " + std::to_string(i % 13) + ".\n";
+  mmb::write_file_atomic(d.file("corpus.txt"), corpus);
+  Result t = run_mmb("tokenizer train --corpus " + d.file("corpus.txt") + " --vocab-size 400 --out " + d.file("tok"));
+  ASSERT_EQ(t.status, 0) << t.out;
+  mmb::write_file_atomic(d.file("tok/chat_template.json"), R"({"name": "vicuna_v1", "system": "Zebra talk."})");
+  for (const std::string& model : {d.file("tok"), d.file("tok/tokenizer.model")}) {
+    Result r = run_mmb("tokenizer encode --model " + model + " --text \"Is there a circle?\" --chat --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const std::string json = r.out.substr(r.out.rfind("\n{") + 1);  // after the log lines
+    EXPECT_EQ(mmb::Json::parse(json)["text"].get<std::string>().rfind("Zebra talk. USER: <image>", 0), 0u) << r.out;
+  }
+  Result v = run_mmb("tokenizer encode --model " + d.file("tok") + " --text Q --chat --json --template vicuna_v1");
+  ASSERT_EQ(v.status, 0) << v.out;
+  EXPECT_EQ(mmb::Json::parse(v.out.substr(v.out.rfind("\n{") + 1))["text"].get<std::string>().find("Zebra"),
+            std::string::npos)
+      << v.out;
 }
 
 TEST(Cli, ConfigFileSetsFlagsAndFlagsOverrideIt) {

@@ -172,8 +172,12 @@ TEST(DistributedGloo, TwoRanksMatchDoubledBatch) {
   std::vector<pid_t> pids;
   for (int r = 0; r < 2; ++r)
     pids.push_back(spawn_self("DistributedChild.Rank",
-                              {{"MMB_DDP_CHILD_OUT", tmp.path()}, {"RANK", std::to_string(r)}, {"LOCAL_RANK", std::to_string(r)},
-                               {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}},
+                              {{"MMB_DDP_CHILD_OUT", tmp.path()},
+                               {"RANK", std::to_string(r)},
+                               {"LOCAL_RANK", std::to_string(r)},
+                               {"WORLD_SIZE", "2"},
+                               {"MASTER_ADDR", "127.0.0.1"},
+                               {"MASTER_PORT", port}},
                               tmp.file("rank" + std::to_string(r) + ".log")));
   for (int r = 0; r < 2; ++r) {
     int st = wait_child(pids[size_t(r)], 90);

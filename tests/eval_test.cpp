@@ -12,7 +12,7 @@
 #include <set>
 
 #include "mmb/atomic_file.h"
-#include "mmb/calibration.h"
+#include "mmb/calibrate.h"
 #include "mmb/checkpoint.h"
 #include "mmb/elicitation.h"
 #include "mmb/prompt_search.h"
@@ -141,7 +141,8 @@ TEST_F(EvalFixture, YesProbabilityMatchesSoftmaxOfAForwardPass) {
 TEST_F(EvalFixture, LetterMethodGivesALetterProbabilityAndDistribution) {
   auto vlm = mmb::Vlm::load(model_);
   auto img = mmb::read_image(world_ + "/images/test_000001.png");
-  const auto prompt = mmb::seed_mc_prompt("What colour is the circle?", {"red", "green", "blue", "yellow", "white"});
+  const auto prompt =
+      mmb::calibration_study_mc_prompt("What colour is the circle?", {"red", "green", "blue", "yellow", "white"});
   EXPECT_NE(prompt.find("\nC. blue\n"), std::string::npos);
   EXPECT_NE(prompt.find("Please provide the option letter directly."), std::string::npos);
   // A random model rarely says a letter. Make it say one at the first step: every other row of
@@ -201,11 +202,13 @@ TEST_F(EvalFixture, SuiteRunsEndToEndAndProducesEveryKey) {
   auto o = small_options();
   o.keep_samples = true;
   auto r = mmb::run_eval(vlm, world_, o);
-  for (const char* k : {"split", "suite", "definition", "limits", "seconds", "pope", "chair", "mc", "idk", "reasoning", "samples"})
+  for (const char* k :
+       {"split", "suite", "definition", "limits", "seconds", "pope", "chair", "mc", "idk", "reasoning", "samples"})
     EXPECT_TRUE(r.contains(k)) << k;
   for (const char* cat : {"random", "popular", "adversarial", "all"}) {
     ASSERT_TRUE(r["pope"].contains(cat)) << cat;
-    for (const char* k : {"accuracy", "precision", "recall", "f1", "yes_ratio", "unparsed", "yes_prob_auroc", "calibration"})
+    for (const char* k :
+         {"accuracy", "precision", "recall", "f1", "yes_ratio", "unparsed", "yes_prob_auroc", "calibration"})
       EXPECT_TRUE(r["pope"][cat].contains(k)) << cat << " " << k;
     for (const char* k : {"ece", "auroc", "brier", "mce", "nll", "aurc", "reliability"})
       EXPECT_TRUE(r["pope"][cat]["calibration"].contains(k)) << k;
@@ -250,8 +253,10 @@ TEST_F(EvalFixture, OfficialPopeFilesAndTheirBadInputs) {
   std::filesystem::create_directories(dir);
   const std::string images = world_ + "/images";
   mmb::write_file_atomic(dir + "/coco_pope_random.json",
-                         "{\"question_id\": 1, \"image\": \"test_000000.png\", \"text\": \"Is there a star in the image?\", \"label\": \"yes\"}\n"
-                         "{\"question_id\": 2, \"image\": \"test_000001.png\", \"text\": \"Is there a dog in the image?\", \"label\": \"no\"}\n");
+                         "{\"question_id\": 1, \"image\": \"test_000000.png\", \"text\": \"Is there a star in the "
+                         "image?\", \"label\": \"yes\"}\n"
+                         "{\"question_id\": 2, \"image\": \"test_000001.png\", \"text\": \"Is there a dog in the "
+                         "image?\", \"label\": \"no\"}\n");
   auto o = small_options();
   o.suite.clear();
   o.pope_files = {dir + "/coco_pope_random.json"};
@@ -262,14 +267,16 @@ TEST_F(EvalFixture, OfficialPopeFilesAndTheirBadInputs) {
   EXPECT_TRUE(m.contains("coco_pope_random"));  // category = file stem
   EXPECT_EQ(m["all"]["n"], 2);
 
-  mmb::write_file_atomic(dir + "/missing.json",
-                         "{\"question_id\": 1, \"image\": \"test_000000.png\", \"text\": \"Is there a star?\", \"label\": \"yes\"}\n"
-                         "{\"question_id\": 2, \"image\": \"nope.jpg\", \"text\": \"Is there a dog?\", \"label\": \"no\"}\n");
+  mmb::write_file_atomic(
+      dir + "/missing.json",
+      "{\"question_id\": 1, \"image\": \"test_000000.png\", \"text\": \"Is there a star?\", \"label\": \"yes\"}\n"
+      "{\"question_id\": 2, \"image\": \"nope.jpg\", \"text\": \"Is there a dog?\", \"label\": \"no\"}\n");
   o.pope_files = {dir + "/missing.json"};
   expect_throw_with([&] { mmb::run_eval(vlm, "", o); }, "missing.json:2: " + images + "/nope.jpg");
 
-  mmb::write_file_atomic(dir + "/label.json",
-                         "{\"question_id\": 1, \"image\": \"test_000000.png\", \"text\": \"Is there a star?\", \"label\": \"maybe\"}\n");
+  mmb::write_file_atomic(
+      dir + "/label.json",
+      "{\"question_id\": 1, \"image\": \"test_000000.png\", \"text\": \"Is there a star?\", \"label\": \"maybe\"}\n");
   o.pope_files = {dir + "/label.json"};
   expect_throw_with([&] { mmb::run_eval(vlm, "", o); }, "label.json:1: label 'maybe' is not yes or no");
 
@@ -303,8 +310,9 @@ TEST_F(EvalFixture, EvalCommandWritesRunDirectoryAndFailsClearly) {
   EXPECT_EQ(status, 0) << log;
   EXPECT_NE(log.find("group pope/random"), std::string::npos) << log;
 
-  mmb::write_file_atomic(tmp_->file("bad_pope.json"),
-                         "{\"question_id\": 1, \"image\": \"absent.png\", \"text\": \"Is there a star?\", \"label\": \"yes\"}\n");
+  mmb::write_file_atomic(
+      tmp_->file("bad_pope.json"),
+      "{\"question_id\": 1, \"image\": \"absent.png\", \"text\": \"Is there a star?\", \"label\": \"yes\"}\n");
   log = run_capture(mmb + " eval --model " + model_ + " --pope " + tmp_->file("bad_pope.json") + " --images " +
                         world_ + "/images",
                     &status);
@@ -335,7 +343,7 @@ TEST_F(EvalFixture, TemperatureScalingFitsStoresAndIsUsedByEval) {
     // Fitted and measured on the same questions: the NLL cannot get worse, accuracy cannot move.
     EXPECT_LE(t["test_nll_after"].get<double>(), t["test_nll_before"].get<double>() + 1e-12);
     EXPECT_EQ(t["test_after"]["accuracy"], t["test_before"]["accuracy"]);
-    EXPECT_TRUE(t.contains("grid"));  // the seed's grid, for comparison
+    EXPECT_TRUE(t.contains("grid"));  // the calibration study's grid, for comparison
     EXPECT_EQ(r["calibration"][task]["temperature"], T);
   }
   // The CLI writes calibration.json into a model directory; eval then uses it.
@@ -380,7 +388,8 @@ TEST_F(EvalFixture, TemperatureScalingFitsStoresAndIsUsedByEval) {
   EXPECT_EQ(log.find("calibration_uncalibrated"), std::string::npos) << log;
   // A corrupt calibration.json is an error naming the file, not a silent T = 1.
   mmb::write_file_atomic(mdir + "/calibration.json", "{\"mc\": {\"temperature\": 0}}");
-  log = run_capture(mmb + " eval --model " + mdir + " --data " + world_ + " --suite mc --limit 2 --no-progress", &status);
+  log =
+      run_capture(mmb + " eval --model " + mdir + " --data " + world_ + " --suite mc --limit 2 --no-progress", &status);
   EXPECT_EQ(status, 1);
   EXPECT_NE(log.find("calibration.json"), std::string::npos) << log;
 }
@@ -406,7 +415,9 @@ TEST_F(EvalFixture, AnswerConfidenceUsesTheMethodOfTheFirstTokenAndTheTemperatur
   g.tokens = {letters.ids[2].front()};
   c = mmb::answer_confidence(vlm, q, &scene_image, g, temps);
   EXPECT_EQ(c.method, "letter");
-  EXPECT_NEAR(c.confidence, torch::softmax(state.last_logits[0].to(torch::kFloat64) / 0.7, -1)[letters.ids[2].front()].item<double>(), 1e-12);
+  EXPECT_NEAR(c.confidence,
+              torch::softmax(state.last_logits[0].to(torch::kFloat64) / 0.7, -1)[letters.ids[2].front()].item<double>(),
+              1e-12);
   g.tokens = {vlm.tokenizer().eos_id(), vlm.tokenizer().eos_id()};
   g.logprobs = {-0.2f, -0.4f};
   c = mmb::answer_confidence(vlm, q, &scene_image, g, temps);
@@ -414,9 +425,10 @@ TEST_F(EvalFixture, AnswerConfidenceUsesTheMethodOfTheFirstTokenAndTheTemperatur
   EXPECT_NEAR(c.confidence, std::exp(-0.3), 1e-6);
   // And through `mmb generate --json`.
   int status = 0;
-  const std::string log = run_capture(std::string(MMB_BINARY_DIR) + "/mmb generate --model " + model_ + " --image " +
-                                          world_ + "/images/test_000000.png --prompt '" + q + "' --max-new-tokens 4 --json",
-                                      &status);
+  const std::string log =
+      run_capture(std::string(MMB_BINARY_DIR) + "/mmb generate --model " + model_ + " --image " + world_ +
+                      "/images/test_000000.png --prompt '" + q + "' --max-new-tokens 4 --json",
+                  &status);
   ASSERT_EQ(status, 0) << log;
   const size_t open = log.find('{'), close = log.rfind('}');  // stderr lines around the JSON
   ASSERT_TRUE(open != std::string::npos && close != std::string::npos) << log;
@@ -469,8 +481,8 @@ TEST_F(EvalFixture, PromptSearchKeepsTheBestByAccuracyBucketThenEce) {
   o.progress = false;
   FixedParaphraser para;
   auto r = mmb::prompt_search(vlm, world_, para, o);
-  ASSERT_EQ(r["rounds"].size(), 3u);  // round 0 (seeds) + 2
-  EXPECT_EQ(r["candidates_scored"], 4);  // 2 seeds + 2 distinct paraphrases, each scored once
+  ASSERT_EQ(r["rounds"].size(), 3u);     // round 0 (start prompts) + 2
+  EXPECT_EQ(r["candidates_scored"], 4);  // 2 start prompts + 2 distinct paraphrases, each scored once
   EXPECT_EQ(para.calls, 4);              // 2 kept prompts x 2 rounds
   for (const auto& round : r["rounds"]) {
     int kept = 0;
@@ -479,22 +491,24 @@ TEST_F(EvalFixture, PromptSearchKeepsTheBestByAccuracyBucketThenEce) {
       if (i == 0) continue;
       const auto& a = round[i - 1];
       const auto& b = round[i];
-      const double ba = std::floor(a["accuracy"].get<double>() / 0.2 + 1e-12), bb = std::floor(b["accuracy"].get<double>() / 0.2 + 1e-12);
+      const double ba = std::floor(a["accuracy"].get<double>() / 0.2 + 1e-12),
+                   bb = std::floor(b["accuracy"].get<double>() / 0.2 + 1e-12);
       EXPECT_TRUE(ba > bb || (ba == bb && a["ece"].get<double>() <= b["ece"].get<double>())) << round.dump();
     }
     EXPECT_EQ(kept, std::min<int>(2, int(round.size())));
   }
   EXPECT_EQ(r["best"]["prompt"], r["rounds"][2][0]["prompt"]);
-  EXPECT_EQ(r["test"]["seeds"].size(), 2u);
+  EXPECT_EQ(r["test"]["start_prompts"].size(), 2u);
   EXPECT_TRUE(r["test"].contains("none"));
   o.keep = 0;
   expect_throw_with([&] { mmb::prompt_search(vlm, world_, para, o); }, "keep and paraphrases must be >= 1");
   // The command, with the template paraphraser.
   int status = 0;
-  const std::string log = run_capture(std::string(MMB_BINARY_DIR) + "/mmb prompt-search --model " + model_ + " --data " +
-                                          world_ + " --train-split test --rounds 1 --paraphrases 2 --keep 2 " +
-                                          "--train-limit 4 --test-limit 4 --batch 4 --out " + tmp_->file("ps_run"),
-                                      &status);
+  const std::string log =
+      run_capture(std::string(MMB_BINARY_DIR) + "/mmb prompt-search --model " + model_ + " --data " + world_ +
+                      " --train-split test --rounds 1 --paraphrases 2 --keep 2 " +
+                      "--train-limit 4 --test-limit 4 --batch 4 --out " + tmp_->file("ps_run"),
+                  &status);
   ASSERT_EQ(status, 0) << log;
   EXPECT_NE(log.find("held-out split test"), std::string::npos) << log;
   EXPECT_TRUE(std::filesystem::exists(tmp_->file("ps_run") + "/results.json"));
@@ -504,6 +518,6 @@ TEST(SeedPrompt, WorldSftDataAndEvaluationWordMultipleChoiceAlike) {
   mmb::world::McQuestion m;
   m.question = "What colour is the star?";
   m.options = {"red", "yellow", "blue", "green", "white"};
-  EXPECT_EQ(m.seed_prompt(), mmb::seed_mc_prompt(m.question, {m.options.begin(), m.options.end()}));
-  EXPECT_NE(m.prompt(), m.seed_prompt());
+  EXPECT_EQ(m.study_prompt(), mmb::calibration_study_mc_prompt(m.question, {m.options.begin(), m.options.end()}));
+  EXPECT_NE(m.prompt(), m.study_prompt());
 }

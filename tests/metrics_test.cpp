@@ -39,7 +39,7 @@ TEST(Metrics, AccuracyBrierNll) {
   EXPECT_NEAR(mmb::binary_nll({1.0}, {false}, 1e-12), -std::log(1e-12), 1e-3);
 }
 
-TEST(Metrics, EceEqualWidthFollowsTheSeedsBinning) {
+TEST(Metrics, EceEqualWidthFollowsTheCalibrationStudysBinning) {
   // Bins: 0.05 -> 0, 0.15 -> 1, 0.95 -> 9 (twice).
   const std::vector<double> c = {0.05, 0.15, 0.95, 0.95};
   const std::vector<bool> y = {false, false, true, false};
@@ -149,7 +149,8 @@ TEST(Metrics, ChairAndStepsFromVerdicts) {
   EXPECT_EQ(c.empty_captions, 1);
   EXPECT_EQ(c.sentences, 3);
 
-  auto s = mmb::step_metrics({{Truth::kTrue, Truth::kTrue, Truth::kTrue}, {Truth::kTrue, Truth::kFalse, Truth::kUnverifiable}});
+  auto s = mmb::step_metrics(
+      {{Truth::kTrue, Truth::kTrue, Truth::kTrue}, {Truth::kTrue, Truth::kFalse, Truth::kUnverifiable}});
   EXPECT_EQ(s.steps, 6);
   EXPECT_DOUBLE_EQ(s.step_accuracy, 4.0 / 6);
   EXPECT_DOUBLE_EQ(s.verifiable_step_accuracy, 4.0 / 5);
@@ -199,7 +200,8 @@ TEST(Metrics, MatchScikitLearnOnRandomData) {
   auto ours = mmb::calibration_summary(conf, correct);
   for (const char* k : {"auroc", "auprc", "brier", "nll", "ece", "mce", "ece_equal_mass", "aurc", "e_aurc"}) {
     const double diff = std::abs(ours[k].get<double>() - ref[k].get<double>());
-    std::printf("  %-16s mmb %.12f  reference %.12f  |diff| %.2e\n", k, ours[k].get<double>(), ref[k].get<double>(), diff);
+    std::printf("  %-16s mmb %.12f  reference %.12f  |diff| %.2e\n", k, ours[k].get<double>(), ref[k].get<double>(),
+                diff);
     EXPECT_LT(diff, 1e-9) << k;
   }
   auto p = mmb::pope_metrics(pope_pred, pope_label);
@@ -236,11 +238,12 @@ TEST(Elicitation, VerbalisedConfidence) {
 
 TEST(PredictionFile, ReadsGroupsLabelsAndPope) {
   TempDir tmp;
-  mmb::write_file_atomic(tmp.file("p.jsonl"),
-                         "{\"confidence\": 0.9, \"correct\": true, \"group\": \"a\", \"label\": \"yes\", \"prediction\": \"Yes.\"}\n"
-                         "\n"
-                         "{\"confidence\": 0.6, \"correct\": 0, \"group\": \"a\", \"label\": \"no\", \"prediction\": \"yes\"}\n"
-                         "{\"confidence\": 0.7, \"correct\": 1, \"group\": \"b\", \"label\": \"no\", \"prediction\": \"no\"}\n");
+  mmb::write_file_atomic(
+      tmp.file("p.jsonl"),
+      "{\"confidence\": 0.9, \"correct\": true, \"group\": \"a\", \"label\": \"yes\", \"prediction\": \"Yes.\"}\n"
+      "\n"
+      "{\"confidence\": 0.6, \"correct\": 0, \"group\": \"a\", \"label\": \"no\", \"prediction\": \"yes\"}\n"
+      "{\"confidence\": 0.7, \"correct\": 1, \"group\": \"b\", \"label\": \"no\", \"prediction\": \"no\"}\n");
   auto recs = mmb::read_prediction_records(tmp.file("p.jsonl"));
   ASSERT_EQ(recs.size(), 3u);
   auto m = mmb::prediction_metrics(recs);

@@ -197,7 +197,8 @@ TEST(Model, ClipMatchesPytorchReference) {
   mmb::ClipModel clip(c);
   randomize(*clip, 4);
   mmb::save_model_dir(d.file("clip"), mmb::to_json(c), *clip);
-  auto ids = torch::stack({torch::tensor({1, 7, 8, 9, 2, 3, 3}), torch::tensor({1, 12, 2, 3, 3, 3, 3})}).to(torch::kLong);
+  auto ids =
+      torch::stack({torch::tensor({1, 7, 8, 9, 2, 3, 3}), torch::tensor({1, 12, 2, 3, 3, 3, 3})}).to(torch::kLong);
   auto mask = (ids != 3).to(torch::kLong);
   torch::manual_seed(5);
   auto pixels = torch::randn({3, 3, 32, 32});
@@ -205,7 +206,8 @@ TEST(Model, ClipMatchesPytorchReference) {
   auto img = clip->image_embeds(pixels);
   auto txt = clip->text_embeds(ids, mask);
   auto lpi = clip->logits_per_image(img, txt);
-  mmb::save_safetensors(d.file("in.safetensors"), {{"input_ids", ids}, {"attention_mask", mask}, {"pixel_values", pixels}});
+  mmb::save_safetensors(d.file("in.safetensors"),
+                        {{"input_ids", ids}, {"attention_mask", mask}, {"pixel_values", pixels}});
   run(kRef + " clip " + d.file("clip") + " " + d.file("in.safetensors") + " " + d.file("out.safetensors"));
   auto ref = mmb::load_safetensors(d.file("out.safetensors"));
   double diff = std::max({(img - ref.at("image_embeds")).abs().max().item<double>(),

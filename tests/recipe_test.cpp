@@ -19,7 +19,8 @@ TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
   mmb::testing::TempDir tmp;
   const std::string mmb = std::string(MMB_BINARY_DIR) + "/mmb";
   const std::string out = tmp.file("base");
-  const std::string cmd = mmb + " train base --config " + std::string(MMB_SOURCE_DIR) + "/configs/quick.toml --out " + out;
+  const std::string cmd =
+      mmb + " train base --config " + std::string(MMB_SOURCE_DIR) + "/configs/quick.toml --out " + out;
   int status = 0;
   auto t0 = std::chrono::steady_clock::now();
   std::string log = run_capture(cmd, &status);
@@ -69,13 +70,13 @@ TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
   EXPECT_EQ(std::filesystem::last_write_time(out + "/sft/model/model.safetensors"), mtime);
 
   // The calibration study's tail: temperatures on val, evaluation with them.
-  log = run_capture(mmb + " calibrate --model " + out + "/sft/model --data " + out + "/world --fit-limit 30 --test-limit 30" +
-                        " --out " + out + "/calibrate",
+  log = run_capture(mmb + " calibrate --model " + out + "/sft/model --data " + out +
+                        "/world --fit-limit 30 --test-limit 30" + " --out " + out + "/calibrate",
                     &status);
   ASSERT_EQ(status, 0) << log;
   EXPECT_TRUE(std::filesystem::exists(out + "/sft/model/calibration.json"));
-  log = run_capture(mmb + " eval --model " + out + "/sft/model --data " + out + "/world --suite mc,pope --limit 10 --out " +
-                        out + "/eval_calibrated",
+  log = run_capture(mmb + " eval --model " + out + "/sft/model --data " + out +
+                        "/world --suite mc,pope --limit 10 --out " + out + "/eval_calibrated",
                     &status);
   ASSERT_EQ(status, 0) << log;
   auto cal = mmb::read_json_file(out + "/calibrate/results.json");

@@ -45,7 +45,10 @@ Json fake_results(unsigned seed, double mc_accuracy) {
   r["pope"]["adversarial"] = {
       {"f1", 0.6}, {"accuracy", 0.62}, {"n", 100}, {"calibration", made_up_summary(seed + 1, 100)}};
   r["pope"]["mean_f1"] = 0.7;
-  r["mc"] = {{"accuracy", mc_accuracy}, {"n", 300}, {"style", "seed"}, {"calibration", made_up_summary(seed + 2, 300)}};
+  r["mc"] = {{"accuracy", mc_accuracy},
+             {"n", 300},
+             {"style", "calibration-study"},
+             {"calibration", made_up_summary(seed + 2, 300)}};
   r["idk"]["modality"]["image"] = {{"mean_entropy", 0.4}, {"n", 50}};
   return r;
 }

@@ -16,38 +16,15 @@
 #include "mmb/safetensors.h"
 #include "mmb/tokenizer.h"
 #include "test_util.h"
+#include "vlm_test_util.h"
 
 using mmb::testing::expect_throw_with;
 using mmb::testing::TempDir;
+using mmb::testing::tiny_vision;
+using mmb::testing::tiny_vlm;
+using mmb::testing::write_png_color;
 
 namespace {
-
-// The vision tower of both toy models: 16-px images in 8-px patches (4 tokens), 32 wide, 2 layers.
-mmb::ClipVisionConfig tiny_vision() {
-  mmb::ClipVisionConfig v;
-  v.image_size = 16;
-  v.patch_size = 8;
-  v.hidden_size = 32;
-  v.intermediate_size = 64;
-  v.num_hidden_layers = 2;
-  v.num_attention_heads = 2;
-  return v;
-}
-
-mmb::LlavaConfig tiny_vlm(int64_t vocab) {
-  mmb::LlavaConfig c;
-  c.vision = tiny_vision();
-  c.text.vocab_size = vocab;
-  c.text.hidden_size = 64;
-  c.text.intermediate_size = 128;
-  c.text.num_hidden_layers = 2;
-  c.text.num_attention_heads = 4;
-  c.text.num_key_value_heads = 2;
-  c.text.max_position_embeddings = 128;
-  c.image_token_index = 4;
-  c.text.pad_token_id = 3;
-  return c;
-}
 
 // A CLIP at toy sizes: tiny_vision(), a 32-wide text tower, 16-d projection.
 mmb::ClipConfig tiny_clip(int64_t vocab, int64_t max_tokens = 8) {
@@ -73,12 +50,6 @@ mmb::SftBatch handmade_batch() {
   loss.narrow(1, 8, 3).fill_(true);
   torch::manual_seed(0);
   return {ids, mask, loss, torch::randn({2, 3, 16, 16}), 6};
-}
-
-void write_png_color(const std::string& path, uint8_t r, uint8_t g, uint8_t b) {
-  mmb::Image img(16, 16, 3);
-  for (size_t i = 0; i < img.pixels.size(); i += 3) img.pixels[i] = r, img.pixels[i + 1] = g, img.pixels[i + 2] = b;
-  mmb::write_png(path, img);
 }
 
 }  // namespace
@@ -124,7 +95,8 @@ TEST(Clip, OverfitsOneBatch) {
   mmb::ClipModel clip(c);
   mmb::init_weights(*clip, 3);
   torch::manual_seed(1);
-  mmb::ClipBatch b{torch::randn({6, 3, 16, 16}), torch::randint(5, 30, {6, 5}, torch::kLong), torch::ones({6, 5}, torch::kLong)};
+  mmb::ClipBatch b{torch::randn({6, 3, 16, 16}), torch::randint(5, 30, {6, 5}, torch::kLong),
+                   torch::ones({6, 5}, torch::kLong)};
   b.input_ids.select(1, 4).fill_(2);  // eos
   torch::optim::AdamW opt(clip->parameters(), torch::optim::AdamWOptions(3e-3));
   double first = 0, last = 0, acc = 0;
@@ -181,7 +153,8 @@ TEST(Clip, TagLossTeachesTheTowerToNameTags) {
   mmb::ClipModel clip(c);
   mmb::init_weights(*clip, 3);
   torch::manual_seed(2);
-  mmb::ClipBatch b{torch::randn({6, 3, 16, 16}), torch::randint(5, 30, {6, 5}, torch::kLong), torch::ones({6, 5}, torch::kLong)};
+  mmb::ClipBatch b{torch::randn({6, 3, 16, 16}), torch::randint(5, 30, {6, 5}, torch::kLong),
+                   torch::ones({6, 5}, torch::kLong)};
   b.input_ids.select(1, 4).fill_(2);  // eos
   b.tags = torch::randint(0, 2, {6, 5}).to(torch::kFloat32);
   mmb::ClipTagLoss tag{torch::nn::Linear(32, 5), -1, 2.0};
@@ -209,7 +182,8 @@ TEST(Clip, TagLossTeachesTheTowerToNameTags) {
   mmb::ClipBatch untagged = b;
   untagged.tags = torch::Tensor();
   EXPECT_FALSE(mmb::clip_loss(clip, untagged, &tag).metrics.contains("tag_loss"));
-  EXPECT_NEAR(mmb::clip_loss(clip, b).loss.item<double>(), mmb::clip_loss(clip, untagged, &tag).loss.item<double>(), 1e-6);
+  EXPECT_NEAR(mmb::clip_loss(clip, b).loss.item<double>(), mmb::clip_loss(clip, untagged, &tag).loss.item<double>(),
+              1e-6);
   mmb::ClipBatch wrong = b;
   wrong.tags = torch::zeros({6, 4});
   expect_throw_with([&] { mmb::clip_loss(clip, wrong, &tag); }, "the tag head predicts");
@@ -266,23 +240,33 @@ TEST(Clip, HardNegativeCaptionsSwapOneWordOfAGroup) {
 
 TEST(Data, BadConversationsAreNamedByFileAndSample) {
   TempDir d;
-  mmb::write_file_atomic(d.file("a.json"), R"([{"id":"ok","image":"x.png","conversations":[{"from":"human","value":"<image>\nQ"},{"from":"gpt","value":"A"}]},
+  mmb::write_file_atomic(
+      d.file("a.json"),
+      R"([{"id":"ok","image":"x.png","conversations":[{"from":"human","value":"<image>\nQ"},{"from":"gpt","value":"A"}]},
 {"id":"bad","conversations":[{"from":"human","value":"Q"}]}])");
   expect_throw_with([&] { mmb::read_conversations(d.file("a.json")); }, "a.json#1: odd number of turns");
-  mmb::write_file_atomic(d.file("b.jsonl"), "{\"id\":\"ok\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n"
-                                            "{\"id\":\"x\",\"conversations\":[{\"from\":\"gpt\",\"value\":\"Q\"},{\"from\":\"human\",\"value\":\"A\"}]}\n");
+  mmb::write_file_atomic(
+      d.file("b.jsonl"),
+      "{\"id\":\"ok\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n"
+      "{\"id\":\"x\",\"conversations\":[{\"from\":\"gpt\",\"value\":\"Q\"},{\"from\":\"human\",\"value\":\"A\"}]}\n");
   expect_throw_with([&] { mmb::read_conversations(d.file("b.jsonl")); }, "b.jsonl:2: turns 0/1 are 'gpt'/'human'");
-  mmb::write_file_atomic(d.file("c.jsonl"), "{\"id\":\"e\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"\"}]}\n");
+  mmb::write_file_atomic(
+      d.file("c.jsonl"),
+      "{\"id\":\"e\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"\"}]}\n");
   expect_throw_with([&] { mmb::read_conversations(d.file("c.jsonl")); }, "c.jsonl:1: empty answer");
 }
 
 TEST(Data, FilterTasksKeepsTheTasksAskedFor) {
   TempDir d;
-  mmb::write_file_atomic(d.file("t.jsonl"),
-                         "{\"id\":\"a\",\"task\":\"qa\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n"
-                         "{\"id\":\"b\",\"task\":\"description\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n"
-                         "{\"id\":\"c\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n"
-                         "{\"id\":\"d\",\"task\":\"qa\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n");
+  mmb::write_file_atomic(
+      d.file("t.jsonl"),
+      "{\"id\":\"a\",\"task\":\"qa\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\","
+      "\"value\":\"A\"}]}\n"
+      "{\"id\":\"b\",\"task\":\"description\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":"
+      "\"gpt\",\"value\":\"A\"}]}\n"
+      "{\"id\":\"c\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}\n"
+      "{\"id\":\"d\",\"task\":\"qa\",\"conversations\":[{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\","
+      "\"value\":\"A\"}]}\n");
   auto all = mmb::read_conversations(d.file("t.jsonl"));
   ASSERT_EQ(all.size(), 4u);
   EXPECT_EQ(mmb::filter_tasks(all, {}, "test").size(), 4u);  // no filter: everything
@@ -313,10 +297,14 @@ TEST(Data, RepeatTasksCopiesTheTasksAskedFor) {
   for (const auto& s : out) ids.push_back(s.id);
   // The originals in order, then the copies (per task, in order).
   EXPECT_EQ(ids, (std::vector<std::string>{"a", "b", "c", "d", "b", "a", "d", "a", "d"}));
-  expect_throw_with([&] { mmb::repeat_tasks(all, {{"mc", 2}}, "run_sft: --task-repeat"); },
-                    "run_sft: --task-repeat: no sample has task 'mc'; the data has (no task) 1, 'description' 1, 'qa' 2");
+  expect_throw_with(
+      [&] {
+        mmb::repeat_tasks(all, {{"mc", 2}}, "run_sft: --task-repeat");
+      },
+      "run_sft: --task-repeat: no sample has task 'mc'; the data has (no task) 1, 'description' 1, 'qa' 2");
   expect_throw_with([] { mmb::parse_task_repeat("qa", "w"); }, "w: 'qa' is not task=count");
-  expect_throw_with([] { mmb::parse_task_repeat("qa=0", "w"); }, "the count of 'qa' must be an integer in [1, 1000], got '0'");
+  expect_throw_with([] { mmb::parse_task_repeat("qa=0", "w"); },
+                    "the count of 'qa' must be an integer in [1, 1000], got '0'");
   expect_throw_with([] { mmb::parse_task_repeat("qa=2x", "w"); }, "got '2x'");
   expect_throw_with([] { mmb::parse_task_repeat("qa=2,qa=3", "w"); }, "task 'qa' given twice");
   EXPECT_TRUE(mmb::parse_task_repeat("", "w").empty());
@@ -340,16 +328,21 @@ TEST(Data, MissingImageAndOverlongSamples) {
   auto cfg = tiny_vlm(tok.num_ids());
   cfg.image_token_index = tok.image_id();
   write_png_color(d.file("img/a.png"), 200, 10, 10);
-  mmb::write_file_atomic(d.file("data.jsonl"),
-                         "{\"id\":\"s0\",\"image\":\"img/a.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nWhat colour is the star?\"},{\"from\":\"gpt\",\"value\":\"Yellow.\"}]}\n"
-                         "{\"id\":\"s1\",\"image\":\"img/missing.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nQ?\"},{\"from\":\"gpt\",\"value\":\"A.\"}]}\n");
+  mmb::write_file_atomic(
+      d.file("data.jsonl"),
+      "{\"id\":\"s0\",\"image\":\"img/a.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nWhat colour "
+      "is the star?\"},{\"from\":\"gpt\",\"value\":\"Yellow.\"}]}\n"
+      "{\"id\":\"s1\",\"image\":\"img/"
+      "missing.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nQ?\"},{\"from\":\"gpt\",\"value\":"
+      "\"A.\"}]}\n");
   auto samples = mmb::read_conversations(d.file("data.jsonl"));
   mmb::SftDataOptions o;
   expect_throw_with([&] { mmb::SftDataset(samples, d.path(), tok, mmb::ChatTemplate::vicuna_v1(), cfg, o); },
                     "data.jsonl:2 (s1)");
   samples.pop_back();
   auto long_turns = samples.front();
-  for (int i = 0; i < 20; ++i) long_turns.turns.push_back({"What colour is the star?", "The star is yellow and the moon is white."});
+  for (int i = 0; i < 20; ++i)
+    long_turns.turns.push_back({"What colour is the star?", "The star is yellow and the moon is white."});
   long_turns.where = "data.jsonl:3";
   samples.push_back(long_turns);
   o.max_length = 400;
@@ -379,9 +372,12 @@ TEST(Sft, LossPerTurnWeighsEveryAnswerOnce) {
   write_png_color(d.file("a.png"), 10, 200, 10);
   // One short answer and one long one, in one conversation, and a one-turn sample.
   mmb::write_file_atomic(d.file("data.jsonl"),
-                         "{\"id\":\"two\",\"image\":\"a.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nWhat colour is the star?\"},{\"from\":\"gpt\",\"value\":\"Yellow.\"},"
-                         "{\"from\":\"human\",\"value\":\"What colour is the moon?\"},{\"from\":\"gpt\",\"value\":\"The star is yellow and the moon is white.\"}]}\n"
-                         "{\"id\":\"one\",\"image\":\"a.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nWhat colour is the moon?\"},{\"from\":\"gpt\",\"value\":\"White.\"}]}\n");
+                         "{\"id\":\"two\",\"image\":\"a.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<"
+                         "image>\\nWhat colour is the star?\"},{\"from\":\"gpt\",\"value\":\"Yellow.\"},"
+                         "{\"from\":\"human\",\"value\":\"What colour is the "
+                         "moon?\"},{\"from\":\"gpt\",\"value\":\"The star is yellow and the moon is white.\"}]}\n"
+                         "{\"id\":\"one\",\"image\":\"a.png\",\"conversations\":[{\"from\":\"human\",\"value\":\"<"
+                         "image>\\nWhat colour is the moon?\"},{\"from\":\"gpt\",\"value\":\"White.\"}]}\n");
   auto samples = mmb::read_conversations(d.file("data.jsonl"));
   mmb::SftDataOptions o;
   const auto tmpl = mmb::ChatTemplate::vicuna_v1();
@@ -410,7 +406,8 @@ TEST(Sft, LossPerTurnWeighsEveryAnswerOnce) {
   mmb::LlavaForConditionalGeneration model(cfg);
   mmb::init_weights(*model, 3);
   torch::NoGradGuard ng;
-  auto logp = torch::log_softmax(model->forward({per_turn.input_ids, per_turn.attention_mask, per_turn.pixel_values}), -1);
+  auto logp =
+      torch::log_softmax(model->forward({per_turn.input_ids, per_turn.attention_mask, per_turn.pixel_values}), -1);
   double turn_mean = 0, token_sum = 0;
   int64_t tokens = 0;
   for (auto& [r, span] : runs) {
@@ -433,9 +430,14 @@ TEST(Sft, LossPerTurnWeighsEveryAnswerOnce) {
 
 TEST(Clip, TagLossRunResumesExactlyAndSavesAPlainClip) {
   TempDir d;
-  const std::vector<std::string> caps = {"a small red star.", "a large blue circle.", "a small green heart and a red moon.",
-                                         "a large yellow ring.", "a blue square and a white cross.", "a small cyan diamond.",
-                                         "a purple hexagon.", "an orange triangle and a red star."};
+  const std::vector<std::string> caps = {"a small red star.",
+                                         "a large blue circle.",
+                                         "a small green heart and a red moon.",
+                                         "a large yellow ring.",
+                                         "a blue square and a white cross.",
+                                         "a small cyan diamond.",
+                                         "a purple hexagon.",
+                                         "an orange triangle and a red star."};
   mmb::TokenizerTrainOptions t;
   for (int i = 0; i < 40; ++i) t.lines.insert(t.lines.end(), caps.begin(), caps.end());
   t.vocab_size = 300;

@@ -272,7 +272,8 @@ TEST(TrainLoop, TinyLlavaProjectorGroupAndFrozenVisionTower) {
   const int64_t n_img = c.image_seq_length();  // 4
   // (2, 1 + 4 + 8): bos, image slots, text.
   auto text = torch::randint(5, 64, {2, 8}, torch::kLong);
-  auto ids = torch::cat({torch::ones({2, 1}, torch::kLong), torch::full({2, n_img}, c.image_token_index, torch::kLong), text}, 1);
+  auto ids = torch::cat(
+      {torch::ones({2, 1}, torch::kLong), torch::full({2, n_img}, c.image_token_index, torch::kLong), text}, 1);
   auto pixels = torch::randn({2, 3, 16, 16});
   struct OneBatch : BatchSource<int> {
     int next() override { return 0; }
@@ -301,8 +302,12 @@ TEST(TrainLoop, TinyLlavaProjectorGroupAndFrozenVisionTower) {
   EXPECT_LT(last, first * 0.5) << first << " -> " << last;
   auto after = module_tensors(*model);
   for (const auto& [name, t] : before) {
-    if (name.rfind("vision_tower.", 0) == 0) EXPECT_TRUE(torch::equal(t, after[name])) << name;
-    if (name.rfind("multi_modal_projector.", 0) == 0) EXPECT_FALSE(torch::equal(t, after[name])) << name;
+    if (name.rfind("vision_tower.", 0) == 0) {
+      EXPECT_TRUE(torch::equal(t, after[name])) << name;
+    }
+    if (name.rfind("multi_modal_projector.", 0) == 0) {
+      EXPECT_FALSE(torch::equal(t, after[name])) << name;
+    }
   }
 }
 
@@ -386,8 +391,16 @@ TEST(TrainData, LengthGroupedBatchesPadLessAndResume) {
   for (int i = 0; i < 40; ++i) EXPECT_EQ(a.next(), b.next());
   ShardedIndexBatches ungrouped(n, B, 3);
   expect_throw_with([&] { ungrouped.load_state(st); }, "megabatch 24");
-  expect_throw_with([&] { ShuffledIndices(n, 3, true, LengthGrouping{lengths, 10, 4}); }, "not a multiple of the batch 4");
-  expect_throw_with([&] { ShuffledIndices(n, 3, true, LengthGrouping{{1, 2}, 8, 4}); }, "2 lengths for a dataset of 96");
+  expect_throw_with(
+      [&] {
+        ShuffledIndices(n, 3, true, LengthGrouping{lengths, 10, 4});
+      },
+      "not a multiple of the batch 4");
+  expect_throw_with(
+      [&] {
+        ShuffledIndices(n, 3, true, LengthGrouping{{1, 2}, 8, 4});
+      },
+      "2 lengths for a dataset of 96");
 }
 
 // The process holds one OpenBLAS (libtorch's libblas.so.3 and mmb's libopenblas.so.0 are the
@@ -403,7 +416,8 @@ TEST(ThreadPolicy, OneOpenBlasAndThePolicyFollowsItsBuild) {
     const std::string path = line.substr(slash);
     const std::string file = fs::path(path).filename().string();
     if (file.rfind("libopenblas", 0) == 0) cores.insert(fs::canonical(path).string());
-    if (file == "libblas.so.3" || file == "liblapack.so.3") blas_dirs.insert(fs::canonical(path).parent_path().string());
+    if (file == "libblas.so.3" || file == "liblapack.so.3")
+      blas_dirs.insert(fs::canonical(path).parent_path().string());
   }
   ASSERT_EQ(cores.size(), 1u) << "OpenBLAS loaded more than once (or not at all)";
   const std::string dir = fs::path(*cores.begin()).parent_path().string();
@@ -542,7 +556,8 @@ TEST(TrainResume, CorruptOrPartialCheckpointsAreRejected) {
     o.checkpoint_every = 3;
     o.keep_last_checkpoints = 0;
     auto t = std::make_unique<Trainer>(*net, make_param_groups(*net, po), o);
-    t->set_data<std::vector<int64_t>>(batches, [&data, net](std::vector<int64_t>& idx) mutable { return toy_loss(net, data, idx); });
+    t->set_data<std::vector<int64_t>>(
+        batches, [&data, net](std::vector<int64_t>& idx) mutable { return toy_loss(net, data, idx); });
     return t;
   };
   {

@@ -65,7 +65,8 @@ inline std::map<std::string, torch::Tensor> module_tensors(torch::nn::Module& m)
   return out;
 }
 
-inline double max_abs_diff(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+inline double max_abs_diff(const std::map<std::string, torch::Tensor>& a,
+                           const std::map<std::string, torch::Tensor>& b) {
   double worst = 0;
   for (const auto& [k, t] : a) {
     auto it = b.find(k);

@@ -367,7 +367,8 @@ Reference parse_reference(std::string q) {
   };
   r.color = pick(kNumColors, [&](int k) { return has_word(q, color_name(Color(k))); });
   r.size = pick(kNumSizes, [&](int k) { return has_word(q, size_name(Size(k))); });
-  r.shape = pick(kNumShapes, [&](int k) { return has_word(q, shape_name(Shape(k))) || has_word(q, shape_plural(Shape(k))); });
+  r.shape =
+      pick(kNumShapes, [&](int k) { return has_word(q, shape_name(Shape(k))) || has_word(q, shape_plural(Shape(k))); });
   return r;
 }
 
@@ -458,19 +459,24 @@ TEST(VerifierWorld, QuestionAnswersAgreeWithAnIndependentOracle) {
           ASSERT_FALSE(objs.empty()) << "no visible referent";
           for (const Object* ob : objs)
             is_true = is_true || (m.category == "color" && o == color_name(ob->color)) ||
-                      (m.category == "shape" && (o == shape_name(ob->shape) || o == std::string("a ") + shape_name(ob->shape) ||
-                                                 o == std::string("an ") + shape_name(ob->shape))) ||
+                      (m.category == "shape" &&
+                       (o == shape_name(ob->shape) || o == std::string("a ") + shape_name(ob->shape) ||
+                        o == std::string("an ") + shape_name(ob->shape))) ||
                       (m.category == "position" && o == cell_name(ob->cell)) ||
                       (m.category == "size" && o == size_name(ob->size));
         }
         truthful += is_true;
-        if (o == right) EXPECT_TRUE(is_true) << "the keyed option is false of the scene";
+        if (o == right) {
+          EXPECT_TRUE(is_true) << "the keyed option is false of the scene";
+        }
       }
       EXPECT_EQ(truthful, 1) << "options: " << m.options[0] << " / " << m.options[1] << " / " << m.options[2] << " / "
                              << m.options[3] << " / " << m.options[4];
       checked["mc/" + m.category]++;
     }
   }
-  for (const auto& [k, n] : checked) std::printf("[          ] %-14s %lld answers checked against the scene\n", k.c_str(), static_cast<long long>(n));
-  for (const char* k : {"existence", "count", "relation", "color", "shape", "size", "position"}) EXPECT_GT(checked[k], 50) << k;
+  for (const auto& [k, n] : checked)
+    std::printf("[          ] %-14s %lld answers checked against the scene\n", k.c_str(), static_cast<long long>(n));
+  for (const char* k : {"existence", "count", "relation", "color", "shape", "size", "position"})
+    EXPECT_GT(checked[k], 50) << k;
 }

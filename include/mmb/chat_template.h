@@ -63,7 +63,7 @@ std::string build_prompt(const ChatTemplate& tmpl, const std::string& question, 
 struct ChatExample {
   std::vector<int32_t> ids;
   std::vector<uint8_t> loss_mask;  // same length as ids
-  // Index in ids of the first token of the last answer (= length of its prompt). For DPO and
+  // Index in ids of the first token of the last answer (= length of its prompt). For
   // scoring: ids[0, response_begin) is the prompt, the rest the response.
   size_t response_begin = 0;
 };
@@ -87,5 +87,13 @@ std::vector<int32_t> expand_image_tokens(const std::vector<int32_t>& ids, int32_
 // moves with the expansion.
 ChatExample expand_image_tokens(const ChatExample& example, int32_t image_id,
                                 int64_t num_image_tokens);
+
+// The chat template of a model directory: DIR/chat_template.json ({"name": "vicuna_v1",
+// "system": "..."}; "system" optional) or, when absent, Vicuna v1 as LLaVA-1.5. The world
+// models use the Vicuna v1 format with a short system message (fewer tokens per sample).
+// Throws mmb::Error naming the file on a malformed or unknown template.
+ChatTemplate chat_template_for(const std::string& model_dir);
+// Writes DIR/chat_template.json (atomically) for chat_template_for to read back.
+void write_chat_template(const std::string& model_dir, const ChatTemplate& tmpl);
 
 }  // namespace mmb

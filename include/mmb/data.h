@@ -50,7 +50,7 @@ struct SftDataOptions {
   bool only_last_answer = false;   // loss on the last answer only (else every answer)
   // How the SFT loss averages (SftBatch::loss_weight): "token" = over the batch's target tokens
   // (LLaVA, TRL); "turn" = every answer counts once, whatever its length (a one-token "Yes." as
-  // much as a 60-token description: docs/training.md, "Loss per turn").
+  // much as a 60-token description: docs/results/base-model.md, "Loss per answer").
   std::string loss_norm = "token";
 };
 // Throws mmb::Error naming `where` unless `loss_norm` is "token" or "turn".

@@ -1,5 +1,5 @@
 // Confidence elicitation: how sure is the model of an answer?
-//   (a) option letter of a multiple-choice question (seed 001): greedy decoding, the first step
+//   (a) option letter of a multiple-choice question (the calibration study): greedy decoding, the first step
 //       whose argmax is a letter A–E gives the prediction and its softmax probability;
 //   (b) yes/no probability p(yes) / (p(yes) + p(no)) from the first answer token's logits;
 //   (c) sequence confidence exp(mean token log-prob) (length-normalised likelihood);
@@ -34,17 +34,17 @@ struct LetterTokens {
 LetterTokens letter_tokens(const Tokenizer& tok);
 
 struct LetterOptions {
-  // Text the assistant's answer starts with (seed 001 ends the prompt with "Answer: ("); it is
+  // Text the assistant's answer starts with (the calibration study ends the prompt with "Answer: ("); it is
   // encoded as the start of the response, so "(" becomes "▁(" like a generated one. "" = none.
   std::string response_prefix = "(";
-  int max_steps = 20;        // greedy steps searched for a letter (seed 001: 20)
+  int max_steps = 20;        // greedy steps searched for a letter (the calibration study: 20)
   bool keep_logits = false;  // keep the answer step's full logits (for temperature scaling)
   double temperature = 1.0;  // confidence = softmax(logits / temperature) (mmb/calibration.h);
                              // the argmax, hence the answer, does not depend on it
 };
 
 struct LetterAnswer {
-  int letter = -1;            // 0..4 (A..E); -1 = no letter within max_steps (seed: skipped)
+  int letter = -1;            // 0..4 (A..E); -1 = no letter within max_steps (the calibration study skips it)
   double confidence = 0;      // softmax probability of the argmax letter token, full vocabulary,
                               // at LetterOptions::temperature
   double raw_confidence = 0;  // the same at temperature 1 (uncalibrated)
@@ -54,11 +54,11 @@ struct LetterAnswer {
   torch::Tensor logits;       // (V,) float on CPU: that step's logits, when keep_logits
 };
 
-// The seed's prompt: question, options "A. ...", then "Please provide the option letter directly."
-std::string seed_mc_prompt(const std::string& question, const std::vector<std::string>& options);
+// The calibration study's prompt: question, options "A. ...", then "Please provide the option letter directly."
+std::string calibration_study_mc_prompt(const std::string& question, const std::vector<std::string>& options);
 
 // Answers a batch of multiple-choice prompts (user texts, already containing the options) by the
-// seed's letter method. images[i] may be null only if all are (as Vlm::encode_prompts).
+// calibration study's letter method. images[i] may be null only if all are (as Vlm::encode_prompts).
 std::vector<LetterAnswer> letter_answers(Vlm& vlm, const std::vector<std::string>& prompts,
                                          const std::vector<const Image*>& images,
                                          const LetterOptions& options = {});

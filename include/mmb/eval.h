@@ -7,7 +7,7 @@
 //              first answer token -> calibration (ECE, AUROC, ...) and AUROC of p(yes) vs label
 //   chair      descriptions: CHAIR_s, CHAIR_i from the world's verifier; unverifiable sentences
 //              counted, never dropped
-//   mc         multiple choice, seed 001's letter method: accuracy and calibration
+//   mc         multiple choice, the calibration study's letter method: accuracy and calibration
 //   idk        answerable + unanswerable questions, plain vs "If you are not sure, say I don't
 //              know." prompt: accuracy on answerable, IDK recall, false-IDK rate; and text vs image
 //              uncertainty: the same questions with the image, a blank grey image and no image
@@ -17,7 +17,7 @@
 // with an image folder.
 //
 // Speed: prompts run in left-padded batches; the default per-task limits (below) keep the full
-// suite on the default 4M-parameter model within ~3 minutes on 2 CPU cores. Greedy decoding
+// suite on the default 4M-parameter model within a minute on 2 CPU cores. Greedy decoding
 // throughout, so results are deterministic.
 #pragma once
 #include <cstdint>
@@ -44,10 +44,10 @@ struct EvalOptions {
   int64_t reasoning_limit = 100;
   int64_t batch_size = 32;        // prompts per forward pass
   int num_bins = 10;              // ECE bins
-  // Multiple-choice prompt: "seed" = question, options, "Please provide the option letter
-  // directly." and the answer primed with "(" (seed 001); "world" = the world's own prompt
+  // Multiple-choice prompt: "calibration-study" = question, options, "Please provide the option letter
+  // directly." and the answer primed with "(" (the calibration study); "world" = the world's own prompt
   // ("Answer with the option's letter ...") without priming (what the SFT data uses).
-  std::string mc_style = "seed";
+  std::string mc_style = "calibration-study";
   std::string idk_hint = "If you are not sure, say I don't know.";  // appended after a space
   int64_t short_tokens = 12;         // max new tokens: POPE, IDK answers
   int64_t description_tokens = 128;  // max new tokens: descriptions

@@ -46,12 +46,12 @@ class LogitsProcessor {
   // logits (B, V) float, modifiable; generated (B, t) tokens so far this call (t may be 0).
   virtual void process(torch::Tensor& logits, const torch::Tensor& generated) = 0;
   // The tokens chosen this step (B,) and which rows were still running (B,) bool.
-  virtual void advance(const torch::Tensor& chosen, const torch::Tensor& running) {}
+  virtual void advance(const torch::Tensor& /*chosen*/, const torch::Tensor& /*running*/) {}
   // Rows were reordered/duplicated (beam search): index (B_new,) into the old rows.
-  virtual void reorder(const torch::Tensor& index) {}
+  virtual void reorder(const torch::Tensor& /*index*/) {}
 };
 
-// BPO's two-pass sampler (seed 004): a second context — the same prompt with another image, e.g.
+// BPO's two-pass sampler (BPO): a second context — the same prompt with another image, e.g.
 // a diffusion-noised one — decodes in lock-step. With l the main logits and l' the second's:
 //   s = (1 + alpha) * l - alpha * l';  tokens with l < log(cutoff) + max(l) get -inf.
 // alpha = +1 is contrastive decoding (removes the prior, as the released code); alpha = -1 samples
@@ -127,7 +127,7 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
 
 // Teacher-forced scores of a batch: for each position t >= 1, the log-probability of ids[t]
 // given ids[<t] and the entropy of that next-token distribution; position 0 gets 0. Shapes
-// (B, T). Differentiable when grad mode is on (DPO uses logprobs).
+// (B, T). Differentiable when grad mode is on.
 struct TokenScores {
   torch::Tensor logprobs;   // (B, T)
   torch::Tensor entropies;  // (B, T); undefined unless requested

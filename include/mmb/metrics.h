@@ -2,7 +2,7 @@
 // Free functions over plain vectors; docs/metrics.md gives every definition and how it differs
 // from lmms-eval, VLMEvalKit, torchmetrics and netcal.
 //
-// Conventions (top-label, seed 001): `confidence[i]` in [0, 1] is the probability the model gave
+// Conventions (top-label, the calibration study): `confidence[i]` in [0, 1] is the probability the model gave
 // to the answer it chose, `correct[i]` whether that answer was right. Every function throws
 // mmb::Error "<function>: ..." on an empty input, mismatched lengths, a confidence outside [0, 1]
 // or not finite, or a bin count < 1. A value that is undefined (AUROC with one class) is NaN;
@@ -50,7 +50,8 @@ double maximum_calibration_error(const std::vector<double>& confidence, const st
 double brier_score(const std::vector<double>& confidence, const std::vector<bool>& correct);
 // Binary NLL = -mean [y log p + (1 - y) log(1 - p)], p clipped to [eps, 1 - eps] (eps = the float64
 // epsilon, as scikit-learn's log_loss with eps="auto"); nats.
-double binary_nll(const std::vector<double>& confidence, const std::vector<bool>& correct, double eps = 2.220446049250313e-16);
+double binary_nll(const std::vector<double>& confidence, const std::vector<bool>& correct,
+                  double eps = 2.220446049250313e-16);
 
 // ---- ranking -----------------------------------------------------------------------------------
 

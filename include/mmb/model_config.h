@@ -27,7 +27,7 @@ struct ClipVisionConfig {
   // stem before the patch embedding. Channel c[0]: 3x3 convolution, stride 1; each later c[i]: 3x3,
   // stride 2; GELU after each. The patch embedding then has kernel = stride = patch_size / 2^(n-1),
   // so the image still gives (image_size / patch_size)^2 tokens. Small ViTs trained from scratch
-  // learn shapes much faster with it (docs/training.md).
+  // learn shapes much faster with it (docs/results/base-model.md).
   std::vector<int64_t> stem_channels;
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
 };
@@ -66,7 +66,7 @@ struct LlamaConfig {
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   // std of the normal init of the decoder, its embeddings and the projector (init_weights); HF's
-  // default 0.02 learns image lookup slowly in a small decoder trained from scratch (docs/training.md)
+  // default 0.02 learns image lookup slowly in a small decoder trained from scratch (docs/results/base-model.md)
   double initializer_range = 0.02;
   bool tie_word_embeddings = false;
   int64_t bos_token_id = 1;

@@ -3,6 +3,7 @@
 //   <out>/world      the generated world (images, truth, tasks)
 //   <out>/tokenizer  SentencePiece model trained on the world's text and the chat template
 //   <out>/clip       CLIP trained on the world's captions (run dir, model/)
+//   <out>/sft_curriculum  the VLM's first SFT stage on the curriculum's tasks (when configured)
 //   <out>/sft        the VLM: vision tower from CLIP, SFT on the world's conversations (model/)
 //   <out>/manifest.json, metrics.jsonl (one "phase" line per phase with its wall time)
 // Each phase is skipped when its output already exists, so a killed recipe resumes (training

@@ -20,18 +20,19 @@ LossOutput sft_loss(LlavaForConditionalGeneration& model, const SftBatch& batch)
 // logits_per_image with the diagonal as targets; the temperature is learned (logit_scale,
 // clamped to log(100) as CLIP). With hard negatives in the batch (ClipBatch::negative_of), the
 // image->text side ranks each image's caption against every caption and negative of the batch.
-// CLIP's auxiliary tag loss: a linear head on the mean of the tower's patch tokens at `layer`
-// (CLS dropped; the layer the VLM will read) predicts the caption's tags (ClipBatch::tags) with
+// CLIP's auxiliary tag loss: a linear head scores every patch token of the tower at `layer`
+// (CLS dropped; the layer the VLM will read), the patch scores are pooled (`pool`) into the
+// image's, which predict the caption's tags (ClipBatch::tags) with
 // binary cross-entropy, added with `weight`. Contrastive captions can be told apart by colour and
 // position alone, so the tower learns little about shapes; naming which shapes and colours are in
-// the image, as a supervised tagger does, makes it (docs/training.md, "The base model").
+// the image, as a supervised tagger does, makes it (docs/results/base-model.md, "The vision tower").
 struct ClipTagLoss {
   torch::nn::Linear head{nullptr};  // (Cv -> K tags), trained with CLIP, not saved with the model
   int64_t layer = -2;
   double weight = 1.0;
   // How per-patch logits become image logits: "max" (multiple-instance learning: some patch
   // shows the tag; gradient reaches one patch per tag) or "mean" (every patch gets gradient;
-  // as good at naming, and it leaves the contrastive loss much lower: docs/training.md).
+  // as good at naming, and it leaves the contrastive loss much lower: docs/results/base-model.md).
   std::string pool = "max";
 };
 // With `tag` (and tags in the batch), loss = InfoNCE + weight * tag BCE.

@@ -1,5 +1,7 @@
-// Thread policy for libtorch and OpenBLAS (they run separate pools; oversubscribing both was
-// measured ~1.9x slower). See docs/performance.md for the benchmark behind the default.
+// Thread policy for libtorch and OpenBLAS. With OpenBLAS's OpenMP build (what mmb links when it is
+// installed) both run on libtorch's one OpenMP pool; with the pthreads build they run two pools,
+// and giving both all cores oversubscribes them. docs/performance.md has the benchmarks behind the
+// default. Call these from the main thread before any tensor work; they set process-wide state.
 #pragma once
 #include <string>
 

@@ -149,9 +149,9 @@ struct TokenizerTrainResult {
 };
 
 // Trains a SentencePiece model with ids unk=0, bos=1, eos=2, pad=3, "<image>"=4 (a user-defined
-// symbol, never split; without a pad piece it is 3) and Llama's normaliser settings (identity, dummy prefix, whitespace kept).
-// Deterministic: one thread, every sentence used (no sampling), fixed seed — the same input gives
-// the same bytes. Both files are written atomically. Throws mmb::Error "train_tokenizer: ...".
+// symbol, never split; without a pad piece it is 3) and Llama's normaliser settings (identity, dummy prefix, whitespace
+// kept). Deterministic: one thread, every sentence used (no sampling), fixed seed — the same input gives the same
+// bytes. Both files are written atomically. Throws mmb::Error "train_tokenizer: ...".
 TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& options);
 
 // Reads training text from one file, one sentence per returned string:

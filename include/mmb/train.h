@@ -1,4 +1,4 @@
-// The training loop every trainer (SFT, CLIP, DPO, online DPO, RL) runs on.
+// The training loop every trainer (CLIP and SFT today) runs on.
 //
 // One optimiser step = grad_accum micro-batches: each draws its batch from a BatchSource, runs the
 // caller's loss function and backward; then gradients are averaged (across ranks too, see

@@ -1,6 +1,6 @@
 // A loaded VLM ready to answer: model + tokenizer + chat template + image preprocessing.
-// The one prompt path shared by `mmb generate`, `mmb score`, evaluation and the preference
-// builders: question (+ image) -> Vicuna-v1 prompt -> tokens with <image> expanded -> model.
+// The one prompt path shared by `mmb generate`, `mmb score` and evaluation:
+// question (+ image) -> Vicuna-v1 prompt -> tokens with <image> expanded -> model.
 #pragma once
 #include <memory>
 #include <string>
@@ -20,13 +20,8 @@ namespace mmb {
 // and normalises with CLIP's mean/std: (3, size, size) float.
 torch::Tensor image_to_pixel_values(const Image& image, int64_t size);
 
-// The chat template of a model directory: DIR/chat_template.json ({"name": "vicuna_v1",
-// "system": "..."}; "system" optional) or, when absent, Vicuna v1 as LLaVA-1.5. The world
-// models use the Vicuna v1 format with a short system message (fewer tokens per sample).
-ChatTemplate chat_template_for(const std::string& model_dir);
 // `config` with the tokenizer's vocabulary size and bos / eos / pad / image ids: a new model's.
 LlavaConfig with_token_ids(LlavaConfig config, const Tokenizer& tok);
-void write_chat_template(const std::string& model_dir, const ChatTemplate& tmpl);
 
 struct VlmAnswer {
   std::string text;           // decoded answer, stop token and trailing EOS removed

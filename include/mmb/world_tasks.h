@@ -36,16 +36,16 @@ struct PopeQuestion {
   Shape shape = Shape::kCircle;
 };
 
-// A multiple-choice question with options A–E (seed 001's letter-probability confidence).
+// A multiple-choice question with options A–E (the calibration study's letter-probability confidence).
 struct McQuestion {
   std::string question;                 // the bare question
   std::array<std::string, 5> options;   // option texts, A..E
   int answer = 0;                       // index of the correct option
   std::string category;                 // color, shape, count, position
   std::string prompt() const;           // question + "\nA. ...\n...\nE. ...\n" + instruction
-  // Seed 001's prompt: question, options, "Please provide the option letter directly." (its
-  // answer in the SFT data is "(C)", as seed 001 primes the answer with "(").
-  std::string seed_prompt() const;
+  // The calibration study's prompt: question, options, "Please provide the option letter directly." (its
+  // answer in the SFT data is "(C)", as the calibration study primes the answer with "(").
+  std::string study_prompt() const;
 };
 
 // A multi-step question with its reference chain (MMBoundary's format): perception steps

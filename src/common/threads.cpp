@@ -46,15 +46,12 @@ bool cpu_jiffies(unsigned long long& busy, unsigned long long& total) {
   return true;
 }
 
-}  // namespace
-
 // Cores not already busy: available cores minus the cores other processes keep busy now (at
 // least 1). "Now" is /proc/stat sampled over 150 ms: the 1-minute load average lags, so a phase
 // started right after a heavy one (the previous step of `make demo`) saw the machine as busy and
-// ran on one thread, half speed. The load average is the fallback without /proc/stat.
+// ran on one thread, slower (docs/performance.md). The load average is the fallback without /proc/stat.
 // OpenBLAS's threads spin while they wait; on cores other processes keep busy they fight the
-// scheduler: a training step measured 17x slower with 2 BLAS threads than with 1 while two
-// compilers ran (docs/performance.md).
+// scheduler and a training step slows by an order of magnitude (docs/performance.md).
 int idle_cores() {
   const int cores = available_cores();
   unsigned long long b0 = 0, t0 = 0, b1 = 0, t1 = 0;
@@ -73,6 +70,8 @@ int idle_cores() {
   return std::max(1, std::min(cores, cores - int(load[0] + 0.5)));
 }
 
+}  // namespace
+
 bool blas_uses_openmp() { return openblas_get_parallel() == 2; }
 
 ThreadPolicy default_thread_policy(int n) {
@@ -80,11 +79,11 @@ ThreadPolicy default_thread_policy(int n) {
   ThreadPolicy p;
   p.blas = n;
   // OpenBLAS's OpenMP build (what mmb's build links when libopenblas0-openmp is installed) runs on
-  // libtorch's own OpenMP pool: both get the n cores, with no second pool to fight (a CLIP step
-  // 1.5x, an SFT step 1.3x faster than the pthreads build's best policy; docs/performance.md).
+  // libtorch's own OpenMP pool: both get the n cores, with no second pool to fight, and the
+  // non-GEMM ops (convolutions, activations) run on every core too (docs/performance.md).
   // With the pthreads build the two pools are separate. GEMMs dominate the models mmb runs, so
   // OpenBLAS gets the cores and libtorch's pool stays at 1: both at n oversubscribe the cores
-  // (forward 2.3x, backward 2x slower); torch=n with BLAS=1 halves GEMM (bench/threads_bench).
+  // (bench/threads_bench).
   p.torch_intra_op = blas_uses_openmp() ? n : 1;
   return p;
 }
@@ -98,8 +97,8 @@ void apply_thread_policy(const ThreadPolicy& policy) {
 void apply_allocator_policy() {
 #if defined(__GLIBC__)
   // libtorch's CPU tensors come from glibc malloc. With its defaults, the MB-sized activations of
-  // a forward were mmapped / trimmed back to the kernel and faulted in again on every op: 10x the
-  // page faults of the same forward in Python, ~10% of scoring time (docs/performance.md).
+  // a forward were mmapped / trimmed back to the kernel and faulted in again on every op, many
+  // times the page faults of the same forward in Python (docs/performance.md).
   // Fixed thresholds: blocks < 32 MiB from the heap, and up to 256 MiB of freed heap kept.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);

@@ -1,12 +1,12 @@
-// Fitting a model's confidence temperatures on the world (seed 001 §2.2, `mmb calibrate`):
+// Fitting a model's confidence temperatures on the world (the calibration study, `mmb calibrate`):
 // answer-step logits on a calibration split -> fit_temperature -> ECE before / after on the test
-// split. Fitting with the image is our default; `fit_with_image = false` reproduces the seed's
-// released code, which dropped it.
+// split. Fitting with the image is our default; `fit_with_image = false` reproduces the calibration
+// study's released code, which dropped it.
 #include <algorithm>
 #include <limits>
 
 #include "eval_internal.h"
-#include "mmb/calibration.h"
+#include "mmb/calibrate.h"
 #include "mmb/error.h"
 #include "mmb/metrics.h"
 #include "mmb/progress.h"
@@ -36,7 +36,7 @@ FitData mc_data(EvalContext& ctx, int64_t limit, bool with_image) {
   std::vector<torch::Tensor> rows, masks;
   for (size_t i = 0; i < answers.size(); ++i) {
     if (answers[i].letter < 0) {
-      d.skipped++;  // seed: no letter within 20 steps -> skipped
+      d.skipped++;  // as the calibration study: no letter within 20 steps -> skipped
       continue;
     }
     const auto& l = answers[i].logits;  // (V,)
@@ -150,10 +150,11 @@ Json calibrate_temperatures(Vlm& vlm, const std::string& world_dir, const Calibr
   for (const auto& task : o.tasks) {
     const bool yes_no = task == "yes_no";
     const int64_t fit_n = o.fit_limit < 0 ? all : o.fit_limit, test_n = o.test_limit < 0 ? all : o.test_limit;
-    FitData fit_data = yes_no ? yes_no_data(fit_ctx, fit_n, o.fit_with_image) : mc_data(fit_ctx, fit_n, o.fit_with_image);
+    FitData fit_data =
+        yes_no ? yes_no_data(fit_ctx, fit_n, o.fit_with_image) : mc_data(fit_ctx, fit_n, o.fit_with_image);
     FitData test_data = yes_no ? yes_no_data(test_ctx, test_n, true) : mc_data(test_ctx, test_n, true);
     if (!fit_data.logits.defined() || !test_data.logits.defined()) {
-      // Counted and reported, not fitted: the model never gave an option letter (seed: skipped).
+      // Counted and reported, not fitted: the model never gave an option letter (the calibration study skips it).
       out[task] = {{"fitted", false}, {"fit_questions", fit_data.questions}, {"test_questions", test_data.questions},
                    {"skipped_no_letter", fit_data.skipped + test_data.skipped},
                    {"reason", "no answer with an option letter on the " +

@@ -1,5 +1,5 @@
-// Confidence elicitation (seed 001 §2.1 letter method, yes/no probability, sequence confidence,
-// verbalised confidence). Departures from the seed: letters are matched in both SentencePiece
+// Confidence elicitation (the calibration study's letter method, yes/no probability, sequence confidence,
+// verbalised confidence). Departures from the calibration study: letters are matched in both SentencePiece
 // forms ("A", "▁A"), since our template encodes the response as its own chunk; the confidence is
 // the softmax over the full vocabulary of the logits the greedy step chose from (the image token
 // is masked there, as in every generation step).
@@ -103,9 +103,9 @@ LetterTokens letter_tokens(const Tokenizer& tok) {
   return t;
 }
 
-std::string seed_mc_prompt(const std::string& question, const std::vector<std::string>& options) {
+std::string calibration_study_mc_prompt(const std::string& question, const std::vector<std::string>& options) {
   if (options.empty() || options.size() > size_t(kMaxOptions))
-    fail("seed_mc_prompt: expected 1..", kMaxOptions, " options, got ", options.size());
+    fail("calibration_study_mc_prompt: expected 1..", kMaxOptions, " options, got ", options.size());
   std::string p = question;
   for (size_t i = 0; i < options.size(); ++i) p += std::string("\n") + char('A' + i) + ". " + options[i];
   return p + "\nPlease provide the option letter directly.";
@@ -194,7 +194,9 @@ AnswerConfidence answer_confidence(Vlm& vlm, const std::string& prompt, const Im
   if (generation.tokens.empty()) fail("answer_confidence: the generation has no tokens");
   AnswerConfidence out;
   const int64_t first = generation.tokens.front();
-  auto contains = [](const std::vector<int64_t>& v, int64_t id) { return std::find(v.begin(), v.end(), id) != v.end(); };
+  auto contains = [](const std::vector<int64_t>& v, int64_t id) {
+    return std::find(v.begin(), v.end(), id) != v.end();
+  };
   YesNoTokens yn;
   bool have_yes_no = true;
   try {
@@ -311,14 +313,16 @@ VerbalConfidence parse_verbal_confidence(std::string_view text) {
   // Numbers: scan every number, keep the last one with a probability reading.
   const std::string s(text);
   for (size_t i = 0; i < s.size();) {
-    if (!std::isdigit(static_cast<unsigned char>(s[i])) || (i > 0 && (std::isalnum(static_cast<unsigned char>(s[i - 1])) || s[i - 1] == '.'))) {
+    if (!std::isdigit(static_cast<unsigned char>(s[i])) ||
+        (i > 0 && (std::isalnum(static_cast<unsigned char>(s[i - 1])) || s[i - 1] == '.'))) {
       ++i;
       continue;
     }
     size_t j = i;
     bool has_dot = false;
-    while (j < s.size() && (std::isdigit(static_cast<unsigned char>(s[j])) ||
-                            (s[j] == '.' && !has_dot && j + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[j + 1]))))) {
+    while (j < s.size() &&
+           (std::isdigit(static_cast<unsigned char>(s[j])) ||
+            (s[j] == '.' && !has_dot && j + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[j + 1]))))) {
       has_dot |= s[j] == '.';
       ++j;
     }

@@ -175,8 +175,8 @@ Json run_eval(Vlm& vlm, const std::string& world_dir, const EvalOptions& options
   if (options.batch_size < 1) fail("run_eval: batch_size must be >= 1, got ", options.batch_size);
   if (options.short_tokens < 1 || options.description_tokens < 1 || options.reasoning_tokens < 1)
     fail("run_eval: short_tokens, description_tokens and reasoning_tokens must be >= 1");
-  if (options.mc_style != "seed" && options.mc_style != "world")
-    fail("run_eval: mc_style must be seed or world, got '", options.mc_style, "'");
+  if (options.mc_style != "calibration-study" && options.mc_style != "world")
+    fail("run_eval: mc_style must be calibration-study or world, got '", options.mc_style, "'");
   vlm.model()->eval();
   EvalContext ctx(vlm, world_dir, options);
   Json results;
@@ -275,8 +275,9 @@ std::string format_eval_headline(const Json& r) {
   if (r.contains("mc")) {
     const auto& m = r["mc"];
     const Json cal = at(m, {"calibration"});
-    os << "  mc (" << m.value("style", std::string()) << ")" << std::string(std::max<int>(1, 17 - int(m.value("style", std::string()).size())), ' ')
-       << "acc " << fmt(m, "accuracy") << "  ECE " << fmt(cal, "ece") << "  MCE " << fmt(cal, "mce") << "  Brier "
+    os << "  mc (" << m.value("style", std::string()) << ")"
+       << std::string(std::max<int>(1, 17 - int(m.value("style", std::string()).size())), ' ') << "acc "
+       << fmt(m, "accuracy") << "  ECE " << fmt(cal, "ece") << "  MCE " << fmt(cal, "mce") << "  Brier "
        << fmt(cal, "brier") << "  AUROC " << fmt(cal, "auroc") << "  no letter " << m.value("no_letter", 0) << "/"
        << m.value("n", 0) << "\n";
   }

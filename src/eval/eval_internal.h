@@ -100,8 +100,8 @@ struct McItems {
   std::vector<int> truth;                   // 0..4
 };
 McItems world_mc_items(EvalContext& ctx, int64_t limit);
-// Seed 001's letter method over the items in batches (response prefix "(" in the seed style);
-// without the image when !with_image (the seed's released calibration code).
+// The calibration study's letter method over the items in batches (response prefix "(" in the calibration study's
+// style); without the image when !with_image (the calibration study's released calibration code).
 std::vector<LetterAnswer> answer_letters(EvalContext& ctx, const McItems& items, LetterOptions options,
                                          bool with_image, const std::string& progress_label);
 

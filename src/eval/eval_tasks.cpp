@@ -1,7 +1,7 @@
-// The tasks of the evaluation suite: POPE, CHAIR, multiple choice (seed 001's letter method),
+// The tasks of the evaluation suite: POPE, CHAIR, multiple choice (the calibration study's letter method),
 // "I don't know" with prompt variants and text-vs-image uncertainty, reasoning step accuracy.
 // Truth comes from the world's verifier; nothing a verifier cannot judge is dropped: it is
-// counted as "unverifiable" (SPEC §6).
+// counted as "unverifiable" (as the papers score vague text: it earns nothing).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -95,10 +95,20 @@ Json eval_pope_items(EvalContext& ctx, const std::vector<PopeItem>& items, const
   for (size_t i = 0; i < items.size(); ++i) {
     const int p = parse_yes_no(answers[i].text);
     const double py = answers[i].p_yes;
-    ctx.add_sample({{"task", task}, {"group", task + "/" + items[i].category}, {"question_id", items[i].question_id},
-                    {"image", items[i].image}, {"question", items[i].text}, {"answer", answers[i].text},
-                    {"label", items[i].label ? "yes" : "no"}, {"prediction", p == 1 ? "yes" : p == 0 ? "no" : "unparsed"},
-                    {"p_yes", py}, {"confidence", p == 1 ? py : p == 0 ? 1 - py : std::max(py, 1 - py)},
+    ctx.add_sample({{"task", task},
+                    {"group", task + "/" + items[i].category},
+                    {"question_id", items[i].question_id},
+                    {"image", items[i].image},
+                    {"question", items[i].text},
+                    {"answer", answers[i].text},
+                    {"label", items[i].label ? "yes" : "no"},
+                    {"prediction", p == 1   ? "yes"
+                                   : p == 0 ? "no"
+                                            : "unparsed"},
+                    {"p_yes", py},
+                    {"confidence", p == 1   ? py
+                                   : p == 0 ? 1 - py
+                                            : std::max(py, 1 - py)},
                     {"correct", (p == 1 && items[i].label) || (p == 0 && !items[i].label)}});
   }
   return out;
@@ -189,7 +199,7 @@ McItems world_mc_items(EvalContext& ctx, int64_t lim) {
   McItems m;
   m.records = ctx.read_split_jsonl("mc.jsonl", lim);
   if (m.records.empty()) fail("run_eval: ", ctx.split_file("mc.jsonl"), ": no questions");
-  const bool seed = ctx.opt.mc_style == "seed";
+  const bool study_style = ctx.opt.mc_style == "calibration-study";
   for (const auto& j : m.records) {
     const std::string where = j["_where"].get<std::string>();
     const auto options = json_get<std::vector<std::string>>(j, "options", where);
@@ -197,8 +207,8 @@ McItems world_mc_items(EvalContext& ctx, int64_t lim) {
     if (answer.size() != 1 || answer[0] < 'A' || answer[0] >= char('A' + options.size()))
       fail("run_eval: ", where, ": answer '", answer, "' is not an option letter");
     m.truth.push_back(answer[0] - 'A');
-    m.prompts.push_back(seed ? seed_mc_prompt(json_get<std::string>(j, "question", where), options)
-                             : json_get<std::string>(j, "prompt", where));
+    m.prompts.push_back(study_style ? calibration_study_mc_prompt(json_get<std::string>(j, "question", where), options)
+                                    : json_get<std::string>(j, "prompt", where));
     m.paths.push_back(ctx.world_dir + "/" + json_get<std::string>(j, "image", where));
   }
   return m;
@@ -206,7 +216,7 @@ McItems world_mc_items(EvalContext& ctx, int64_t lim) {
 
 std::vector<LetterAnswer> answer_letters(EvalContext& ctx, const McItems& items, LetterOptions lo, bool with_image,
                                          const std::string& label) {
-  lo.response_prefix = ctx.opt.mc_style == "seed" ? "(" : "";
+  lo.response_prefix = ctx.opt.mc_style == "calibration-study" ? "(" : "";
   std::vector<LetterAnswer> answers;
   std::unique_ptr<Progress> bar;
   if (ctx.opt.progress) bar = std::make_unique<Progress>(label, int64_t(items.prompts.size()), "questions");
@@ -266,7 +276,8 @@ Json eval_mc(EvalContext& ctx) {
   out["answered"] = int64_t(conf.size());
   out["no_letter"] = no_letter;
   out["accuracy"] = double(right) / double(answers.size());           // no letter counts as wrong
-  out["accuracy_answered"] = num(ratio(double(right), double(conf.size())));  // seed: skipped
+  out["accuracy_answered"] =
+      num(ratio(double(right), double(conf.size())));  // the calibration study's accuracy (skipped ones out)
   Json dist = Json::object();
   for (int l = 0; l < kMaxOptions; ++l) dist[std::string(1, char('A' + l))] = letter_counts[l];
   out["predicted_letters"] = dist;
@@ -316,7 +327,8 @@ Json eval_idk(EvalContext& ctx) {
   for (const char* variant : {"plain", "hint"}) {
     const bool hint = std::string(variant) == "hint";
     std::vector<std::string> prompts;
-    for (size_t i = 0; i < n; ++i) prompts.push_back(hint ? items[i].question + " " + ctx.opt.idk_hint : items[i].question);
+    for (size_t i = 0; i < n; ++i)
+      prompts.push_back(hint ? items[i].question + " " + ctx.opt.idk_hint : items[i].question);
     auto answers = ctx.answer_all(std::string("idk/") + variant, prompts, images, ctx.opt.short_tokens);
     int64_t n_ans = 0, n_unans = 0, right_ans = 0, idk_ans = 0, idk_unans = 0, no_answer = 0, right = 0;
     std::vector<double> conf;
@@ -370,7 +382,8 @@ Json eval_idk(EvalContext& ctx) {
     Json modality;
     for (const char* cond : {"image", "blank", "none"}) {
       const std::string c = cond;
-      std::vector<const Image*> ims = c == "image" ? with : std::vector<const Image*>(mod.size(), c == "blank" ? &blank : nullptr);
+      std::vector<const Image*> ims =
+          c == "image" ? with : std::vector<const Image*>(mod.size(), c == "blank" ? &blank : nullptr);
       auto answers = ctx.answer_all("modality/" + c, prompts, ims, ctx.opt.short_tokens);
       double ent = 0, first = 0, confsum = 0;
       int64_t right = 0, idk = 0;

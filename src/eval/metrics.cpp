@@ -1,6 +1,6 @@
 // Calibration, ranking, POPE, CHAIR and step metrics. Definitions: docs/metrics.md.
 // Each ranking metric follows scikit-learn's definition exactly (tests/reference/metrics_ref.py
-// cross-checks them); the binned calibration metrics follow seed 001's released code (10
+// cross-checks them); the binned calibration metrics follow the calibration study's released code (10
 // equal-width bins, bin = min(floor(conf * 10), 9), empty bins skipped).
 #include "mmb/metrics.h"
 
@@ -206,7 +206,7 @@ std::string calibration_definition(int num_bins) {
   std::ostringstream os;
   os << "top-label: confidence of the chosen answer vs its correctness; ECE/MCE over " << num_bins
      << " equal-width bins, bin = min(floor(conf*" << num_bins << "), " << num_bins - 1
-     << "), empty bins skipped (seed 001); ece_equal_mass over " << num_bins
+     << "), empty bins skipped (the calibration study); ece_equal_mass over " << num_bins
      << " equal-count bins; AUROC/AUPRC rank correct above wrong; AURC = risk-coverage area";
   return os.str();
 }

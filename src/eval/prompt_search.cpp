@@ -1,6 +1,6 @@
-// Iterative prompt optimisation, seed 001 §2.3. Departures: the seed's paraphraser is an
+// Iterative prompt optimisation, the calibration study. Departures: the calibration study's paraphraser is an
 // external LLM (GPT); ours is pluggable (rules for the world, or the model's own LM); ties in the
-// seed's sort key are broken by accuracy, then by first appearance, so the search is deterministic.
+// study's sort key are broken by accuracy, then by first appearance, so the search is deterministic.
 #include "mmb/prompt_search.h"
 
 #include <algorithm>
@@ -41,7 +41,8 @@ const std::vector<Rule>& rules() {
   return r;
 }
 
-const std::vector<const char*> kLeadIns = {"I think", "Perhaps", "Honestly,", "Looking at the image,", "If unsure, guess:"};
+const std::vector<const char*> kLeadIns = {"I think", "Perhaps", "Honestly,", "Looking at the image,",
+                                           "If unsure, guess:"};
 const std::vector<const char*> kHedges = {"if I am not mistaken", "I believe", "as far as I can tell"};
 
 bool word_boundary(const std::string& s, size_t pos, size_t len) {
@@ -161,7 +162,7 @@ std::unique_ptr<Paraphraser> make_model_paraphraser(Vlm& vlm, int64_t max_new_to
 }
 
 Json prompt_search(Vlm& vlm, const std::string& world_dir, Paraphraser& paraphraser, const PromptSearchOptions& o) {
-  if (o.seeds.empty()) fail("prompt_search: no seed prompts");
+  if (o.start_prompts.empty()) fail("prompt_search: no start prompts");
   if (o.keep < 1 || o.paraphrases < 1 || o.rounds < 0)
     fail("prompt_search: keep and paraphrases must be >= 1 and rounds >= 0 (got ", o.keep, ", ", o.paraphrases, ", ",
          o.rounds, ")");
@@ -191,7 +192,8 @@ Json prompt_search(Vlm& vlm, const std::string& world_dir, Paraphraser& paraphra
     return cache.emplace(prompt, s).first->second;
   };
   auto better = [&](const Scored* a, const Scored* b) {
-    const double ba = std::floor(a->accuracy / o.accuracy_bucket + 1e-12), bb = std::floor(b->accuracy / o.accuracy_bucket + 1e-12);
+    const double ba = std::floor(a->accuracy / o.accuracy_bucket + 1e-12),
+                 bb = std::floor(b->accuracy / o.accuracy_bucket + 1e-12);
     if (ba != bb) return ba > bb;
     if (a->ece != b->ece) return a->ece < b->ece;
     if (a->accuracy != b->accuracy) return a->accuracy > b->accuracy;
@@ -216,7 +218,7 @@ Json prompt_search(Vlm& vlm, const std::string& world_dir, Paraphraser& paraphra
              std::to_string(cache.size()) + " prompts scored)");
   };
   std::vector<const Scored*> pool;
-  for (const auto& s : o.seeds) pool.push_back(&get(s, "", 0));
+  for (const auto& s : o.start_prompts) pool.push_back(&get(s, "", 0));
   select(pool, 0);
   for (int round = 1; round <= o.rounds; ++round) {
     pool = kept;
@@ -233,13 +235,14 @@ Json prompt_search(Vlm& vlm, const std::string& world_dir, Paraphraser& paraphra
   out["candidates_scored"] = int64_t(cache.size());
   out["best"] = kept.front()->to_json();
   out["train"] = {{"split", o.train_split}, {"questions", int64_t(train_items.prompts.size())}};
-  // Held-out check: the best prompt, the seeds and no suffix.
+  // Held-out check: the best prompt, the start prompts and no suffix.
   const auto test_items = eval_detail::world_mc_items(test_ctx, o.test_limit);
   Json test;
   test["split"] = o.test_split;
   test["best"] = score(test_ctx, test_items, kept.front()->prompt, o.num_bins).to_json();
-  test["seeds"] = Json::array();
-  for (const auto& s : o.seeds) test["seeds"].push_back(score(test_ctx, test_items, s, o.num_bins).to_json());
+  test["start_prompts"] = Json::array();
+  for (const auto& s : o.start_prompts)
+    test["start_prompts"].push_back(score(test_ctx, test_items, s, o.num_bins).to_json());
   test["none"] = score(test_ctx, test_items, "", o.num_bins).to_json();
   out["test"] = test;
   return out;

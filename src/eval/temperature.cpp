@@ -1,7 +1,7 @@
-// Temperature scaling, seed 001 §2.2 (Guo et al. 2017's single-parameter variant). The seed fits
+// Temperature scaling, the calibration study (Guo et al. 2017's single-parameter variant). The calibration study fits
 // T on a grid 0.01..9.99 (kept as method "grid"); our default is a golden-section search on
 // log T inside a bracket from a log-spaced grid, which finds the same minimum without the grid's
-// 0.01 resolution or its 9.99 cap. The seed's released code fits without the image (a bug); the
+// 0.01 resolution or its 9.99 cap. The calibration study's released code fits without the image (a bug); the
 // caller chooses what the logits were computed from (`mmb calibrate --no-image`).
 #include "mmb/calibration.h"
 
@@ -86,7 +86,9 @@ TemperatureFit fit_temperature(const torch::Tensor& logits, const torch::Tensor&
     grid_nll[size_t(k)] = nll(std::exp(lo + (hi - lo) * double(k) / double(points - 1)));
     if (grid_nll[size_t(k)] < grid_nll[size_t(best)]) best = k;
   }
-  auto at = [&](int64_t k) { return lo + (hi - lo) * double(std::clamp<int64_t>(k, 0, points - 1)) / double(points - 1); };
+  auto at = [&](int64_t k) {
+    return lo + (hi - lo) * double(std::clamp<int64_t>(k, 0, points - 1)) / double(points - 1);
+  };
   double a = at(best - 1), b = at(best + 1);
   // Golden section on u = log T.
   const double g = (std::sqrt(5.0) - 1) / 2;

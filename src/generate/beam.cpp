@@ -54,7 +54,8 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
   c10::InferenceMode inference;
   const int64_t nb = opt.num_beams, ng_ = opt.num_groups;
   if (start.last_logits.size(0) != 1) fail("beam_search: expects a single-row state, got ", start.last_logits.size(0));
-  if (nb < 1 || ng_ < 1 || nb % ng_) fail("beam_search: num_beams ", nb, " must be a positive multiple of num_groups ", ng_);
+  if (nb < 1 || ng_ < 1 || nb % ng_)
+    fail("beam_search: num_beams ", nb, " must be a positive multiple of num_groups ", ng_);
   if (opt.stop.max_new_tokens < 1) fail("beam_search: max_new_tokens must be >= 1");
   const int64_t gs = nb / ng_;
   DecodeState st = start.select(torch::zeros({nb}, torch::kLong));
@@ -113,7 +114,8 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
       if (int64_t(finished[g].size()) >= gs) {
         double best_open = -1e30;
         for (int64_t i = 0; i < gs; ++i)
-          best_open = std::max(best_open, normalised(next[r0 + i].score, next[r0 + i].tokens.size(), opt.length_penalty));
+          best_open =
+              std::max(best_open, normalised(next[r0 + i].score, next[r0 + i].tokens.size(), opt.length_penalty));
         if (best_open <= finished[g].back().score) group_done[g] = true;
       }
     }
@@ -129,7 +131,10 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
       for (int64_t i = 0; i < gs; ++i) {
         const Open& o = beams[g * gs + i];
         if (o.score <= -1e17 || o.tokens.empty()) continue;
-        add_finished(finished[g], Beam{o.tokens, o.logprobs, o.score, normalised(o.score, o.tokens.size(), opt.length_penalty), g, "length"}, gs);
+        add_finished(
+            finished[g],
+            Beam{o.tokens, o.logprobs, o.score, normalised(o.score, o.tokens.size(), opt.length_penalty), g, "length"},
+            gs);
       }
     for (auto& b : finished[g]) out.push_back(std::move(b));
   }

@@ -6,6 +6,7 @@
 #include "mmb/error.h"
 #include "mmb/generate.h"
 #include "mmb/sentences.h"
+#include "mmb/strings.h"
 
 namespace mmb {
 namespace {
@@ -42,10 +43,6 @@ void filter_top_k_top_p(torch::Tensor& logits, int64_t top_k, double top_p) {
     auto remove = torch::zeros_like(remove_sorted).scatter(-1, std::get<1>(sorted), remove_sorted);
     logits = logits.masked_fill(remove, neg_inf);
   }
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace

@@ -24,8 +24,10 @@ torch::Tensor image_to_pixel_values(const Image& image, int64_t size) {
                .div(255.0)
                .unsqueeze(0);  // (1, 3, H, W)
   if (image.height != size || image.width != size)
-    t = torch::nn::functional::interpolate(
-        t, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{size, size}).mode(torch::kBilinear).align_corners(false));
+    t = torch::nn::functional::interpolate(t, torch::nn::functional::InterpolateFuncOptions()
+                                                  .size(std::vector<int64_t>{size, size})
+                                                  .mode(torch::kBilinear)
+                                                  .align_corners(false));
   return clip_normalize(t).squeeze(0);  // (3, size, size)
 }
 
@@ -36,20 +38,6 @@ LlavaConfig with_token_ids(LlavaConfig c, const Tokenizer& tok) {
   c.text.pad_token_id = tok.pad_id();
   c.image_token_index = tok.image_id();
   return c;
-}
-
-ChatTemplate chat_template_for(const std::string& model_dir) {
-  const std::string path = model_dir + "/chat_template.json";
-  std::ifstream probe(path);
-  if (!probe) return ChatTemplate::vicuna_v1();
-  Json j = read_json_file(path);
-  ChatTemplate t = ChatTemplate::by_name(json_get<std::string>(j, "name", path));
-  if (j.contains("system")) t.system = json_get<std::string>(j, "system", path);
-  return t;
-}
-
-void write_chat_template(const std::string& model_dir, const ChatTemplate& tmpl) {
-  write_json_file(model_dir + "/chat_template.json", {{"name", tmpl.name}, {"system", tmpl.system}});
 }
 
 Vlm Vlm::load(const std::string& dir, torch::Device device) {

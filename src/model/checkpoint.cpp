@@ -1,12 +1,11 @@
 // Model directories: weight-name table, validation of every tensor, sharded safetensors.
 #include "mmb/checkpoint.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
+#include <filesystem>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -16,15 +15,6 @@
 
 namespace mmb {
 namespace {
-
-bool is_dir(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-bool exists(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0;
-}
 
 // Weight-name table: checkpoint layout of transformers >= 4.52 -> mmb's (classic HF) names.
 const std::pair<const char*, const char*> kNameTable[] = {
@@ -51,11 +41,11 @@ struct TensorSource {
 TensorSource open_tensors(const std::string& path) {
   TensorSource src;
   std::vector<std::string> paths;
-  if (!is_dir(path)) {
+  if (!std::filesystem::is_directory(path)) {
     paths.push_back(path);
-  } else if (exists(path + "/model.safetensors")) {
+  } else if (std::filesystem::exists(path + "/model.safetensors")) {
     paths.push_back(path + "/model.safetensors");
-  } else if (exists(path + "/model.safetensors.index.json")) {
+  } else if (std::filesystem::exists(path + "/model.safetensors.index.json")) {
     Json idx = read_json_file(path + "/model.safetensors.index.json");
     const Json& map = idx.contains("weight_map") ? idx["weight_map"] : Json();
     if (!map.is_object()) fail("load_weights: ", path, "/model.safetensors.index.json has no weight_map object");
@@ -104,7 +94,8 @@ void load_weights(torch::nn::Module& module, const std::string& path) {
     const auto* entry = &*std::find_if(it->second.first->entries().begin(), it->second.first->entries().end(),
                                        [&](const SafetensorsEntry& e) { return e.name == it->second.second; });
     if (c10::IntArrayRef(entry->shape) != p.value().sizes())
-      bad_shape.push_back(p.key() + " (file " + shape_str(entry->shape) + ", model " + shape_str(p.value().sizes()) + ")");
+      bad_shape.push_back(p.key() + " (file " + shape_str(entry->shape) + ", model " + shape_str(p.value().sizes()) +
+                          ")");
   }
   for (const auto& [name, src_entry] : src.by_name) {
     (void)src_entry;
@@ -209,7 +200,7 @@ std::string inspect_model_dir(const std::string& dir) {
        << "parameters: " << fmt(count_parameters(*m)) << " (vision " << fmt(count_parameters(*m, "vision_model."))
        << ", text " << fmt(count_parameters(*m, "text_model.")) << ")\n";
   }
-  os << "tokenizer: " << (exists(dir + "/tokenizer.model") ? "tokenizer.model" : "(none)") << "\n";
+  os << "tokenizer: " << (std::filesystem::exists(dir + "/tokenizer.model") ? "tokenizer.model" : "(none)") << "\n";
   return os.str();
 }
 

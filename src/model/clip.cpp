@@ -51,7 +51,7 @@ torch::Tensor ClipEncoderLayerImpl::forward(const torch::Tensor& x, const torch:
   if (act_ == "quick_gelu") {
     // fc2(z·σ(1.702 z)), z = fc1(h2), as fc2'(silu(fc1'(h2))) with fc1' = 1.702·fc1 and fc2's
     // weight / 1.702: the same function, and its activation is libtorch's one fused silu kernel
-    // instead of three elementwise ops and their backward (CLIP step 1.06-1.09x; docs/performance.md).
+    // instead of three elementwise ops and their backward (docs/performance.md has the CLIP step's time).
     namespace F = torch::nn::functional;
     constexpr double k = 1.702;
     auto z = torch::silu(F::linear(h2, fc1_->weight * k, fc1_->bias * k));  // (B, T, I)
@@ -77,7 +77,8 @@ ClipVisionTransformerImpl::ClipVisionTransformerImpl(const ClipVisionConfig& c) 
     }
   }
   patch_embedding_ = emb->register_module(
-      "patch_embedding", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, c.hidden_size, patch).stride(patch).bias(false)));
+      "patch_embedding",
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(in, c.hidden_size, patch).stride(patch).bias(false)));
   position_embedding_ =
       emb->register_module("position_embedding", torch::nn::Embedding(c.num_patches() + 1, c.hidden_size));
   auto ln = torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps);
@@ -187,8 +188,9 @@ ClipModelImpl::ClipModelImpl(const ClipConfig& c) : cfg_(c) {
   validate(c);
   text_model_ = register_module("text_model", ClipTextTransformer(c.text));
   vision_model_ = register_module("vision_model", ClipVisionTransformer(c.vision));
-  visual_projection_ = register_module(
-      "visual_projection", torch::nn::Linear(torch::nn::LinearOptions(c.vision.hidden_size, c.projection_dim).bias(false)));
+  visual_projection_ =
+      register_module("visual_projection",
+                      torch::nn::Linear(torch::nn::LinearOptions(c.vision.hidden_size, c.projection_dim).bias(false)));
   text_projection_ = register_module(
       "text_projection", torch::nn::Linear(torch::nn::LinearOptions(c.text.hidden_size, c.projection_dim).bias(false)));
   logit_scale_ = register_parameter("logit_scale", torch::tensor(c.logit_scale_init_value));

@@ -12,6 +12,7 @@
 #include "clip_layer.h"
 #include "mmb/error.h"
 #include "mmb/model.h"
+#include "mmb/strings.h"
 
 namespace mmb {
 namespace {
@@ -309,7 +310,8 @@ torch::Tensor LlavaForConditionalGenerationImpl::forward_hidden(const VlmInput& 
   }
   torch::Tensor keep = all_real ? torch::Tensor() : mask.to(torch::kBool);  // (B, T); undefined = all
   if (in.key_keep.defined()) {
-    if (in.key_keep.sizes() != ids.sizes()) fail("Llava::forward: key_keep ", in.key_keep.sizes(), " != input_ids ", ids.sizes());
+    if (in.key_keep.sizes() != ids.sizes())
+      fail("Llava::forward: key_keep ", in.key_keep.sizes(), " != input_ids ", ids.sizes());
     keep = keep.defined() ? keep & in.key_keep.to(torch::kBool) : in.key_keep.to(torch::kBool);
   }
   const int64_t start = cache ? cache->length : 0;
@@ -334,10 +336,6 @@ torch::Tensor LlavaForConditionalGenerationImpl::logits(const torch::Tensor& hid
 }
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // A CLIP tower's layers are "<tower>encoder.layers.<i>." (the Llama decoder's are "model.layers.").
 const std::string kClipLayers = "encoder.layers.";

@@ -10,8 +10,10 @@
 #include "mmb/chat_template.h"
 
 #include <cctype>
+#include <filesystem>
 
 #include "mmb/error.h"
+#include "mmb/json.h"
 
 namespace mmb {
 namespace {
@@ -173,6 +175,19 @@ ChatExample expand_image_tokens(const ChatExample& ex, int32_t image_id, int64_t
     if (i < ex.response_begin) out.response_begin += static_cast<size_t>(num_image_tokens - 1);
   }
   return out;
+}
+
+ChatTemplate chat_template_for(const std::string& model_dir) {
+  const std::string path = model_dir + "/chat_template.json";
+  if (!std::filesystem::exists(path)) return ChatTemplate::vicuna_v1();
+  Json j = read_json_file(path);
+  ChatTemplate t = ChatTemplate::by_name(json_get<std::string>(j, "name", path));
+  if (j.contains("system")) t.system = json_get<std::string>(j, "system", path);
+  return t;
+}
+
+void write_chat_template(const std::string& model_dir, const ChatTemplate& tmpl) {
+  write_json_file(model_dir + "/chat_template.json", {{"name", tmpl.name}, {"system", tmpl.system}});
 }
 
 }  // namespace mmb

@@ -25,6 +25,7 @@
 #include "mmb/error.h"
 #include "mmb/json.h"
 #include "mmb/jsonl.h"
+#include "mmb/strings.h"
 
 namespace mmb {
 namespace detail {
@@ -116,7 +117,8 @@ SpApi load_api(bool with_trainer) {
     a.load);
   b("_ZNK13sentencepiece22SentencePieceProcessor6EncodeESt17basic_string_viewIcSt11char_traitsIcEEPSt6vectorIiSaIiEE",
     a.encode);
-  b("_ZNK13sentencepiece22SentencePieceProcessor6DecodeERKSt6vectorIiSaIiEEPNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE",
+  b("_ZNK13sentencepiece22SentencePieceProcessor6DecodeERKSt6vectorIiSaIiEEPNSt7__cxx1112basic_stringIcSt11char_"
+    "traitsIcESaIcEEE",
     a.decode);
   b("_ZNK13sentencepiece22SentencePieceProcessor12GetPieceSizeEv", a.piece_size);
   b("_ZNK13sentencepiece22SentencePieceProcessor9PieceToIdESt17basic_string_viewIcSt11char_traitsIcEE",
@@ -229,10 +231,6 @@ void push_lines(std::string_view text, std::vector<std::string>& out) {
     if (!line.empty()) out.push_back(std::move(line));
     start = nl + 1;
   }
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Training sentences from one JSON record (see read_text_corpus).

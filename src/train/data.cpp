@@ -87,8 +87,10 @@ torch::Tensor load_image_u8(const std::string& path, int64_t size) {
   auto t = torch::from_blob(img.pixels.data(), {img.height, img.width, 3}, torch::kUInt8).permute({2, 0, 1});
   if (img.height != size || img.width != size) {
     auto f = t.unsqueeze(0).to(torch::kFloat32);
-    f = torch::nn::functional::interpolate(
-        f, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{size, size}).mode(torch::kBilinear).align_corners(false));
+    f = torch::nn::functional::interpolate(f, torch::nn::functional::InterpolateFuncOptions()
+                                                  .size(std::vector<int64_t>{size, size})
+                                                  .mode(torch::kBilinear)
+                                                  .align_corners(false));
     return f.squeeze(0).round().clamp(0, 255).to(torch::kUInt8);
   }
   return t.clone();
@@ -177,7 +179,8 @@ SftDataset::SftDataset(const std::vector<ConversationSample>& samples, const std
     ex = expand_image_tokens(ex, tok.image_id(), cfg.image_seq_length());
     if (int64_t(ex.ids.size()) > options.max_length) {
       if (options.error_on_too_long)
-        fail("SftDataset: ", s.where, " (", s.id, ") has ", ex.ids.size(), " tokens, over max_length ", options.max_length);
+        fail("SftDataset: ", s.where, " (", s.id, ") has ", ex.ids.size(), " tokens, over max_length ",
+             options.max_length);
       ++report_.rejected_too_long;  // never truncated: a cut could fall inside the image span
       if (report_.rejected_examples.size() < 5)
         report_.rejected_examples.push_back(s.where + " (" + std::to_string(ex.ids.size()) + " tokens)");
@@ -205,7 +208,8 @@ SftDataset::SftDataset(const std::vector<ConversationSample>& samples, const std
   }
   report_.used = int64_t(ids_.size());
   report_.images = int64_t(images.size());
-  if (ids_.empty()) fail("SftDataset: no usable samples (", report_.rejected_too_long, " over max_length ", options.max_length, ")");
+  if (ids_.empty())
+    fail("SftDataset: no usable samples (", report_.rejected_too_long, " over max_length ", options.max_length, ")");
   if (!images.empty()) images_ = torch::stack(images);
 }
 
@@ -325,7 +329,8 @@ CaptionDataset::CaptionDataset(const std::string& jsonl, const std::string& imag
                                int64_t image_size, int64_t max_tokens, HardNegativeOptions negatives,
                                std::vector<std::string> tag_words)
     : pad_id_(tok.pad_id()) {
-  if (negatives.per_caption < 0) fail("CaptionDataset: hard negatives per caption must be >= 0, got ", negatives.per_caption);
+  if (negatives.per_caption < 0)
+    fail("CaptionDataset: hard negatives per caption must be >= 0, got ", negatives.per_caption);
   // BOS caption EOS, cut to max_tokens keeping EOS; the images' own captions count as truncated.
   auto encode = [&](const std::string& caption, bool count) {
     auto ids = tok.encode(caption, /*add_bos=*/true);
@@ -353,7 +358,8 @@ CaptionDataset::CaptionDataset(const std::string& jsonl, const std::string& imag
     // a resumed run sees exactly the batches of an uninterrupted one.
     std::vector<std::vector<int32_t>> negs;
     if (negatives.per_caption > 0)
-      for (const auto& n : hard_negative_captions(cap, negatives, negatives.per_caption, 0x9E3779B97F4A7C15ULL ^ ids_.size()))
+      for (const auto& n :
+           hard_negative_captions(cap, negatives, negatives.per_caption, 0x9E3779B97F4A7C15ULL ^ ids_.size()))
         negs.push_back(encode(n, false));
     negatives_.push_back(std::move(negs));
     try {

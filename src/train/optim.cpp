@@ -6,13 +6,10 @@
 #include <type_traits>
 
 #include "mmb/error.h"
+#include "mmb/strings.h"
 
 namespace mmb {
 namespace {
-
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
 
 // libtorch keys optimiser state by the parameter's TensorImpl: a std::string of the pointer in
 // 1.13, the pointer itself in 2.x. Build whichever key the running version uses.

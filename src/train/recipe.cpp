@@ -1,9 +1,8 @@
 // The default recipe: world -> tokenizer -> CLIP -> VLM SFT, resumable phase by phase.
 #include "mmb/recipe.h"
 
-#include <sys/stat.h>
-
 #include <chrono>
+#include <filesystem>
 
 #include "mmb/atomic_file.h"
 #include "mmb/chat_template.h"
@@ -20,15 +19,10 @@
 namespace mmb {
 namespace {
 
-bool exists(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0;
-}
-
 // Runs `fn` unless `done_marker` exists; logs the phase and its wall time.
 void phase(const std::string& name, const std::string& done_marker, RunDir* run, Json& times,
            const std::function<void()>& fn) {
-  if (exists(done_marker)) {
+  if (std::filesystem::exists(done_marker)) {
     log_info("phase " + name + ": already done (" + done_marker + ")");
     return;
   }
@@ -97,7 +91,8 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     const ChatTemplate tmpl = world_template();
     t.symbols = {tmpl.user_role + ":", tmpl.assistant_role + ":"};
     // The template line 2000 times: too few against the world's text to merge the system prompt's
-    // words (it stays 14 pieces), but it is the corpus of the tokenizer runs L and M measured.
+    // words (it stays 14 pieces); kept because the recipe's measured numbers come from this corpus
+    // (docs/results/base-model.md).
     t.lines = {render_chat(tmpl, {{"question", "answer"}}, false)};
     for (int i = 0; i < 2000; ++i) t.lines.push_back(t.lines.front());
     t.vocab_size = int32_t(o.vocab_size);
@@ -117,7 +112,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
 
   phase("clip", clip + "/model/model.safetensors", run, times, [&] {
     const ClipConfig cc = base_clip_config(o.vlm.vision, tok.num_ids(), tok.eos_id());
-    if (!exists(clip + "/init/config.json")) {
+    if (!std::filesystem::exists(clip + "/init/config.json")) {
       ClipModel m(cc);
       init_dir(clip + "/init", to_json(cc), *m, 0.02);
     }
@@ -175,7 +170,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     sub.finish();
   };
   auto make_init = [&] {
-    if (exists(sft + "/init/config.json")) return;
+    if (std::filesystem::exists(sft + "/init/config.json")) return;
     const LlavaConfig vc = with_token_ids(o.vlm, tok);
     LlavaForConditionalGeneration m(vc);
     init_dir(sft + "/init", to_json(vc), *m, vc.text.initializer_range);

@@ -16,6 +16,7 @@
 #include "mmb/run_dir.h"
 #include "mmb/safetensors.h"
 #include "mmb/vlm.h"
+#include "run_util.h"
 
 namespace mmb {
 
@@ -65,7 +66,8 @@ LossOutput clip_loss(ClipModel& model, const ClipBatch& b, const ClipTagLoss* ta
     img = e;
     // Per-patch tag logits pooled over patches: max (multiple-instance learning: a tag is in the
     // image if some patch shows it) or mean.
-    auto per_patch = torch::nn::functional::linear(h.narrow(1, 1, h.size(1) - 1), tag->head->weight, tag->head->bias);  // (B, P-1, K)
+    auto per_patch = torch::nn::functional::linear(h.narrow(1, 1, h.size(1) - 1), tag->head->weight,
+                                                   tag->head->bias);     // (B, P-1, K)
     if (tag->pool == "max") tag_logits = std::get<0>(per_patch.max(1));  // (B, K)
     else if (tag->pool == "mean") tag_logits = per_patch.mean(1);
     else fail("clip_loss: tag pooling must be 'max' or 'mean', got '", tag->pool, "'");
@@ -124,54 +126,6 @@ namespace {
 
 constexpr const char* kTagHeadName = "mmb_tag_head";
 
-// Copies config.json and tokenizer.model of the starting model into checkpoints and the result.
-void copy_side_files(const std::string& from_dir, const std::string& to_dir, const Json& config) {
-  write_json_file(to_dir + "/config.json", config);
-  write_file_atomic(to_dir + "/tokenizer.model", read_file(from_dir + "/tokenizer.model"));
-  std::ifstream tmpl(from_dir + "/chat_template.json");
-  if (tmpl) write_file_atomic(to_dir + "/chat_template.json", read_file(from_dir + "/chat_template.json"));
-}
-
-TrainOptions base_train_options(const std::string& out, int64_t steps, double warmup_ratio, double grad_clip,
-                                int64_t grad_accum, int64_t checkpoint_every, uint64_t seed) {
-  TrainOptions t;
-  t.out_dir = out;
-  t.total_steps = steps;
-  t.warmup_steps = int64_t(std::round(warmup_ratio * double(steps)));
-  t.grad_clip = grad_clip;
-  t.grad_accum = grad_accum;
-  t.checkpoint_every = checkpoint_every;
-  t.seed = seed;
-  t.weight_by_tokens = true;
-  return t;
-}
-
-void check_batch(const char* who, int64_t batch, const Distributed& dist) {
-  const int64_t world = std::max(1, dist.world_size());
-  if (batch < world || batch % world)
-    fail(who, ": batch size ", batch, " must be a positive multiple of the world size ", world);
-}
-
-// Attaches the run directory and process group, resumes from <out>/checkpoints if any, trains,
-// and writes the final model (with tokenizer and template) to <out>/model on rank 0.
-// `before_save` runs on the trained model before it is written (e.g. to drop a training-only head).
-StepStats train_and_save(Trainer& trainer, RunDir* run, Distributed& dist, torch::nn::Module& model,
-                         const Json& config, const std::string& model_dir, const std::string& out,
-                         const std::function<void()>& before_save = {}) {
-  trainer.set_run_dir(run);
-  if (dist.active()) trainer.set_distributed(&dist);
-  trainer.set_checkpoint_hook([&](const std::string& dir) { copy_side_files(model_dir, dir, config); });
-  if (trainer.resume()) log_info("resumed at step " + std::to_string(trainer.step_count()));
-  StepStats last = trainer.train();
-  if (before_save) before_save();
-  if (dist.is_main()) {
-    model.eval();
-    save_model_dir(out + "/model", config, model);
-    copy_side_files(model_dir, out + "/model", config);
-  }
-  return last;
-}
-
 }  // namespace
 
 StepStats run_sft(const SftRunOptions& o, RunDir* run) {
@@ -214,8 +168,11 @@ StepStats run_sft(const SftRunOptions& o, RunDir* run) {
   log_info("sft data: " + std::to_string(rep.used) + " of " + std::to_string(rep.samples) + " samples, " +
            std::to_string(rep.images) + " images, " + std::to_string(rep.rejected_too_long) + " rejected as too long");
   if (run) {
-    run->set_result("data", {{"samples", rep.samples}, {"used", rep.used}, {"images", rep.images},
-                             {"rejected_too_long", rep.rejected_too_long}, {"rejected_examples", rep.rejected_examples}});
+    run->set_result("data", {{"samples", rep.samples},
+                             {"used", rep.used},
+                             {"images", rep.images},
+                             {"rejected_too_long", rep.rejected_too_long},
+                             {"rejected_examples", rep.rejected_examples}});
   }
 
   ParamGroupOptions popts;
@@ -234,7 +191,8 @@ StepStats run_sft(const SftRunOptions& o, RunDir* run) {
                                          o.checkpoint_every, o.seed);
   Trainer trainer(*model, groups, topt);
   ShardedIndexBatches batches(data.lengths(), o.group_by_length, o.batch_size, o.seed, dist.rank(), dist.world_size());
-  trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) { return sft_loss(model, data.batch(idx)); });
+  trainer.set_data<std::vector<int64_t>>(batches,
+                                         [&](std::vector<int64_t>& idx) { return sft_loss(model, data.batch(idx)); });
   return train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
 }
 
@@ -246,12 +204,14 @@ StepStats run_clip(const ClipRunOptions& o, RunDir* run) {
   auto model = load_clip(o.model_dir);
   const std::vector<std::string> tag_words = o.tag_loss > 0 ? world_tag_words() : std::vector<std::string>{};
   ClipTagLoss tag{nullptr, o.tag_layer, o.tag_loss, o.tag_pool};
-  if (o.tag_pool != "max" && o.tag_pool != "mean") fail("run_clip: --tag-pool must be 'max' or 'mean', got '", o.tag_pool, "'");
+  if (o.tag_pool != "max" && o.tag_pool != "mean")
+    fail("run_clip: --tag-pool must be 'max' or 'mean', got '", o.tag_pool, "'");
   if (o.tag_loss > 0) {
     // Registered on the model so that checkpoints (and an exact resume) carry it; dropped
     // before the model is saved, which stays a plain CLIP.
     const int64_t L = model->config().vision.num_hidden_layers;
-    if (o.tag_layer < -L - 1 || o.tag_layer > L) fail("run_clip: tag layer ", o.tag_layer, " outside -", L + 1, "..", L);
+    if (o.tag_layer < -L - 1 || o.tag_layer > L)
+      fail("run_clip: tag layer ", o.tag_layer, " outside -", L + 1, "..", L);
     tag.head = model->register_module(
         kTagHeadName, torch::nn::Linear(model->config().vision.hidden_size, int64_t(tag_words.size())));
   }
@@ -274,7 +234,8 @@ StepStats run_clip(const ClipRunOptions& o, RunDir* run) {
   Trainer trainer(*model, groups, topt);
   ShardedIndexBatches batches(data.size(), o.batch_size, o.seed, dist.rank(), dist.world_size());
   const ClipTagLoss* tag_ptr = o.tag_loss > 0 ? &tag : nullptr;
-  trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) { return clip_loss(model, data.batch(idx), tag_ptr); });
+  trainer.set_data<std::vector<int64_t>>(
+      batches, [&](std::vector<int64_t>& idx) { return clip_loss(model, data.batch(idx), tag_ptr); });
   return train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out, [&] {
     if (o.tag_loss > 0) model->unregister_module(kTagHeadName);
   });

@@ -158,7 +158,8 @@ std::string Trainer::save_checkpoint() {
     make_dirs(tmp);
 
     std::vector<std::pair<std::string, torch::Tensor>> weights;
-    for (const auto& item : module_.named_parameters(true)) weights.emplace_back(item.key(), item.value().detach().cpu());
+    for (const auto& item : module_.named_parameters(true))
+      weights.emplace_back(item.key(), item.value().detach().cpu());
     for (const auto& item : module_.named_buffers(true)) weights.emplace_back(item.key(), item.value().detach().cpu());
     save_safetensors(tmp + "/model.safetensors", weights, {{"format", "pt"}});
     AdamWStateDump opt = dump_adamw_state(*optimizer_, groups_);
@@ -240,7 +241,8 @@ void Trainer::resume_from(const std::string& dir) {
   if (saved_groups.size() != now_groups.size())
     fail(ctx, ": checkpoint has ", saved_groups.size(), " parameter groups, this run ", now_groups.size());
   for (size_t g = 0; g < now_groups.size(); ++g)
-    if (saved_groups[g].value("name", "") != now_groups[g]["name"] || saved_groups[g].value("params", Json()) != now_groups[g]["params"])
+    if (saved_groups[g].value("name", "") != now_groups[g]["name"] ||
+        saved_groups[g].value("params", Json()) != now_groups[g]["params"])
       fail(ctx, ": parameter group ", g, " ('", now_groups[g]["name"].get<std::string>(),
            "') differs from the checkpoint's (frozen set or model changed?)");
 

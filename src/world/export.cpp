@@ -80,14 +80,14 @@ void build_scene(const WorldConfig& config, uint64_t seed, Split split, int64_t 
                                      {{t.reasoning[i].question, t.reasoning[i].text()}})
                             .dump());
   // Multiple choice in two wordings, alternating by scene: the world's ("Answer with the
-  // option's letter ...", answer "C") and seed 001's ("Please provide the option letter
+  // option's letter ...", answer "C") and the calibration study's ("Please provide the option letter
   // directly.", answer "(C)"), so the letter method works in both `mmb eval --mc-style`s.
   for (size_t i = 0; i < t.mc.size(); ++i) {
     const std::string letter(1, char('A' + t.mc[i].answer));
-    const bool seed_style = (index + int64_t(i)) % 2 == 1;
+    const bool study_style = (index + int64_t(i)) % 2 == 1;
     out.llava.push_back(llava_record(s, "_mc" + std::to_string(i), "mc",
-                                     {{seed_style ? t.mc[i].seed_prompt() : t.mc[i].prompt(),
-                                       seed_style ? "(" + letter + ")" : letter}})
+                                     {{study_style ? t.mc[i].study_prompt() : t.mc[i].prompt(),
+                                       study_style ? "(" + letter + ")" : letter}})
                             .dump());
   }
 
@@ -202,7 +202,7 @@ GenerateSummary generate_world(const WorldConfig& config, uint64_t seed, const s
   train_graphs.shrink_to_fit();
 
   // Workers spend about half their time waiting on fsync of their PNG, so the default runs two
-  // per core (measured: 4 workers write a 4000-scene world ~15% faster than 2 on 2 cores).
+  // per core (more workers than cores write a world faster: docs/performance.md).
   int threads = config.threads > 0 ? config.threads
                                    : 2 * std::max(1, int(std::thread::hardware_concurrency()));
   GenerateSummary summary;

@@ -208,7 +208,9 @@ std::string format_stats(const Json& stats) {
     for (int a = 0; a < kNumShapes; ++a) {
       os << pad(shape_name(Shape(a)), 9);
       for (int b = 0; b < kNumShapes; ++b)
-        os << pad(a == b ? std::string("  -") : fmt("%.2f", cooc[shape_name(Shape(a))][shape_name(Shape(b))].get<double>()), 7);
+        os << pad(
+            a == b ? std::string("  -") : fmt("%.2f", cooc[shape_name(Shape(a))][shape_name(Shape(b))].get<double>()),
+            7);
       os << "\n";
     }
   }

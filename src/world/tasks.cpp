@@ -613,8 +613,9 @@ std::string McQuestion::prompt() const {
   return p;
 }
 
-std::string McQuestion::seed_prompt() const {
-  // Seed 001's wording, as mmb::seed_mc_prompt (src/eval/elicitation.cpp) builds it at evaluation.
+std::string McQuestion::study_prompt() const {
+  // The calibration study's wording, as mmb::calibration_study_mc_prompt (src/eval/elicitation.cpp) builds it at
+  // evaluation.
   std::string p = question;
   for (int i = 0; i < 5; ++i) p += std::string("\n") + char('A' + i) + ". " + options[i];
   return p + "\nPlease provide the option letter directly.";

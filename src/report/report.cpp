@@ -63,8 +63,8 @@ const std::vector<std::pair<const char*, const char*>> kHeadline = {
 };
 
 int top_rank(const std::string& k) {
-  static const std::vector<std::string> kOrder = {"pope", "pope_files", "chair", "mc", "idk", "reasoning",
-                                                  "all", "groups", "labels"};
+  static const std::vector<std::string> kOrder = {"pope",      "pope_files", "chair",  "mc",    "idk",
+                                                  "reasoning", "all",        "groups", "labels"};
   auto it = std::find(kOrder.begin(), kOrder.end(), k);
   if (it != kOrder.end()) return int(it - kOrder.begin());
   return k == "limits" ? 90 : k == "seconds" ? 91 : 50;
@@ -132,8 +132,9 @@ class Page {
         << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>" << html_escape(title)
         << "</title><style>" << kReportStyle << "</style></head><body><main>\n<header><h1>" << html_escape(title)
         << "</h1><p class=\"sub\">generated " << utc_timestamp() << " by mmb " << version() << " (commit "
-        << html_escape(git_commit()) << ") from " << runs_.size() << " run director" << (runs_.size() == 1 ? "y" : "ies")
-        << ", " << cols_.size() << " result set" << (cols_.size() == 1 ? "" : "s") << "</p><nav>";
+        << html_escape(git_commit()) << ") from " << runs_.size() << " run director"
+        << (runs_.size() == 1 ? "y" : "ies") << ", " << cols_.size() << " result set" << (cols_.size() == 1 ? "" : "s")
+        << "</p><nav>";
     if (!cols_.empty()) os_ << "<a href=\"#headline\">Headline</a>";
     if (!calibration_paths_.empty()) os_ << "<a href=\"#calibration\">Calibration</a>";
     if (any_curves()) os_ << "<a href=\"#training\">Training</a>";
@@ -146,8 +147,8 @@ class Page {
         << "</tr></thead><tbody>";
     for (const auto& r : runs_) {
       if (r.manifests.empty())
-        os_ << "<tr><td>" << html_escape(r.name) << "</td><td colspan=\"7\">no manifest.json in "
-            << html_escape(r.dir) << "</td></tr>";
+        os_ << "<tr><td>" << html_escape(r.name) << "</td><td colspan=\"7\">no manifest.json in " << html_escape(r.dir)
+            << "</td></tr>";
       for (const auto& m : r.manifests) {
         const Json& j = m.json;
         const std::string status = j.contains("status") ? text_of(j["status"]) : "";
@@ -207,7 +208,8 @@ class Page {
     for (const auto& [path, label] : kHeadline) emit(path, label);
     if (rows <= 1)  // not the suite's results: accuracy, ECE, AUROC of every calibration summary
       for (const auto& p : calibration_paths_)
-        for (const char* k : {"accuracy", "ece", "auroc"}) emit(p.empty() ? k : p + "/" + k, (p.empty() ? "" : p + ": ") + k);
+        for (const char* k : {"accuracy", "ece", "auroc"})
+          emit(p.empty() ? k : p + "/" + k, (p.empty() ? "" : p + ": ") + k);
     os_ << "</tbody></table></div>";
     std::vector<std::string> defs;
     for (const auto* c : cols_)
@@ -220,11 +222,12 @@ class Page {
   void calibration() {
     os_ << "<section id=\"calibration\"><h2>Calibration</h2><p class=\"definition\">One card per calibration "
         << "summary: the reliability diagram (accuracy per confidence bin; red: the gap to the bin's mean "
-        << "confidence; dashed: perfect calibration; numbers: questions per bin) and the risk–coverage curve (error rate when answering only "
+        << "confidence; dashed: perfect calibration; numbers: questions per bin) and the risk–coverage curve (error "
+           "rate when answering only "
         << "the most confident share).</p><div class=\"cards\">";
     for (const auto& path : calibration_paths_) {
-      os_ << "<div class=\"card calib\" id=\"cal-" << slug(path) << "\"><h3>" << html_escape(path.empty() ? "(top level)" : path)
-          << "</h3><div class=\"charts\">";
+      os_ << "<div class=\"card calib\" id=\"cal-" << slug(path) << "\"><h3>"
+          << html_escape(path.empty() ? "(top level)" : path) << "</h3><div class=\"charts\">";
       std::vector<Series> rc;
       for (size_t i = 0; i < cols_.size(); ++i) {
         const Json* obj = at_path(cols_[i]->results, path);
@@ -290,11 +293,9 @@ class Page {
         }
       table << "</tbody></table>";
       os_ << "<div class=\"card training\" id=\"training-" << slug(phase) << "\"><h3>" << html_escape(phase)
-          << "</h3><div class=\"charts\">"
-          << line_chart_svg(loss, phase + ": loss", "step", "loss", 540, 270, true);
+          << "</h3><div class=\"charts\">" << line_chart_svg(loss, phase + ": loss", "step", "loss", 540, 270, true);
       if (!lr.empty()) os_ << line_chart_svg(lr, "learning rate", "step", "lr", 270, 270, false);
-      if (!grad.empty())
-        os_ << line_chart_svg(grad, "gradient norm", "step", "grad norm", 270, 270, true);
+      if (!grad.empty()) os_ << line_chart_svg(grad, "gradient norm", "step", "grad norm", 270, 270, true);
       os_ << "</div>" << table.str() << "</div>";
     }
     os_ << "</div></section>\n";
@@ -322,8 +323,9 @@ class Page {
       if (!file.empty() && int64_t(fs::file_size(file, ec)) <= opt_.max_image_bytes && !ec) {
         try {
           const std::string bytes = read_file(file);
-          const char* mime = bytes.rfind("\x89PNG", 0) == 0 ? "image/png"
-                             : bytes.rfind("\xFF\xD8", 0) == 0 ? "image/jpeg" : nullptr;
+          const char* mime = bytes.rfind("\x89PNG", 0) == 0    ? "image/png"
+                             : bytes.rfind("\xFF\xD8", 0) == 0 ? "image/jpeg"
+                                                               : nullptr;
           if (mime) uri = std::string("data:") + mime + ";base64," + base64_encode(bytes);
         } catch (const Error&) {
         }
@@ -341,7 +343,8 @@ class Page {
     const bool ok = s.value("correct", false) == true;
     os_ << "<div class=\"example " << (ok ? "ok" : "bad") << "\">"
         << image_tag(rs, s.contains("image") && s["image"].is_string() ? s["image"].get<std::string>() : "")
-        << "<div class=\"ex-body\"><div class=\"ex-head\"><span class=\"badge " << (ok ? "ok\">✓ correct" : "bad\">✗ wrong") << "</span>"
+        << "<div class=\"ex-body\"><div class=\"ex-head\"><span class=\"badge "
+        << (ok ? "ok\">✓ correct" : "bad\">✗ wrong") << "</span>"
         << "<span class=\"group\">" << html_escape(text_of(s.value("group", s.value("task", Json())))) << "</span>";
     if (s.contains("confidence") && s["confidence"].is_number())
       os_ << "<span class=\"group\">conf " << format_number(s["confidence"].get<double>()) << "</span>";
@@ -461,7 +464,8 @@ class Page {
       }
       std::vector<std::string> groups;
       for (const auto& p : paths) merge_ordered(groups, {parent_of(p)});
-      os_ << "<h3 class=\"section\" id=\"metrics-" << slug(sec) << "\">" << html_escape(sec) << "</h3><div class=\"tables\">";
+      os_ << "<h3 class=\"section\" id=\"metrics-" << slug(sec) << "\">" << html_escape(sec)
+          << "</h3><div class=\"tables\">";
       for (const auto& g : groups) {
         os_ << "<div class=\"card\"><table><caption>" << html_escape(g) << "</caption>" << table_head("metric")
             << "<tbody>";

@@ -29,14 +29,15 @@ Json machine_info() {
   j["mmb_version"] = version();
   j["git_commit"] = git_commit();
   j["compiler"] = __VERSION__;
-  j["nlohmann_json"] = std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." +
-                       std::to_string(NLOHMANN_JSON_VERSION_MINOR) + "." +
-                       std::to_string(NLOHMANN_JSON_VERSION_PATCH);
+  j["nlohmann_json"] = std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." + std::to_string(NLOHMANN_JSON_VERSION_MINOR) +
+                       "." + std::to_string(NLOHMANN_JSON_VERSION_PATCH);
   return j;
 }
 
 RunDir::RunDir(std::string dir, RunInfo info)
-    : dir_(std::move(dir)), info_(std::move(info)), start_time_(utc_timestamp()),
+    : dir_(std::move(dir)),
+      info_(std::move(info)),
+      start_time_(utc_timestamp()),
       start_(std::chrono::steady_clock::now()) {
   if (dir_.empty()) fail("RunDir: empty directory name");
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
@@ -74,8 +75,7 @@ void RunDir::write_manifest(const std::string& status) {
 
 void RunDir::log_metrics(Json record) {
   if (!record.is_object() || (!record.contains("step") && !record.contains("phase")))
-    fail("RunDir::log_metrics: a metrics record must be an object with \"step\" or \"phase\", got ",
-         record.dump());
+    fail("RunDir::log_metrics: a metrics record must be an object with \"step\" or \"phase\", got ", record.dump());
   record["wall_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   append_line_durable(path("metrics.jsonl"), record.dump());
 }

@@ -80,8 +80,8 @@ std::string text_of(const Json& j);
 std::string cell(const Json* v);
 std::string delta_cell(const std::string& path, const Json* a, const Json* b);
 
-std::string join_command(const Json& argv);  // shell-like, quoting arguments with spaces
-std::string slug(const std::string& s);      // for element ids: [A-Za-z0-9] kept, others '-'
+std::string join_command(const Json& argv);      // shell-like, quoting arguments with spaces
+std::string slug(const std::string& s);          // for element ids: [A-Za-z0-9] kept, others '-'
 std::string parent_of(const std::string& path);  // "a/b/c" -> "a/b"
 std::string leaf_of(const std::string& path);    // "a/b/c" -> "c"
 // Ordered union: appends the items of `more` that `into` lacks.

@@ -17,12 +17,23 @@ std::string html_escape(std::string_view text) {
   out.reserve(text.size() + 16);
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -57,8 +68,8 @@ namespace {
 
 // Order of sub-objects: the world's categories and variants in their natural order, calibration last.
 int child_rank(const std::string& k) {
-  static const std::vector<std::string> kOrder = {"random", "popular", "adversarial", "all", "plain", "hint",
-                                                  "modality", "image", "blank", "none"};
+  static const std::vector<std::string> kOrder = {"random", "popular",  "adversarial", "all",   "plain",
+                                                  "hint",   "modality", "image",       "blank", "none"};
   auto it = std::find(kOrder.begin(), kOrder.end(), k);
   if (it != kOrder.end()) return int(it - kOrder.begin());
   return k == "calibration" ? 1000 : 500;
@@ -76,7 +87,9 @@ std::vector<std::string> ordered_keys(const Json& obj) {
 
 }  // namespace
 
-bool is_calibration(const Json& j) { return j.is_object() && (j.contains("reliability") || j.contains("risk_coverage")); }
+bool is_calibration(const Json& j) {
+  return j.is_object() && (j.contains("reliability") || j.contains("risk_coverage"));
+}
 
 // A cell's value: numbers stay numbers (for deltas), short string arrays are joined, long or
 // numeric arrays (curves) and arrays of objects are skipped (returned as discarded).
@@ -135,14 +148,43 @@ const Json* at_path(const Json& j, const std::string& path) {
 int direction(const std::string& path) {
   const std::string leaf = path.substr(path.rfind('/') + 1);
   if (path.find("modality/blank") != std::string::npos || path.find("modality/none") != std::string::npos) return 0;
-  static const std::set<std::string> kLower = {"ece", "ece_equal_mass", "mce", "brier", "nll", "aurc", "e_aurc",
-                                               "chair_s", "chair_i", "false_idk_rate", "unparsed", "no_letter",
-                                               "no_answer", "false_sentences", "false_steps", "hallucinated_mentions",
-                                               "captions_hallucinating", "loss"};
-  static const std::set<std::string> kHigher = {
-      "accuracy", "accuracy_answerable", "accuracy_answered", "f1", "mean_f1", "mean_accuracy", "precision",
-      "recall", "auroc", "auprc", "yes_prob_auroc", "prob_accuracy", "idk_recall", "idk_precision",
-      "sentence_precision", "step_accuracy", "verifiable_step_accuracy", "chain_accuracy", "answer_accuracy"};
+  static const std::set<std::string> kLower = {"ece",
+                                               "ece_equal_mass",
+                                               "mce",
+                                               "brier",
+                                               "nll",
+                                               "aurc",
+                                               "e_aurc",
+                                               "chair_s",
+                                               "chair_i",
+                                               "false_idk_rate",
+                                               "unparsed",
+                                               "no_letter",
+                                               "no_answer",
+                                               "false_sentences",
+                                               "false_steps",
+                                               "hallucinated_mentions",
+                                               "captions_hallucinating",
+                                               "loss"};
+  static const std::set<std::string> kHigher = {"accuracy",
+                                                "accuracy_answerable",
+                                                "accuracy_answered",
+                                                "f1",
+                                                "mean_f1",
+                                                "mean_accuracy",
+                                                "precision",
+                                                "recall",
+                                                "auroc",
+                                                "auprc",
+                                                "yes_prob_auroc",
+                                                "prob_accuracy",
+                                                "idk_recall",
+                                                "idk_precision",
+                                                "sentence_precision",
+                                                "step_accuracy",
+                                                "verifiable_step_accuracy",
+                                                "chain_accuracy",
+                                                "answer_accuracy"};
   return kLower.count(leaf) ? -1 : kHigher.count(leaf) ? 1 : 0;
 }
 
@@ -170,8 +212,11 @@ std::string delta_cell(const std::string& path, const Json* a, const Json* b) {
   if (!a || !b || !a->is_number() || !b->is_number()) return "<td class=\"delta\"></td>";
   const double d = b->get<double>() - a->get<double>();
   const int dir = direction(path) * (d > 0 ? 1 : d < 0 ? -1 : 0);
-  return std::string("<td class=\"delta") + (dir > 0 ? " better" : dir < 0 ? " worse" : "") + "\">" +
-         (d > 0 ? "+" : "") + format_number(d) + "</td>";
+  return std::string("<td class=\"delta") +
+         (dir > 0   ? " better"
+          : dir < 0 ? " worse"
+                    : "") +
+         "\">" + (d > 0 ? "+" : "") + format_number(d) + "</td>";
 }
 
 std::string join_command(const Json& cmd) {
@@ -204,7 +249,6 @@ void merge_ordered(std::vector<std::string>& into, const std::vector<std::string
   for (const auto& m : more)
     if (have.insert(m).second) into.push_back(m);
 }
-
 
 const char* const kReportStyle = R"css(
 :root{--fg:#1f2933;--muted:#616e7c;--line:#e4e7eb;--bg:#f5f7fa;--card:#fff;--ok:#2f855a;--bad:#c53030;--link:#2b6cb0}

@@ -45,8 +45,8 @@ struct Frame {
 };
 
 void open_svg(std::ostringstream& os, const char* cls, int w, int h) {
-  os << "<svg class=\"chart " << cls << "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\""
-     << h << "\" viewBox=\"0 0 " << w << " " << h << "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\""
+  os << "<svg class=\"chart " << cls << "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\"" << h
+     << "\" viewBox=\"0 0 " << w << " " << h << "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\""
      << " font-size=\"11\">";
 }
 
@@ -151,10 +151,14 @@ const char* series_color(size_t i) {
 std::string format_number(double v) {
   if (!std::isfinite(v)) return "n/a";
   char buf[48];
-  if (v == std::floor(v) && std::abs(v) < 1e15) std::snprintf(buf, sizeof buf, "%.0f", v);
-  else if (std::abs(v) >= 1e-3 && std::abs(v) < 1e3) std::snprintf(buf, sizeof buf, "%.3f", v);
-  else if (std::abs(v) >= 1e3 && std::abs(v) < 1e15) std::snprintf(buf, sizeof buf, "%.1f", v);
-  else std::snprintf(buf, sizeof buf, "%.3g", v);
+  if (v == std::floor(v) && std::abs(v) < 1e15)
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  else if (std::abs(v) >= 1e-3 && std::abs(v) < 1e3)
+    std::snprintf(buf, sizeof buf, "%.3f", v);
+  else if (std::abs(v) >= 1e3 && std::abs(v) < 1e15)
+    std::snprintf(buf, sizeof buf, "%.1f", v);
+  else
+    std::snprintf(buf, sizeof buf, "%.3g", v);
   return buf;
 }
 
@@ -187,8 +191,8 @@ std::string reliability_svg(const Json& summary, const std::string& label, const
   open_svg(os, "reliability", W, H);
   os << "<title>reliability diagram: " << html_escape(label) << "</title>";
   os << "<text x=\"4\" y=\"15\" fill=\"#1f2933\" font-size=\"10.5\"><tspan font-weight=\"bold\">ECE "
-     << format_number(ece) << "</tspan> · acc " << format_number(get_number(summary, "accuracy"))
-     << " · conf " << format_number(get_number(summary, "mean_confidence")) << " · n " << total << "</text>";
+     << format_number(ece) << "</tspan> · acc " << format_number(get_number(summary, "accuracy")) << " · conf "
+     << format_number(get_number(summary, "mean_confidence")) << " · n " << total << "</text>";
   axes(os, f, 0.2, 0.2, "confidence", "accuracy");
   for (const auto& b : bins) {
     if (b.n == 0) continue;

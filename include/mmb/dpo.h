@@ -1,0 +1,102 @@
+// The DPO family of preference losses, on sequence log-probabilities (TRL's names and forms).
+//
+// Per pair, with sequence log-probs (sums over response tokens) of the policy πθ and the frozen
+// reference πref for the chosen y+ and rejected y−:
+//   h = (log πθ(y+) − log πθ(y−)) − (log πref(y+) − log πref(y−))
+//   sigmoid  −(1 − ε)·log σ(βh) − ε·log σ(−βh)          (DPO; ε > 0 is cDPO's label smoothing)
+//   robust   (−(1 − ε)·log σ(βh) + ε·log σ(−βh)) / (1 − 2ε)   (robust DPO, unbiased under noise ε)
+//   hinge    max(0, 1 − βh)                            (SLiC)
+//   ipo      (h − 1/(2β))² with every log-prob divided by its response's token count (TRL's form)
+//   ipo_sum  (h − 1/(2β))² on the summed log-probs (the IPO paper's form)
+// Optional terms, added per pair:
+//   rpo_alpha · NLL(y+), the chosen response's mean token negative log-likelihood (RPO)
+//   anchor · −log σ(β(log πθ(y+) − log πref(y+)))   (mDPO's anchor: the chosen likelihood must not fall)
+//   image_weight · −log σ(β[(log πθ(y+|m) − log πref(y+|m)) − (log πθ(y+|m') − log πref(y+|m'))])
+//     (mDPO's image-conditional term: m' a corrupted image)
+// Logged with TRL's names: rewards/chosen = β(log πθ(y+) − log πref(y+)), rewards/rejected,
+// rewards/margins (their difference), rewards/accuracies (chosen reward > rejected reward),
+// logps/chosen, logps/rejected (the policy's summed log-probs).
+// Pure tensor functions: thread-safe, differentiable through the policy terms.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "mmb/train.h"
+
+namespace mmb {
+
+struct DpoLossOptions {
+  std::string loss = "sigmoid";  // sigmoid | robust | hinge | ipo | ipo_sum
+  double beta = 0.1;
+  double label_smoothing = 0.0;  // ε of sigmoid (cDPO) and robust, in [0, 0.5)
+  double rpo_alpha = 0.0;        // weight of the chosen NLL term (0 = off)
+  double anchor = 0.0;           // weight of mDPO's anchor term (0 = off)
+  double image_weight = 0.0;     // weight of mDPO's image-conditional term (0 = off)
+};
+
+// Throws mmb::Error naming the bad field (unknown loss, β <= 0, ε outside [0, 0.5), negative weights).
+void check_dpo_options(const DpoLossOptions& options);
+
+// Inputs, each (B,) float: summed response log-probs and response token counts.
+struct DpoInputs {
+  torch::Tensor policy_chosen, policy_rejected;  // with grad
+  torch::Tensor ref_chosen, ref_rejected;        // constants
+  torch::Tensor chosen_tokens, rejected_tokens;  // token counts (> 0), for ipo and the NLL term
+  // mDPO's image-conditional term (when image_weight > 0): the chosen response on the corrupted image.
+  torch::Tensor policy_chosen_corrupt, ref_chosen_corrupt;
+};
+
+struct DpoLossTerms {
+  torch::Tensor loss;              // (B,) per-pair loss, all terms included
+  torch::Tensor chosen_rewards;    // (B,) detached
+  torch::Tensor rejected_rewards;  // (B,) detached
+};
+
+DpoLossTerms dpo_loss(const DpoInputs& in, const DpoLossOptions& options);
+
+// ---- `mmb train dpo`: offline DPO on a preference file -------------------------------------
+
+class RunDir;
+
+struct DpoRunOptions {
+  std::string model_dir;      // the policy's start (and the reference unless ref_model_dir)
+  std::string ref_model_dir;  // the reference πref ("" = model_dir)
+  std::string data;           // TRL preference JSONL (prefs.h)
+  std::string image_root;     // image paths are relative to it and must stay under it
+  std::string out;            // run directory: ref_logps.json, checkpoints/, model/
+  std::string ref_cache;      // reference log-probs file ("" = <out>/ref_logps.json)
+  bool skip_bad = false;      // skip malformed lines (counted) instead of failing
+  DpoLossOptions loss;
+  int64_t batch_size = 8;  // pairs per global batch (split across ranks)
+  int64_t steps = 200;
+  double lr = 5e-5;
+  double weight_decay = 0.0;
+  double warmup_ratio = 0.1;
+  double grad_clip = 1.0;
+  int64_t grad_accum = 1;
+  int64_t checkpoint_every = 100;
+  int64_t max_length = 512;        // tokens of prompt + response (image tokens included); longer
+                                   // pairs are rejected and counted, unless truncate_response
+  bool truncate_response = false;  // cut response ends to fit instead (image and prompt never cut)
+  bool freeze_vision = true;       // the vision tower stays fixed (as the papers' DPO)
+  int64_t ref_batch = 16;          // pairs per reference forward
+  uint64_t seed = 1234;
+};
+
+// What the reference pass did (also in the run's manifest under "reference").
+struct DpoReferenceInfo {
+  bool cached = false;        // true: read from the cache, no reference forward
+  int64_t forward_pairs = 0;  // pairs the reference was run on (0 when cached)
+  std::string path;           // the cache file
+  std::string fingerprint;    // its id
+};
+
+// Trains the policy with dpo_loss on every pair, logging TRL's metric names per step.
+// Reference log-probs come from the cache when its fingerprint (reference weights, data,
+// template, tokenizer, max length, truncation, IPO's normalisation inputs) matches; a cache made
+// from other inputs is refused with the parts that changed. Resumes from <out>/checkpoints.
+StepStats run_dpo(const DpoRunOptions& options, RunDir* run, DpoReferenceInfo* reference = nullptr);
+
+}  // namespace mmb

@@ -1,0 +1,58 @@
+// Preference pairs: TRL's preference format as JSON Lines, the one file format every preference
+// builder writes and `mmb train dpo` reads.
+//
+// One object per line:
+//   {"prompt": P, "chosen": C, "rejected": R, "images": ["img/x.png"], ...extra fields}
+// P is a string (the user's question) or a conversational list of {"role", "content"} messages
+// ending with a user message (earlier user/assistant turns allowed, a leading "system" message
+// ignored: the model's chat template has its own). C and R are strings or lists holding one
+// assistant message. A content is a string or TRL's list of parts ({"type": "text", "text"} and
+// {"type": "image"}). "<image>" markers are removed; "images" has at most one path (relative to
+// the image root), absent or empty for a text-only pair. Every other field ("source", verifier
+// counts, ids) is kept in PreferencePair::extra and written back unchanged.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mmb/chat_template.h"
+#include "mmb/json.h"
+
+namespace mmb {
+
+struct PreferencePair {
+  std::vector<ChatTurn> prompt;  // the conversation up to the last question (its answer empty)
+  std::string chosen;            // preferred response
+  std::string rejected;          // dispreferred response
+  std::string image;             // path relative to the image root; "" = text only
+  Json extra = Json::object();   // every other field of the line
+  std::string where;             // "file:line", for errors
+};
+
+struct PairFileReport {
+  int64_t lines = 0;                          // non-blank lines read
+  int64_t pairs = 0;                          // pairs returned
+  int64_t skipped = 0;                        // malformed lines skipped (skip_bad)
+  std::vector<std::string> skipped_examples;  // up to 5 "file:line: reason"
+  std::map<std::string, int64_t> sources;     // pairs per "source" field ("" when absent)
+  Json to_json() const;
+};
+
+// Parses one line's object. Throws mmb::Error naming `where` and what is wrong (missing key,
+// wrong type, empty response, identical chosen and rejected, more than one image, no user turn).
+PreferencePair parse_preference_pair(const Json& line, const std::string& where);
+
+// Reads a whole file. A malformed line (bad JSON or a bad pair) throws mmb::Error naming
+// file:line, unless skip_bad: then it is skipped and counted in `report`. Throws when the file
+// has no pair at all.
+std::vector<PreferencePair> read_preference_pairs(const std::string& path, bool skip_bad = false,
+                                                  PairFileReport* report = nullptr);
+
+// The line of a pair: conversational prompt when it has earlier turns, else a plain string;
+// extra fields merged back. read(write(p)) == p.
+Json preference_pair_to_json(const PreferencePair& pair);
+// Writes pairs atomically as JSONL.
+void write_preference_pairs(const std::string& path, const std::vector<PreferencePair>& pairs);
+
+}  // namespace mmb

@@ -1,0 +1,126 @@
+// `mmb train dpo` end to end on a toy VLM: the policy learns the preference, the reference is
+// computed once and then read from its cache, a cache from other inputs is refused, bad image
+// paths are named.
+#include "mmb/dpo.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "mmb/atomic_file.h"
+#include "mmb/checkpoint.h"
+#include "mmb/model.h"
+#include "mmb/tokenizer.h"
+#include "mmb/vlm.h"
+#include "test_util.h"
+#include "vlm_test_util.h"
+
+using mmb::Json;
+using mmb::testing::expect_throw_with;
+using mmb::testing::TempDir;
+
+namespace {
+
+// A toy model directory (tokenizer, config, weights) and four pairs about two images.
+void make_fixture(TempDir& d) {
+  mmb::TokenizerTrainOptions t;
+  for (int i = 0; i < 200; ++i) t.lines.push_back("What colour is the star? The star is yellow and the moon is white.");
+  t.vocab_size = 300;
+  t.output_prefix = d.file("tok");
+  mmb::train_tokenizer(t);
+  const mmb::Tokenizer tok = mmb::Tokenizer::load(d.file("tok.model"));
+  mmb::LlavaConfig cfg = mmb::with_token_ids(mmb::testing::tiny_vlm(tok.num_ids()), tok);
+  cfg.text.max_position_embeddings = 256;
+  torch::manual_seed(3);
+  mmb::LlavaForConditionalGeneration model(cfg);
+  mmb::init_weights(*model, 3);
+  mmb::save_model_dir(d.file("m"), mmb::to_json(cfg), *model);
+  mmb::write_file_atomic(d.file("m/tokenizer.model"), mmb::read_file(d.file("tok.model")));
+  mmb::ChatTemplate tmpl = mmb::ChatTemplate::vicuna_v1();
+  tmpl.system = "A chat.";  // short: the toy tokenizer spells unseen words in bytes
+  mmb::write_chat_template(d.file("m"), tmpl);
+  mmb::testing::write_png_color(d.file("img/a.png"), 200, 200, 10);
+  mmb::testing::write_png_color(d.file("img/b.png"), 10, 10, 200);
+  std::string lines;
+  for (int i = 0; i < 4; ++i)
+    lines += Json{{"prompt", "What colour is the star?"},
+                  {"chosen", i % 2 ? "The star is yellow." : "Yellow."},
+                  {"rejected", i % 2 ? "The moon is white." : "White."},
+                  {"images", {i % 2 ? "img/a.png" : "img/b.png"}},
+                  {"source", "test"}}
+                 .dump() +
+             "\n";
+  mmb::write_file_atomic(d.file("pairs.jsonl"), lines);
+}
+
+mmb::DpoRunOptions options(TempDir& d, const std::string& out) {
+  mmb::DpoRunOptions o;
+  o.model_dir = d.file("m");
+  o.data = d.file("pairs.jsonl");
+  o.image_root = d.path();
+  o.out = d.file(out);
+  o.batch_size = 4;
+  o.steps = 25;
+  o.lr = 2e-3;
+  o.warmup_ratio = 0;
+  o.checkpoint_every = 100;
+  o.loss.beta = 0.5;
+  return o;
+}
+
+}  // namespace
+
+TEST(Dpo, LearnsThePreferenceAndCachesTheReference) {
+  TempDir d;
+  make_fixture(d);
+  mmb::DpoReferenceInfo ref;
+  const mmb::StepStats last = mmb::run_dpo(options(d, "run1"), nullptr, &ref);
+  EXPECT_FALSE(ref.cached);
+  EXPECT_EQ(ref.forward_pairs, 4);
+  EXPECT_TRUE(std::filesystem::exists(d.file("run1/ref_logps.json")));
+  EXPECT_TRUE(std::filesystem::exists(d.file("run1/model/model.safetensors")));
+  EXPECT_LT(last.loss, std::log(2.0) * 0.5) << "DPO's loss starts at log 2";
+  EXPECT_EQ(last.extra["rewards/accuracies"].get<double>(), 1.0);
+  EXPECT_GT(last.extra["rewards/margins"].get<double>(), 0.5);
+  EXPECT_GT(last.extra["rewards/chosen"].get<double>(), last.extra["rewards/rejected"].get<double>());
+  for (const char* k : {"logps/chosen", "logps/rejected"}) EXPECT_TRUE(last.extra.contains(k)) << k;
+
+  // Another run given the cache makes no reference forward; the same inputs give the same values.
+  auto o = options(d, "run2");
+  o.steps = 2;
+  o.ref_cache = d.file("run1/ref_logps.json");
+  mmb::DpoReferenceInfo again;
+  mmb::run_dpo(o, nullptr, &again);
+  EXPECT_TRUE(again.cached);
+  EXPECT_EQ(again.forward_pairs, 0);
+  EXPECT_EQ(again.fingerprint, ref.fingerprint);
+
+  // A cache computed from other inputs is refused, naming what changed.
+  o = options(d, "run3");
+  o.ref_cache = d.file("run1/ref_logps.json");
+  o.max_length = 100;
+  expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "length changed");
+  o = options(d, "run3");
+  o.ref_cache = d.file("run1/ref_logps.json");
+  o.ref_model_dir = d.file("run1/model");  // other reference weights
+  expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "reference weights changed");
+}
+
+TEST(Dpo, ImagePathsStayUnderTheRootAndOverlongPairsAreCounted) {
+  TempDir d;
+  make_fixture(d);
+  mmb::write_file_atomic(
+      d.file("escape.jsonl"),
+      Json{{"prompt", "Q"}, {"chosen", "Yellow."}, {"rejected", "White."}, {"images", {"../x.png"}}}.dump() + "\n");
+  auto o = options(d, "run");
+  o.data = d.file("escape.jsonl");
+  expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "escape.jsonl:1: image path '../x.png' leaves the image root");
+  o = options(d, "run");
+  o.max_length = 8;  // shorter than the prompt with its image tokens: nothing can be cut to fit
+  o.truncate_response = true;
+  expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "no usable pair (4 over max_length 8)");
+  o = options(d, "run");
+  o.loss.loss = "kto";
+  expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "unknown loss 'kto'");
+}

@@ -1,0 +1,215 @@
+// Preference pieces: TRL preference JSONL, the DPO losses against an independent PyTorch
+// implementation (tests/reference/dpo_ref.py), the diffusion noise and mDPO's crop.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "mmb/atomic_file.h"
+#include "mmb/dpo.h"
+#include "mmb/image_noise.h"
+#include "mmb/prefs.h"
+#include "test_util.h"
+
+using mmb::Json;
+using mmb::testing::expect_throw_with;
+using mmb::testing::TempDir;
+
+namespace {
+
+torch::Tensor vec(const std::vector<double>& v) { return torch::tensor(v, torch::kFloat64); }
+
+}  // namespace
+
+TEST(PreferencePairs, ReadsStringAndConversationalFormsAndKeepsExtraFields) {
+  TempDir d;
+  mmb::write_file_atomic(
+      d.file("p.jsonl"),
+      R"({"prompt": "<image>\nIs there a star?", "chosen": "Yes.", "rejected": "No.", "images": ["a.png"], "source": "csr", "chosen_false": 0}
+{"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe it."}]}, {"role": "assistant", "content": "A star."}, {"role": "user", "content": "Its colour?"}], "chosen": [{"role": "assistant", "content": "Red."}], "rejected": [{"role": "assistant", "content": [{"type": "text", "text": "Blue."}]}]}
+
+)");
+  mmb::PairFileReport rep;
+  auto pairs = mmb::read_preference_pairs(d.file("p.jsonl"), false, &rep);
+  ASSERT_EQ(pairs.size(), 2u);
+  EXPECT_EQ(pairs[0].prompt.size(), 1u);
+  EXPECT_EQ(pairs[0].prompt[0].user, "Is there a star?");
+  EXPECT_EQ(pairs[0].image, "a.png");
+  EXPECT_EQ(pairs[0].extra["source"], "csr");
+  EXPECT_EQ(pairs[0].extra["chosen_false"], 0);
+  EXPECT_EQ(pairs[0].where, d.file("p.jsonl") + ":1");
+  ASSERT_EQ(pairs[1].prompt.size(), 2u);
+  EXPECT_EQ(pairs[1].prompt[0].user, "Describe it.");
+  EXPECT_EQ(pairs[1].prompt[0].assistant, "A star.");
+  EXPECT_EQ(pairs[1].prompt[1].user, "Its colour?");
+  EXPECT_EQ(pairs[1].chosen, "Red.");
+  EXPECT_EQ(pairs[1].rejected, "Blue.");
+  EXPECT_EQ(pairs[1].image, "");
+  EXPECT_EQ(rep.pairs, 2);
+  EXPECT_EQ(rep.sources.at("csr"), 1);
+  EXPECT_EQ(rep.sources.at(""), 1);
+
+  mmb::write_preference_pairs(d.file("back.jsonl"), pairs);
+  auto again = mmb::read_preference_pairs(d.file("back.jsonl"));
+  ASSERT_EQ(again.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(again[i].chosen, pairs[i].chosen);
+    EXPECT_EQ(again[i].rejected, pairs[i].rejected);
+    EXPECT_EQ(again[i].image, pairs[i].image);
+    EXPECT_EQ(again[i].extra, pairs[i].extra);
+    ASSERT_EQ(again[i].prompt.size(), pairs[i].prompt.size());
+    for (size_t t = 0; t < pairs[i].prompt.size(); ++t) {
+      EXPECT_EQ(again[i].prompt[t].user, pairs[i].prompt[t].user);
+      EXPECT_EQ(again[i].prompt[t].assistant, pairs[i].prompt[t].assistant);
+    }
+  }
+}
+
+TEST(PreferencePairs, BadLinesAreNamedOrSkippedAndCounted) {
+  TempDir d;
+  const std::string good = R"({"prompt": "Q", "chosen": "A", "rejected": "B"})";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"prompt": "Q", "chosen": "A"})", "missing key 'rejected'"},
+      {R"({"prompt": "Q", "chosen": "A", "rejected": "A"})", "chosen and rejected are the same text"},
+      {R"({"prompt": "Q", "chosen": " ", "rejected": "B"})", "'chosen' is empty"},
+      {R"({"prompt": "Q", "chosen": "A", "rejected": "B", "images": ["x.png", "y.png"]})", "2 images"},
+      {R"({"prompt": [{"role": "assistant", "content": "A"}], "chosen": "A", "rejected": "B"})",
+       "an assistant message must follow a user message"},
+      {R"({"prompt": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}], "chosen": "A", "rejected": "B"})",
+       "'prompt' must end with a user message"},
+      {R"({"prompt": "Q", "chosen": [{"role": "user", "content": "A"}], "rejected": "B"})", "expected assistant"},
+      {R"({"prompt": 3, "chosen": "A", "rejected": "B"})", "'prompt' must be a string or a message list"},
+      {R"({"prompt": "Q", "chosen": "A", "rejected": "B"} trailing)", "invalid JSON"},
+  };
+  for (const auto& [line, why] : bad) {
+    mmb::write_file_atomic(d.file("b.jsonl"), good + "\n" + line + "\n" + good + "\n");
+    expect_throw_with([&] { mmb::read_preference_pairs(d.file("b.jsonl")); }, d.file("b.jsonl") + ":2");
+    expect_throw_with([&] { mmb::read_preference_pairs(d.file("b.jsonl")); }, why);
+    mmb::PairFileReport rep;
+    auto pairs = mmb::read_preference_pairs(d.file("b.jsonl"), /*skip_bad=*/true, &rep);
+    EXPECT_EQ(pairs.size(), 2u) << line;
+    EXPECT_EQ(rep.skipped, 1) << line;
+    EXPECT_EQ(rep.lines, 3) << line;
+    ASSERT_EQ(rep.skipped_examples.size(), 1u);
+    EXPECT_NE(rep.skipped_examples[0].find(":2"), std::string::npos) << rep.skipped_examples[0];
+  }
+  mmb::write_file_atomic(d.file("none.jsonl"), R"({"prompt": "Q"})"
+                                               "\n");
+  expect_throw_with([&] { mmb::read_preference_pairs(d.file("none.jsonl"), true); }, "no preference pair");
+  expect_throw_with([&] { mmb::read_preference_pairs(d.file("absent.jsonl")); }, "absent.jsonl");
+}
+
+TEST(DpoLoss, EveryFormMatchesAnIndependentPyTorchImplementation) {
+  TempDir d;
+  const Json in = {{"pc", {-12.5, -3.0, -40.25, -7.5}},
+                   {"pr", {-14.0, -2.5, -38.0, -20.0}},
+                   {"rc", {-13.0, -3.5, -39.0, -8.0}},
+                   {"rr", {-13.5, -2.0, -39.5, -18.0}},
+                   {"nc", {5, 2, 17, 4}},
+                   {"nr", {6, 2, 15, 9}},
+                   {"pcc", {-15.0, -3.1, -41.0, -9.0}},
+                   {"rcc", {-14.0, -3.3, -40.0, -9.5}}};
+  mmb::write_file_atomic(d.file("in.json"), in.dump());
+  int status = 0;
+  const std::string out = mmb::testing::run_capture(
+      std::string(MMB_PYTHON) + " " + MMB_SOURCE_DIR + "/tests/reference/dpo_ref.py " + d.file("in.json"), &status);
+  ASSERT_EQ(status, 0) << out;
+  const Json ref = Json::parse(out);
+  mmb::DpoInputs x;
+  x.policy_chosen = vec(in["pc"]);
+  x.policy_rejected = vec(in["pr"]);
+  x.ref_chosen = vec(in["rc"]);
+  x.ref_rejected = vec(in["rr"]);
+  x.chosen_tokens = vec(in["nc"]);
+  x.rejected_tokens = vec(in["nr"]);
+  x.policy_chosen_corrupt = vec(in["pcc"]);
+  x.ref_chosen_corrupt = vec(in["rcc"]);
+  struct Case {
+    const char* name;
+    mmb::DpoLossOptions o;
+  };
+  const Case cases[] = {{"sigmoid", {"sigmoid", 0.1}},
+                        {"cdpo", {"sigmoid", 0.1, 0.2}},
+                        {"robust", {"robust", 0.3, 0.1}},
+                        {"hinge", {"hinge", 0.5}},
+                        {"ipo", {"ipo", 0.1}},
+                        {"ipo_sum", {"ipo_sum", 0.1}},
+                        {"rpo_anchor_image", {"sigmoid", 0.2, 0.0, 0.5, 1.0, 0.7}}};
+  for (const Case& c : cases) {
+    const auto t = mmb::dpo_loss(x, c.o);
+    const auto& r = ref[c.name];
+    double max_diff = 0;
+    for (int64_t i = 0; i < 4; ++i) {
+      max_diff = std::max(max_diff, std::abs(t.loss[i].item<double>() - r["loss"][i].get<double>()));
+      max_diff =
+          std::max(max_diff, std::abs(t.chosen_rewards[i].item<double>() - r["chosen_rewards"][i].get<double>()));
+      max_diff =
+          std::max(max_diff, std::abs(t.rejected_rewards[i].item<double>() - r["rejected_rewards"][i].get<double>()));
+    }
+    std::printf("  %-16s max |mmb - PyTorch| = %.3g\n", c.name, max_diff);
+    EXPECT_LE(max_diff, 1e-6) << c.name;
+  }
+  // The schedule of the diffusion noise, the same reference.
+  const auto abar = mmb::diffusion_alphas_cumprod();
+  ASSERT_EQ(abar.numel(), 1000);
+  double max_diff = 0;
+  for (int64_t t = 0; t < 1000; ++t)
+    max_diff = std::max(max_diff, std::abs(abar[t].item<double>() - ref["alphas_cumprod"][t].get<double>()));
+  EXPECT_LE(max_diff, 1e-12);
+}
+
+TEST(DpoLoss, GradientsPushChosenUpAndRejectedDownAndBadOptionsAreNamed) {
+  auto pc = vec({-5.0, -6.0}).requires_grad_(), pr = vec({-5.0, -4.0}).requires_grad_();
+  mmb::DpoInputs x{pc, pr, vec({-5.0, -6.0}), vec({-5.0, -4.0}), vec({2, 3}), vec({2, 3})};
+  for (const char* loss : {"sigmoid", "robust", "hinge", "ipo", "ipo_sum"}) {
+    if (pc.grad().defined()) pc.grad().zero_(), pr.grad().zero_();
+    mmb::DpoLossOptions o;
+    o.loss = loss;
+    o.label_smoothing = std::string(loss) == "robust" ? 0.1 : 0.0;
+    mmb::dpo_loss(x, o).loss.sum().backward();
+    EXPECT_LT(pc.grad()[0].item<double>(), 0) << loss;  // descending the loss raises log π(y+)
+    EXPECT_GT(pr.grad()[0].item<double>(), 0) << loss;
+  }
+  mmb::DpoLossOptions o;
+  o.loss = "kto";
+  expect_throw_with([&] { mmb::dpo_loss(x, o); }, "unknown loss 'kto'");
+  o = {};
+  o.beta = 0;
+  expect_throw_with([&] { mmb::dpo_loss(x, o); }, "beta must be > 0");
+  o = {};
+  o.label_smoothing = 0.5;
+  expect_throw_with([&] { mmb::dpo_loss(x, o); }, "label_smoothing must be in [0, 0.5)");
+  o = {};
+  o.image_weight = 1;
+  expect_throw_with([&] { mmb::dpo_loss(x, o); }, "needs the chosen log-probs on the corrupted image");
+}
+
+TEST(ImageNoise, DiffusionNoiseHasTheScheduledMeanAndVariance) {
+  const auto abar = mmb::diffusion_alphas_cumprod();
+  EXPECT_LT(abar[999].item<double>(), abar[500].item<double>());
+  EXPECT_GT(abar[0].item<double>(), 0.9999);  // β_0 = 2.2e-5
+  auto x0 = torch::full({4, 3, 64, 64}, 0.5);
+  for (int64_t t : {500, 900}) {
+    const double a = abar[t].item<double>();
+    auto gen = at::detail::createCPUGenerator(7);
+    auto xt = mmb::diffusion_noise(x0, t, gen);
+    EXPECT_NEAR(xt.mean().item<double>(), std::sqrt(a) * 0.5, 0.01) << t;
+    EXPECT_NEAR(xt.var().item<double>(), 1 - a, 0.01) << t;
+    auto again = mmb::diffusion_noise(x0, t, at::detail::createCPUGenerator(7));
+    EXPECT_TRUE(torch::equal(xt, again)) << "same generator seed, same noise";
+  }
+  expect_throw_with([&] { mmb::diffusion_noise(x0, 1000); }, "t must be in [0, 1000)");
+  expect_throw_with([&] { mmb::diffusion_noise(torch::zeros({2}, torch::kLong), 5); }, "floating-point");
+}
+
+TEST(ImageNoise, RandomCropKeepsAtMostItsShareAndTheSize) {
+  // A horizontal ramp: a crop keeping at most 20 % of the area spans at most sqrt(0.2) of the width.
+  auto ramp = torch::linspace(0, 1, 64).view({1, 1, 1, 64}).expand({3, 3, 64, 64}).contiguous();
+  auto c = mmb::random_crop_image(ramp, 0.2, at::detail::createCPUGenerator(3));
+  ASSERT_EQ(c.sizes(), ramp.sizes());
+  for (int64_t i = 0; i < 3; ++i) {
+    const double span = (c[i].max() - c[i].min()).item<double>();
+    EXPECT_LE(span, std::sqrt(0.2) + 0.02) << i;
+    EXPECT_GT(span, 0.1) << i;
+  }
+  expect_throw_with([&] { mmb::random_crop_image(ramp, 0.0); }, "max_keep must be in (0, 1]");
+}
