@@ -50,7 +50,7 @@ class TomlConfig : public CLI::Config {
  public:
   explicit TomlConfig(const CLI::App* root) : root_(root) {}
 
-  std::string to_config(const CLI::App* app, bool default_also, bool, std::string) const override {
+  std::string to_config(const CLI::App* app, bool /*default_also*/, bool, std::string) const override {
     return resolved_config(*app).dump(2);
   }
 
