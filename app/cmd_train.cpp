@@ -93,7 +93,7 @@ void setup_train_dpo(CLI::App& cmd) {
                "    --loss sigmoid --beta 0.1 --out runs/dpo\n");
   cmd.add_option("--model", o.model_dir, "Policy's starting model directory")->required();
   cmd.add_option("--ref-model", o.ref_model_dir, "Reference model directory (default: --model)");
-  cmd.add_option("--data", o.data, "Preference pairs, TRL's JSONL (docs/dpo.md)")->required()->group("Data");
+  cmd.add_option("--data", o.data, "Preference pairs, TRL's JSONL (docs/dpo.md); not with --online")->group("Data");
   cmd.add_option("--image-root", o.image_root, "Image paths are relative to this directory")->group("Data");
   cmd.add_flag("--skip-bad", o.skip_bad, "Skip malformed lines (counted) instead of failing")->group("Data");
   cmd.add_option("--max-length", o.max_length, "Longest prompt + response (tokens); longer pairs are rejected")
@@ -116,9 +116,20 @@ void setup_train_dpo(CLI::App& cmd) {
   cmd.add_option("--anchor", o.loss.anchor, "Weight of mDPO's anchor on the chosen reward (0 = off)")
       ->group(l)
       ->capture_default_str();
+  const char* on = "Online DPO";
+  cmd.add_flag("--online", o.online, "Sample responses with the policy each step; the verifier judge picks the pairs")
+      ->group(on);
+  cmd.add_option("--world", o.world_dir, "World directory: its description prompts and their truth")->group(on);
+  cmd.add_option("--online-split", o.online_split, "World split the prompts come from")->group(on)->capture_default_str();
+  cmd.add_option("--samples-per-prompt", o.samples_per_prompt, "Responses k sampled per prompt (>= 2)")
+      ->group(on)
+      ->capture_default_str();
+  cmd.add_option("--temperature", o.temperature, "Sampling temperature")->group(on)->capture_default_str();
+  cmd.add_option("--top-p", o.top_p, "Nucleus sampling mass")->group(on)->capture_default_str();
+  cmd.add_option("--max-new-tokens", o.max_new_tokens, "Longest sampled response")->group(on)->capture_default_str();
   const char* t = "Training";
   cmd.add_option("--steps", o.steps, "Optimiser steps")->group(t)->capture_default_str();
-  cmd.add_option("--batch", o.batch_size, "Pairs per global batch")->group(t)->capture_default_str();
+  cmd.add_option("--batch", o.batch_size, "Pairs (online: prompts) per global batch")->group(t)->capture_default_str();
   cmd.add_option("--lr", o.lr, "Peak learning rate")->group(t)->capture_default_str();
   cmd.add_option("--weight-decay", o.weight_decay, "Decoupled weight decay")->group(t)->capture_default_str();
   cmd.add_option("--warmup-ratio", o.warmup_ratio, "Warmup steps / steps")->group(t)->capture_default_str();
@@ -137,7 +148,7 @@ void setup_train_dpo(CLI::App& cmd) {
     auto run = open_run_dir(cmd, c->common);
     DpoReferenceInfo ref;
     print_last(run_dpo(c->o, run.get(), &ref));
-    std::cout << "reference: " << (ref.cached ? "cached " : "computed ") << ref.path << "\n";
+    if (!c->o.online) std::cout << "reference: " << (ref.cached ? "cached " : "computed ") << ref.path << "\n";
     std::cout << "model: " << c->o.out << "/model\n";
     if (run) run->finish();
   });

@@ -124,3 +124,27 @@ TEST(Dpo, ImagePathsStayUnderTheRootAndOverlongPairsAreCounted) {
   o.loss.loss = "kto";
   expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "unknown loss 'kto'");
 }
+
+TEST(Dpo, OnlineSamplesJudgesAndTrainsFromTheWorld) {
+  TempDir d;
+  auto run = [](const std::string& args) {
+    int status = 0;
+    const std::string out = mmb::testing::run_capture(std::string(MMB_BINARY_DIR) + "/mmb " + args, &status);
+    return std::make_pair(status, out);
+  };
+  // The toy recipe: a small world and a small VLM trained on it, in seconds.
+  auto base = run("train base --config " + std::string(MMB_SOURCE_DIR) + "/configs/quick.toml --no-eval --out " +
+                  d.file("base"));
+  ASSERT_EQ(base.first, 0) << base.second;
+  auto dpo = run("train dpo --online --world " + d.file("base/world") + " --model " + d.file("base/sft/model") +
+                 " --steps 2 --batch 2 --samples-per-prompt 3 --max-new-tokens 12 --out " + d.file("dpo"));
+  ASSERT_EQ(dpo.first, 0) << dpo.second;
+  const Json m = mmb::read_json_file(d.file("dpo/manifest.json"));
+  EXPECT_EQ(m["results"]["online"]["responses_sampled"], 2 * 2 * 3) << m.dump(2);
+  EXPECT_GT(m["results"]["online"]["rollout_tokens_per_s"].get<double>(), 0);
+  EXPECT_TRUE(std::filesystem::exists(d.file("dpo/model/model.safetensors")));
+  // Without a world the command says what it needs.
+  auto bad = run("train dpo --online --model " + d.file("base/sft/model") + " --out " + d.file("dpo2"));
+  EXPECT_NE(bad.first, 0);
+  EXPECT_NE(bad.second.find("online DPO needs a world directory (--world)"), std::string::npos) << bad.second;
+}

@@ -514,7 +514,7 @@ TEST_F(EvalFixture, PromptSearchKeepsTheBestByAccuracyBucketThenEce) {
   EXPECT_TRUE(std::filesystem::exists(tmp_->file("ps_run") + "/results.json"));
 }
 
-TEST(SeedPrompt, WorldSftDataAndEvaluationWordMultipleChoiceAlike) {
+TEST(CalibrationStudyPrompt, WorldSftDataAndEvaluationWordMultipleChoiceAlike) {
   mmb::world::McQuestion m;
   m.question = "What colour is the star?";
   m.options = {"red", "yellow", "blue", "green", "white"};

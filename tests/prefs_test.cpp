@@ -213,3 +213,55 @@ TEST(ImageNoise, RandomCropKeepsAtMostItsShareAndTheSize) {
   }
   expect_throw_with([&] { mmb::random_crop_image(ramp, 0.0); }, "max_keep must be in (0, 1]");
 }
+
+namespace {
+
+// A large red circle at the top left and a small yellow star in the centre (both visible), a
+// blue square hidden behind an occluder.
+mmb::world::Scene judge_scene() {
+  using namespace mmb::world;
+  Scene s;
+  s.id = "test_000000";
+  s.split = Split::kTest;
+  auto add = [&](Shape sh, Color c, Size z, int cell, bool occluded) {
+    Object o;
+    o.shape = sh;
+    o.color = c;
+    o.size = z;
+    o.cell = cell;
+    o.occluded = occluded;
+    s.objects.push_back(o);
+  };
+  add(Shape::kCircle, Color::kRed, Size::kLarge, 0, false);
+  add(Shape::kStar, Color::kYellow, Size::kSmall, 4, false);
+  add(Shape::kSquare, Color::kBlue, Size::kMedium, 8, true);
+  s.occluders.push_back(Occluder{2, 40, 40, 64, 64});
+  return s;
+}
+
+}  // namespace
+
+TEST(VerifierJudge, CountsErrorsAndRecallAndOrdersResponses) {
+  const mmb::world::Verifier v;
+  const auto scene = judge_scene();
+  const auto full = mmb::judge_response(v, scene, "There is a red circle. There is a yellow star.");
+  EXPECT_EQ(full.sentences, 2);
+  EXPECT_EQ(full.true_sentences, 2);
+  EXPECT_EQ(full.errors(), 0);
+  EXPECT_DOUBLE_EQ(full.recall, 1.0);  // both visible objects; the hidden square does not count
+  const auto half = mmb::judge_response(v, scene, "There is a red circle.");
+  EXPECT_DOUBLE_EQ(half.recall, 0.5);
+  const auto wrong = mmb::judge_response(v, scene, "There is a red circle. There is a green heart.");
+  EXPECT_EQ(wrong.false_sentences, 1);
+  EXPECT_GE(wrong.hallucinated, 1);
+  EXPECT_GE(wrong.errors(), 2);
+  const auto vague = mmb::judge_response(v, scene, "It is a nice picture.");
+  EXPECT_EQ(vague.unverifiable_sentences, 1);
+  EXPECT_EQ(vague.errors(), 1);  // vague text cannot win
+  EXPECT_EQ(mmb::judge_response(v, scene, "").errors(), 1);
+  EXPECT_GT(mmb::compare_judgements(full, half), 0);  // same errors, more recall
+  EXPECT_GT(mmb::compare_judgements(half, wrong), 0);
+  EXPECT_GT(mmb::compare_judgements(half, vague), 0);
+  EXPECT_LT(mmb::compare_judgements(wrong, full), 0);
+  EXPECT_EQ(mmb::compare_judgements(full, full), 0);
+}

@@ -83,6 +83,19 @@ struct DpoRunOptions {
   bool freeze_vision = true;       // the vision tower stays fixed (as the papers' DPO)
   int64_t ref_batch = 16;          // pairs per reference forward
   uint64_t seed = 1234;
+
+  // Online DPO (online = true; `data` unused): every step, the policy samples
+  // samples_per_prompt responses to each of the batch's prompts (the description prompts of the
+  // world's `online_split`), the verifier judge ranks them (compare_judgements, prefs.h), and the
+  // step trains on best vs worst of each prompt; prompts whose responses all tie are dropped and
+  // counted. The reference is the start model, kept in memory (no cache: responses are new).
+  bool online = false;
+  std::string world_dir;           // a world directory (mmb world generate --out)
+  std::string online_split = "train";
+  int64_t samples_per_prompt = 4;  // k >= 2
+  double temperature = 1.0;        // sampling of the policy's responses
+  double top_p = 1.0;
+  int64_t max_new_tokens = 80;
 };
 
 // What the reference pass did (also in the run's manifest under "reference").

@@ -131,6 +131,11 @@ struct ChairMetrics {
 };
 ChairMetrics chair_metrics(const std::vector<std::vector<world::Verdict>>& captions);
 
+// Object recall of one description: the share of the scene's visible (not occluded) objects that
+// some true sentence of it talks about (Verdict::referents), in [0, 1]; 1 for a scene with no
+// visible object. Saying less must not count as hallucinating less: CHAIR's companion.
+double object_recall(const world::Scene& scene, const std::vector<world::Verdict>& caption);
+
 // Step-level accuracy of reasoning chains: every sentence is a step.
 struct StepMetrics {
   int64_t chains = 0, steps = 0, true_steps = 0, false_steps = 0, unverifiable_steps = 0;

@@ -18,6 +18,7 @@
 
 #include "mmb/chat_template.h"
 #include "mmb/json.h"
+#include "mmb/verifier.h"
 
 namespace mmb {
 
@@ -54,5 +55,24 @@ std::vector<PreferencePair> read_preference_pairs(const std::string& path, bool 
 Json preference_pair_to_json(const PreferencePair& pair);
 // Writes pairs atomically as JSONL.
 void write_preference_pairs(const std::string& path, const std::vector<PreferencePair>& pairs);
+
+// ---- judging responses with the world's exact truth ----------------------------------------
+
+// What the verifier says of one response, sentence by sentence (split_sentences).
+struct ResponseJudgement {
+  int64_t sentences = 0, true_sentences = 0, false_sentences = 0, unverifiable_sentences = 0;
+  int64_t hallucinated = 0;  // hallucinated object mentions (CHAIR's numerator)
+  double recall = 0;         // object_recall: visible objects some true sentence talks about
+  // Errors: false sentences + unverifiable sentences + hallucinated mentions. An unverifiable
+  // sentence counts against a response, so vague text cannot win; an empty response is one error.
+  int64_t errors() const;
+  Json to_json() const;
+};
+ResponseJudgement judge_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text);
+
+// The verifier judge's order: fewer errors is better; at equal errors, higher recall (so that
+// saying less does not win by itself). Returns > 0 when a is better than b, < 0 when worse, 0 on
+// a tie (a pair of tied responses teaches nothing and is dropped).
+int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b);
 
 }  // namespace mmb

@@ -167,9 +167,11 @@ Json eval_chair(EvalContext& ctx) {
   std::vector<std::vector<world::Verdict>> verdicts;
   std::vector<double> conf;
   std::vector<bool> clean;
+  double recall_sum = 0;
   for (size_t i = 0; i < answers.size(); ++i) {
     const auto& scene = ctx.scene_of(images[i]);
     verdicts.push_back(verify_sentences(ctx, scene, answers[i].text));
+    recall_sum += object_recall(scene, verdicts.back());
     bool halluc = false;
     Json hall = Json::array();
     for (const auto& v : verdicts.back()) {
@@ -183,6 +185,11 @@ Json eval_chair(EvalContext& ctx) {
                     {"correct", !halluc}, {"hallucinated", hall}});
   }
   Json out = chair_metrics(verdicts).to_json();
+  out["object_recall"] = recall_sum / double(answers.size());
+  out["verifiable_share"] =
+      out["sentences"].get<double>() > 0
+          ? 1.0 - out["unverifiable_sentences"].get<double>() / out["sentences"].get<double>()
+          : 0.0;
   out["mean_tokens"] = [&] {
     double s = 0;
     for (const auto& a : answers) s += double(a.gen.tokens.size());

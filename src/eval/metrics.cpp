@@ -309,6 +309,19 @@ Json ChairMetrics::to_json() const {
           {"sentence_precision", sentence_precision}};
 }
 
+double object_recall(const world::Scene& scene, const std::vector<world::Verdict>& caption) {
+  uint32_t said = 0;
+  for (const auto& v : caption)
+    if (v.is_true()) said |= v.referents;
+  int64_t visible = 0, recalled = 0;
+  for (size_t i = 0; i < scene.objects.size() && i < 32; ++i) {
+    if (scene.objects[i].occluded) continue;
+    ++visible;
+    recalled += (said >> i) & 1u;
+  }
+  return visible == 0 ? 1.0 : double(recalled) / double(visible);
+}
+
 ChairMetrics chair_metrics(const std::vector<std::vector<world::Verdict>>& captions) {
   if (captions.empty()) fail("chair_metrics: empty input (no captions)");
   ChairMetrics m;

@@ -6,6 +6,7 @@
 #include "mmb/dpo.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
 
@@ -19,6 +20,8 @@
 #include "mmb/progress.h"
 #include "mmb/run_dir.h"
 #include "mmb/tokenizer.h"
+#include "mmb/vlm.h"
+#include "mmb/world.h"
 #include "run_util.h"
 
 namespace mmb {
@@ -48,6 +51,49 @@ void check_under_root(const std::string& path, const std::string& where) {
     if (part == "..") fail("run_dpo: ", where, ": image path '", path, "' leaves the image root");
 }
 
+// Tokenizes prompt + response into `out`; false when it does not fit (and cannot be cut to fit).
+bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaConfig& cfg, const PreferencePair& p,
+                   const std::string& response, int64_t max_length, bool truncate, Side& out, int64_t* truncated) {
+  std::vector<ChatTurn> turns = p.prompt;
+  turns.back().assistant = response;
+  ChatExample ex = expand_image_tokens(tokenize_chat(tok, tmpl, turns, !p.image.empty()), tok.image_id(),
+                                       cfg.image_seq_length());
+  out.ids = std::move(ex.ids);
+  out.target.assign(out.ids.size(), 0);
+  for (size_t t = ex.response_begin; t < out.ids.size(); ++t) out.target[t] = ex.loss_mask[t];
+  if (int64_t(out.ids.size()) <= max_length) return true;
+  // Only the response's end may be cut: the prompt (and the image span in it) stays whole.
+  if (!truncate || int64_t(ex.response_begin) + 1 > max_length) return false;
+  out.ids.resize(size_t(max_length));
+  out.target.resize(size_t(max_length));
+  ++*truncated;
+  return true;
+}
+
+// The 2B rows of B pairs: chosen rows, then rejected rows, right-padded. `pixels` holds the
+// images of the pairs that have one, in pair order.
+DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector<const Side*>& rejected,
+                       const torch::Tensor& pixels, int64_t pad_id) {
+  const int64_t B = int64_t(chosen.size());
+  size_t T = 0;
+  for (int64_t b = 0; b < B; ++b) T = std::max({T, chosen[size_t(b)]->ids.size(), rejected[size_t(b)]->ids.size()});
+  auto ids = torch::full({2 * B, int64_t(T)}, pad_id, torch::kLong);
+  auto mask = torch::zeros({2 * B, int64_t(T)}, torch::kLong);
+  auto target = torch::zeros({2 * B, int64_t(T)}, torch::kBool);
+  auto ia = ids.accessor<int64_t, 2>();
+  auto ma = mask.accessor<int64_t, 2>();
+  auto ta = target.accessor<bool, 2>();
+  for (int64_t row = 0; row < 2 * B; ++row) {
+    const Side& s = row < B ? *chosen[size_t(row)] : *rejected[size_t(row - B)];
+    for (size_t t = 0; t < s.ids.size(); ++t) {
+      ia[row][t] = s.ids[t];
+      ma[row][t] = 1;
+      ta[row][t] = s.target[t] != 0;
+    }
+  }
+  return DpoBatch{ids, mask, target, pixels, B};
+}
+
 class PairDataset {
  public:
   PairDataset(const std::vector<PreferencePair>& pairs, const std::string& image_root, const Tokenizer& tok,
@@ -58,8 +104,8 @@ class PairDataset {
     for (const PreferencePair& p : pairs) {
       if (!p.image.empty()) check_under_root(p.image, p.where);
       Side c, r;
-      const bool ok = side(tok, tmpl, cfg, p, p.chosen, max_length, truncate, c) &&
-                      side(tok, tmpl, cfg, p, p.rejected, max_length, truncate, r);
+      const bool ok = tokenize_side(tok, tmpl, cfg, p, p.chosen, max_length, truncate, c, &truncated_) &&
+                      tokenize_side(tok, tmpl, cfg, p, p.rejected, max_length, truncate, r, &truncated_);
       if (!ok) {
         ++rejected_too_long_;
         if (rejected_examples_.size() < 5) rejected_examples_.push_back(p.where);
@@ -93,53 +139,19 @@ class PairDataset {
   const std::vector<std::string>& rejected_examples() const { return rejected_examples_; }
 
   DpoBatch batch(const std::vector<int64_t>& indices) const {
-    const int64_t B = int64_t(indices.size());
-    size_t T = 0;
-    for (int64_t i : indices) T = std::max({T, chosen_.at(size_t(i)).ids.size(), rejected_.at(size_t(i)).ids.size()});
-    auto ids = torch::full({2 * B, int64_t(T)}, pad_id_, torch::kLong);
-    auto mask = torch::zeros({2 * B, int64_t(T)}, torch::kLong);
-    auto target = torch::zeros({2 * B, int64_t(T)}, torch::kBool);
-    auto ia = ids.accessor<int64_t, 2>();
-    auto ma = mask.accessor<int64_t, 2>();
-    auto ta = target.accessor<bool, 2>();
+    std::vector<const Side*> c, r;
     std::vector<int64_t> imgs;
-    for (int64_t b = 0; b < B; ++b) {
-      for (int side = 0; side < 2; ++side) {
-        const Side& s = side == 0 ? chosen_[size_t(indices[b])] : rejected_[size_t(indices[b])];
-        const int64_t row = side * B + b;
-        for (size_t t = 0; t < s.ids.size(); ++t) {
-          ia[row][t] = s.ids[t];
-          ma[row][t] = 1;
-          ta[row][t] = s.target[t] != 0;
-        }
-      }
-      if (image_of_[size_t(indices[b])] >= 0) imgs.push_back(image_of_[size_t(indices[b])]);
+    for (int64_t i : indices) {
+      c.push_back(&chosen_.at(size_t(i)));
+      r.push_back(&rejected_.at(size_t(i)));
+      if (image_of_[size_t(i)] >= 0) imgs.push_back(image_of_[size_t(i)]);
     }
-    DpoBatch out{ids, mask, target, {}, B};
-    if (!imgs.empty()) out.pixel_values = normalise_u8(images_.index_select(0, torch::tensor(imgs, torch::kLong)));
-    return out;
+    torch::Tensor pixels;
+    if (!imgs.empty()) pixels = normalise_u8(images_.index_select(0, torch::tensor(imgs, torch::kLong)));
+    return collate_pairs(c, r, pixels, pad_id_);
   }
 
  private:
-  // Tokenizes prompt + response; false when it does not fit (and cannot be cut to fit).
-  bool side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaConfig& cfg, const PreferencePair& p,
-            const std::string& response, int64_t max_length, bool truncate, Side& out) {
-    std::vector<ChatTurn> turns = p.prompt;
-    turns.back().assistant = response;
-    ChatExample ex =
-        expand_image_tokens(tokenize_chat(tok, tmpl, turns, !p.image.empty()), tok.image_id(), cfg.image_seq_length());
-    out.ids = std::move(ex.ids);
-    out.target.assign(out.ids.size(), 0);
-    for (size_t t = ex.response_begin; t < out.ids.size(); ++t) out.target[t] = ex.loss_mask[t];
-    if (int64_t(out.ids.size()) <= max_length) return true;
-    // Only the response's end may be cut: the prompt (and the image span in it) stays whole.
-    if (!truncate || int64_t(ex.response_begin) + 1 > max_length) return false;
-    out.ids.resize(size_t(max_length));
-    out.target.resize(size_t(max_length));
-    ++truncated_;
-    return true;
-  }
-
   std::vector<Side> chosen_, rejected_;
   std::vector<int64_t> image_of_;
   torch::Tensor images_;  // (n, 3, S, S) uint8
@@ -226,10 +238,194 @@ RefLogps compute_reference(const std::string& ref_dir, const PairDataset& data, 
   return out;
 }
 
+// Online DPO's prompts: the world split's description prompts, each with its scene.
+struct OnlinePrompt {
+  std::string question;
+  std::string image;  // relative to the world directory
+  size_t scene = 0;   // index into the scenes
+};
+
+std::vector<OnlinePrompt> read_online_prompts(const std::string& world_dir, const std::string& split,
+                                              const std::map<std::string, size_t>& scene_index) {
+  const std::string path = world_dir + "/" + split + "/llava.json";
+  const Json records = read_json_file(path);
+  if (!records.is_array()) fail("run_dpo: ", path, ": expected a JSON array");
+  std::vector<OnlinePrompt> out;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Json& r = records[i];
+    if (r.value("task", std::string()) != "description") continue;
+    const std::string where = path + " record " + std::to_string(i);
+    const Json conv = json_get<Json>(r, "conversations", where);
+    if (!conv.is_array() || conv.empty()) fail("run_dpo: ", where, ": empty conversations");
+    OnlinePrompt p;
+    p.question = json_get<std::string>(conv[0], "value", where);
+    for (const std::string m : {"<image>\n", "<image>"})
+      if (auto k = p.question.find(m); k != std::string::npos) p.question.erase(k, m.size());
+    p.image = json_get<std::string>(r, "image", where);
+    check_under_root(p.image, where);
+    auto it = scene_index.find(fs::path(p.image).stem().string());
+    if (it == scene_index.end()) fail("run_dpo: ", where, ": no scene for image ", p.image);
+    p.scene = it->second;
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) fail("run_dpo: ", path, ": no description prompts");
+  return out;
+}
+
+StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist, LlavaForConditionalGeneration& model,
+                         const Tokenizer& tok, const ChatTemplate& tmpl) {
+  if (o.world_dir.empty()) fail("run_dpo: online DPO needs a world directory (--world)");
+  if (o.samples_per_prompt < 2) fail("run_dpo: online DPO needs samples_per_prompt >= 2, got ", o.samples_per_prompt);
+  const std::vector<world::Scene> scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
+  std::map<std::string, size_t> scene_index;
+  for (size_t i = 0; i < scenes.size(); ++i) scene_index[scenes[i].id] = i;
+  const std::vector<OnlinePrompt> prompts = read_online_prompts(o.world_dir, o.online_split, scene_index);
+  log_info("online dpo: " + std::to_string(prompts.size()) + " description prompts, " +
+           std::to_string(o.samples_per_prompt) + " samples each, verifier judge");
+  const std::string ref_dir = o.ref_model_dir.empty() ? o.model_dir : o.ref_model_dir;
+  auto ref = load_llava(ref_dir);
+  ref->eval();
+  const world::Verifier verifier;
+  TokenizerOptions topts;
+  topts.image_id = int32_t(model->config().image_token_index);
+  Vlm sampler(model, Tokenizer::load(o.model_dir + "/tokenizer.model", topts), tmpl);  // shares the policy's weights
+  const int64_t image_size = model->config().vision.image_size;
+  const int64_t max_length = std::min<int64_t>(o.max_length, model->config().text.max_position_embeddings);
+
+  ParamGroupOptions popts;
+  popts.lr = o.lr;
+  popts.weight_decay = o.weight_decay;
+  if (o.freeze_vision) popts.frozen_prefixes.push_back("vision_tower.");
+  auto groups = make_param_groups(*model, popts);
+  check_batch("run_dpo", o.batch_size, dist);
+  TrainOptions topt =
+      base_train_options(o.out, o.steps, o.warmup_ratio, o.grad_clip, o.grad_accum, o.checkpoint_every, o.seed);
+  Trainer trainer(*model, groups, topt);
+  ShardedIndexBatches batches(int64_t(prompts.size()), o.batch_size, o.seed, dist.rank(), dist.world_size());
+  int64_t sampled = 0, tied = 0, sampled_tokens = 0;
+  double sample_seconds = 0;
+  trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) {
+    // 1. Sample k responses per prompt with the current policy (eval mode, no gradients).
+    const int64_t K = o.samples_per_prompt;
+    std::vector<Image> images;
+    for (int64_t i : idx) images.push_back(read_image(o.world_dir + "/" + prompts[size_t(i)].image));
+    std::vector<std::string> qs;
+    std::vector<const Image*> ims;
+    for (size_t b = 0; b < idx.size(); ++b)
+      for (int64_t k = 0; k < K; ++k) {
+        qs.push_back(prompts[size_t(idx[b])].question);
+        ims.push_back(&images[b]);
+      }
+    SampleOptions so;
+    so.temperature = o.temperature;
+    so.top_p = o.top_p;
+    // Deterministic in (seed, step, first prompt), so a resumed run samples what the first run did.
+    so.seed = o.seed * 1000003ULL + uint64_t(trainer.step_count()) * 7919ULL + uint64_t(idx.front());
+    so.stop = sampler.default_stop(o.max_new_tokens);
+    const auto t0 = std::chrono::steady_clock::now();
+    model->eval();
+    std::vector<VlmAnswer> answers;
+    {
+      torch::NoGradGuard no_grad;
+      answers = sampler.answer(qs, ims, so);
+    }
+    model->train();
+    sample_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // 2. Judge; best vs worst of each prompt.
+    std::vector<Side> chosen, rejected;
+    std::vector<torch::Tensor> pix;
+    double best_errors = 0, worst_errors = 0, best_recall = 0;
+    int64_t dummy_truncated = 0;
+    for (size_t b = 0; b < idx.size(); ++b) {
+      const OnlinePrompt& p = prompts[size_t(idx[b])];
+      std::vector<ResponseJudgement> j;
+      for (int64_t k = 0; k < K; ++k) {
+        const VlmAnswer& a = answers[b * size_t(K) + size_t(k)];
+        sampled_tokens += int64_t(a.generation.tokens.size());
+        j.push_back(judge_response(verifier, scenes[p.scene], a.text));
+      }
+      sampled += K;
+      size_t best = 0, worst = 0;
+      for (size_t k = 1; k < j.size(); ++k) {
+        if (compare_judgements(j[k], j[best]) > 0) best = k;
+        if (compare_judgements(j[k], j[worst]) < 0) worst = k;
+      }
+      const std::string& cb = answers[b * size_t(K) + best].text;
+      const std::string& cw = answers[b * size_t(K) + worst].text;
+      if (compare_judgements(j[best], j[worst]) == 0 || cb == cw) {
+        ++tied;
+        continue;
+      }
+      PreferencePair pair;
+      pair.prompt = {{p.question, ""}};
+      pair.image = p.image;
+      Side c, r;
+      if (!tokenize_side(tok, tmpl, model->config(), pair, cb, max_length, true, c, &dummy_truncated) ||
+          !tokenize_side(tok, tmpl, model->config(), pair, cw, max_length, true, r, &dummy_truncated))
+        continue;
+      chosen.push_back(std::move(c));
+      rejected.push_back(std::move(r));
+      pix.push_back(load_image_u8(o.world_dir + "/" + p.image, image_size));
+      best_errors += double(j[best].errors());
+      worst_errors += double(j[worst].errors());
+      best_recall += j[best].recall;
+    }
+    LossOutput out;
+    out.samples = int64_t(idx.size());
+    out.metrics["online/tied_prompts"] = double(int64_t(idx.size()) - int64_t(chosen.size()));
+    if (chosen.empty()) {  // nothing to learn from this micro-batch: no gradient, a negligible weight
+      out.loss = torch::zeros({}, torch::requires_grad());
+      out.weight = 1e-9;
+      return out;
+    }
+    // 3. DPO on the pairs: the policy with gradients, the reference without.
+    std::vector<const Side*> cp, rp;
+    for (size_t i = 0; i < chosen.size(); ++i) cp.push_back(&chosen[i]), rp.push_back(&rejected[i]);
+    const DpoBatch batch = collate_pairs(cp, rp, normalise_u8(torch::stack(pix)), model->config().text.pad_token_id);
+    auto [lp, n] = sequence_logps(model, batch);
+    torch::Tensor ref_lp;
+    {
+      torch::NoGradGuard no_grad;
+      ref_lp = sequence_logps(ref, batch).first;
+    }
+    const int64_t B = batch.pairs;
+    DpoInputs in;
+    in.policy_chosen = lp.narrow(0, 0, B);
+    in.policy_rejected = lp.narrow(0, B, B);
+    in.ref_chosen = ref_lp.narrow(0, 0, B);
+    in.ref_rejected = ref_lp.narrow(0, B, B);
+    in.chosen_tokens = n.narrow(0, 0, B);
+    in.rejected_tokens = n.narrow(0, B, B);
+    const DpoLossTerms t = dpo_loss(in, o.loss);
+    out.loss = t.loss.mean();
+    out.weight = double(B);
+    out.tokens = int64_t(n.sum().item<double>());
+    out.metrics["rewards/chosen"] = t.chosen_rewards.mean().item<double>();
+    out.metrics["rewards/rejected"] = t.rejected_rewards.mean().item<double>();
+    out.metrics["rewards/margins"] = (t.chosen_rewards - t.rejected_rewards).mean().item<double>();
+    out.metrics["rewards/accuracies"] = (t.chosen_rewards > t.rejected_rewards).to(torch::kFloat32).mean().item<double>();
+    out.metrics["logps/chosen"] = in.policy_chosen.detach().mean().item<double>();
+    out.metrics["logps/rejected"] = in.policy_rejected.detach().mean().item<double>();
+    out.metrics["online/chosen_errors"] = best_errors / double(B);
+    out.metrics["online/rejected_errors"] = worst_errors / double(B);
+    out.metrics["online/chosen_recall"] = best_recall / double(B);
+    out.metrics["online/rollout_tokens_per_s"] = double(sampled_tokens) / std::max(1e-9, sample_seconds);
+    return out;
+  });
+  StepStats last = train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
+  log_info("online dpo: " + std::to_string(sampled) + " responses sampled, " + std::to_string(tied) +
+           " prompts dropped as ties");
+  if (run)
+    run->set_result("online", {{"responses_sampled", sampled},
+                               {"tied_prompts", tied},
+                               {"rollout_tokens_per_s", double(sampled_tokens) / std::max(1e-9, sample_seconds)}});
+  return last;
+}
+
 }  // namespace
 
 StepStats run_dpo(const DpoRunOptions& o, RunDir* run, DpoReferenceInfo* reference) {
-  if (o.data.empty()) fail("run_dpo: no preference file (--data)");
+  if (o.data.empty() && !o.online) fail("run_dpo: no preference file (--data)");
   if (o.out.empty()) fail("run_dpo: no output directory");
   check_dpo_options(o.loss);
   if (o.ref_batch < 1) fail("run_dpo: ref_batch must be >= 1");
@@ -243,6 +439,7 @@ StepStats run_dpo(const DpoRunOptions& o, RunDir* run, DpoReferenceInfo* referen
   topts.image_id = int32_t(model->config().image_token_index);
   Tokenizer tok = Tokenizer::load(o.model_dir + "/tokenizer.model", topts);
   const ChatTemplate tmpl = chat_template_for(o.model_dir);
+  if (o.online) return run_online_dpo(o, run, dist, model, tok, tmpl);
 
   PairFileReport file_report;
   const auto pairs = read_preference_pairs(o.data, o.skip_bad, &file_report);
