@@ -9,6 +9,7 @@
 #include "mmb/image_noise.h"
 #include "mmb/prefs.h"
 #include "test_util.h"
+#include "world_test_util.h"
 
 using mmb::Json;
 using mmb::testing::expect_throw_with;
@@ -214,36 +215,9 @@ TEST(ImageNoise, RandomCropKeepsAtMostItsShareAndTheSize) {
   expect_throw_with([&] { mmb::random_crop_image(ramp, 0.0); }, "max_keep must be in (0, 1]");
 }
 
-namespace {
-
-// A large red circle at the top left and a small yellow star in the centre (both visible), a
-// blue square hidden behind an occluder.
-mmb::world::Scene judge_scene() {
-  using namespace mmb::world;
-  Scene s;
-  s.id = "test_000000";
-  s.split = Split::kTest;
-  auto add = [&](Shape sh, Color c, Size z, int cell, bool occluded) {
-    Object o;
-    o.shape = sh;
-    o.color = c;
-    o.size = z;
-    o.cell = cell;
-    o.occluded = occluded;
-    s.objects.push_back(o);
-  };
-  add(Shape::kCircle, Color::kRed, Size::kLarge, 0, false);
-  add(Shape::kStar, Color::kYellow, Size::kSmall, 4, false);
-  add(Shape::kSquare, Color::kBlue, Size::kMedium, 8, true);
-  s.occluders.push_back(Occluder{2, 40, 40, 64, 64});
-  return s;
-}
-
-}  // namespace
-
 TEST(VerifierJudge, CountsErrorsAndRecallAndOrdersResponses) {
   const mmb::world::Verifier v;
-  const auto scene = judge_scene();
+  const auto scene = mmb::testing::hand_scene();
   const auto full = mmb::judge_response(v, scene, "There is a red circle. There is a yellow star.");
   EXPECT_EQ(full.sentences, 2);
   EXPECT_EQ(full.true_sentences, 2);

@@ -8,32 +8,13 @@
 #include "mmb/error.h"
 #include "mmb/verifier.h"
 #include "mmb/world_tasks.h"
+#include "world_test_util.h"
 
 using namespace mmb::world;
 
-namespace {
+using mmb::testing::hand_scene;
 
-// A red large circle at the top left, a small yellow star in the centre, a blue medium square
-// at the bottom right hidden behind the grey box.
-Scene hand_scene() {
-  Scene s;
-  s.id = "test_000000";
-  s.split = Split::kTest;
-  auto add = [&](Shape sh, Color c, Size z, int cell, bool occluded) {
-    Object o;
-    o.shape = sh;
-    o.color = c;
-    o.size = z;
-    o.cell = cell;
-    o.occluded = occluded;
-    s.objects.push_back(o);
-  };
-  add(Shape::kCircle, Color::kRed, Size::kLarge, 0, false);
-  add(Shape::kStar, Color::kYellow, Size::kSmall, 4, false);
-  add(Shape::kSquare, Color::kBlue, Size::kMedium, 8, true);
-  s.occluders.push_back(Occluder{2, 40, 40, 64, 64});
-  return s;
-}
+namespace {
 
 const Verifier& verifier() {
   static const Verifier v;

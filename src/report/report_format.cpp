@@ -181,6 +181,8 @@ int direction(const std::string& path) {
                                                 "idk_recall",
                                                 "idk_precision",
                                                 "sentence_precision",
+                                                "object_recall",
+                                                "verifiable_share",
                                                 "step_accuracy",
                                                 "verifiable_step_accuracy",
                                                 "chain_accuracy",

@@ -238,6 +238,38 @@ RefLogps compute_reference(const std::string& ref_dir, const PairDataset& data, 
   return out;
 }
 
+// The optimiser's parameter groups and the trainer's options of a DPO run.
+std::vector<ParamGroup> dpo_param_groups(const DpoRunOptions& o, LlavaForConditionalGeneration& model) {
+  ParamGroupOptions popts;
+  popts.lr = o.lr;
+  popts.weight_decay = o.weight_decay;
+  if (o.freeze_vision) popts.frozen_prefixes.push_back("vision_tower.");
+  return make_param_groups(*model, popts);
+}
+
+TrainOptions dpo_train_options(const DpoRunOptions& o, const Distributed& dist) {
+  check_batch("run_dpo", o.batch_size, dist);
+  return base_train_options(o.out, o.steps, o.warmup_ratio, o.grad_clip, o.grad_accum, o.checkpoint_every, o.seed);
+}
+
+// The step's loss (mean over its pairs; micro-batches and ranks weigh by their pairs) and TRL's
+// metrics, each a mean over the pairs.
+LossOutput dpo_step_output(const DpoInputs& in, const DpoLossOptions& options) {
+  const DpoLossTerms t = dpo_loss(in, options);
+  const int64_t B = t.loss.numel();
+  LossOutput out;
+  out.loss = t.loss.mean();
+  out.weight = double(B);
+  out.tokens = int64_t((in.chosen_tokens.sum() + in.rejected_tokens.sum()).item<double>());
+  out.metrics["rewards/chosen"] = t.chosen_rewards.mean().item<double>();
+  out.metrics["rewards/rejected"] = t.rejected_rewards.mean().item<double>();
+  out.metrics["rewards/margins"] = (t.chosen_rewards - t.rejected_rewards).mean().item<double>();
+  out.metrics["rewards/accuracies"] = (t.chosen_rewards > t.rejected_rewards).to(torch::kFloat32).mean().item<double>();
+  out.metrics["logps/chosen"] = in.policy_chosen.detach().mean().item<double>();
+  out.metrics["logps/rejected"] = in.policy_rejected.detach().mean().item<double>();
+  return out;
+}
+
 // Online DPO's prompts: the world split's description prompts, each with its scene.
 struct OnlinePrompt {
   std::string question;
@@ -292,15 +324,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   const int64_t image_size = model->config().vision.image_size;
   const int64_t max_length = std::min<int64_t>(o.max_length, model->config().text.max_position_embeddings);
 
-  ParamGroupOptions popts;
-  popts.lr = o.lr;
-  popts.weight_decay = o.weight_decay;
-  if (o.freeze_vision) popts.frozen_prefixes.push_back("vision_tower.");
-  auto groups = make_param_groups(*model, popts);
-  check_batch("run_dpo", o.batch_size, dist);
-  TrainOptions topt =
-      base_train_options(o.out, o.steps, o.warmup_ratio, o.grad_clip, o.grad_accum, o.checkpoint_every, o.seed);
-  Trainer trainer(*model, groups, topt);
+  Trainer trainer(*model, dpo_param_groups(o, model), dpo_train_options(o, dist));
   ShardedIndexBatches batches(int64_t(prompts.size()), o.batch_size, o.seed, dist.rank(), dist.world_size());
   int64_t sampled = 0, tied = 0, sampled_tokens = 0;
   double sample_seconds = 0;
@@ -396,16 +420,11 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     in.ref_rejected = ref_lp.narrow(0, B, B);
     in.chosen_tokens = n.narrow(0, 0, B);
     in.rejected_tokens = n.narrow(0, B, B);
-    const DpoLossTerms t = dpo_loss(in, o.loss);
-    out.loss = t.loss.mean();
-    out.weight = double(B);
-    out.tokens = int64_t(n.sum().item<double>());
-    out.metrics["rewards/chosen"] = t.chosen_rewards.mean().item<double>();
-    out.metrics["rewards/rejected"] = t.rejected_rewards.mean().item<double>();
-    out.metrics["rewards/margins"] = (t.chosen_rewards - t.rejected_rewards).mean().item<double>();
-    out.metrics["rewards/accuracies"] = (t.chosen_rewards > t.rejected_rewards).to(torch::kFloat32).mean().item<double>();
-    out.metrics["logps/chosen"] = in.policy_chosen.detach().mean().item<double>();
-    out.metrics["logps/rejected"] = in.policy_rejected.detach().mean().item<double>();
+    const LossOutput step = dpo_step_output(in, o.loss);
+    out.loss = step.loss;
+    out.weight = step.weight;
+    out.tokens = step.tokens;
+    out.metrics.update(step.metrics);
     out.metrics["online/chosen_errors"] = best_errors / double(B);
     out.metrics["online/rejected_errors"] = worst_errors / double(B);
     out.metrics["online/chosen_recall"] = best_recall / double(B);
@@ -498,15 +517,7 @@ StepStats run_dpo(const DpoRunOptions& o, RunDir* run, DpoReferenceInfo* referen
   const auto as_tensor = [](const std::vector<double>& v) { return torch::tensor(v, torch::kFloat32); };
   const torch::Tensor ref_chosen = as_tensor(ref.chosen), ref_rejected = as_tensor(ref.rejected);
 
-  ParamGroupOptions popts;
-  popts.lr = o.lr;
-  popts.weight_decay = o.weight_decay;
-  if (o.freeze_vision) popts.frozen_prefixes.push_back("vision_tower.");
-  auto groups = make_param_groups(*model, popts);
-  check_batch("run_dpo", o.batch_size, dist);
-  TrainOptions topt =
-      base_train_options(o.out, o.steps, o.warmup_ratio, o.grad_clip, o.grad_accum, o.checkpoint_every, o.seed);
-  Trainer trainer(*model, groups, topt);
+  Trainer trainer(*model, dpo_param_groups(o, model), dpo_train_options(o, dist));
   ShardedIndexBatches batches(data.size(), o.batch_size, o.seed, dist.rank(), dist.world_size());
   trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) {
     const DpoBatch b = data.batch(idx);
@@ -520,19 +531,8 @@ StepStats run_dpo(const DpoRunOptions& o, RunDir* run, DpoReferenceInfo* referen
     in.ref_rejected = ref_rejected.index_select(0, sel);
     in.chosen_tokens = n.narrow(0, 0, B);
     in.rejected_tokens = n.narrow(0, B, B);
-    const DpoLossTerms t = dpo_loss(in, o.loss);
-    LossOutput out;
-    out.loss = t.loss.mean();
+    LossOutput out = dpo_step_output(in, o.loss);
     out.samples = B;
-    out.weight = double(B);  // micro-batches and ranks weigh by their pairs
-    out.tokens = int64_t(n.sum().item<double>());
-    out.metrics["rewards/chosen"] = t.chosen_rewards.mean().item<double>();
-    out.metrics["rewards/rejected"] = t.rejected_rewards.mean().item<double>();
-    out.metrics["rewards/margins"] = (t.chosen_rewards - t.rejected_rewards).mean().item<double>();
-    out.metrics["rewards/accuracies"] =
-        (t.chosen_rewards > t.rejected_rewards).to(torch::kFloat32).mean().item<double>();
-    out.metrics["logps/chosen"] = in.policy_chosen.detach().mean().item<double>();
-    out.metrics["logps/rejected"] = in.policy_rejected.detach().mean().item<double>();
     return out;
   });
   return train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
