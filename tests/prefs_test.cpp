@@ -233,6 +233,11 @@ TEST(VerifierJudge, CountsErrorsAndRecallAndOrdersResponses) {
   EXPECT_EQ(vague.unverifiable_sentences, 1);
   EXPECT_EQ(vague.errors(), 1);  // vague text cannot win
   EXPECT_EQ(mmb::judge_response(v, scene, "").errors(), 1);
+  EXPECT_EQ(full.visible, 2);
+  EXPECT_DOUBLE_EQ(full.score(), 1.0);
+  EXPECT_DOUBLE_EQ(half.score(), 0.5);
+  EXPECT_DOUBLE_EQ(vague.score(), -0.5);  // recall 0, one error per two visible objects
+  EXPECT_DOUBLE_EQ(vague.score(2.0), -1.0);
   EXPECT_GT(mmb::compare_judgements(full, half), 0);  // same errors, more recall
   EXPECT_GT(mmb::compare_judgements(half, wrong), 0);
   EXPECT_GT(mmb::compare_judgements(half, vague), 0);

@@ -96,6 +96,7 @@ struct DpoRunOptions {
   double temperature = 1.0;        // sampling of the policy's responses
   double top_p = 1.0;
   int64_t max_new_tokens = 80;
+  double judge_error_weight = 1.0;  // ResponseJudgement::score: an error costs this many objects
 };
 
 // What the reference pass did (also in the run's manifest under "reference").

@@ -62,17 +62,20 @@ void write_preference_pairs(const std::string& path, const std::vector<Preferenc
 struct ResponseJudgement {
   int64_t sentences = 0, true_sentences = 0, false_sentences = 0, unverifiable_sentences = 0;
   int64_t hallucinated = 0;  // hallucinated object mentions (CHAIR's numerator)
+  int64_t visible = 0;       // the scene's visible objects
   double recall = 0;         // object_recall: visible objects some true sentence talks about
   // Errors: false sentences + unverifiable sentences + hallucinated mentions. An unverifiable
   // sentence counts against a response, so vague text cannot win; an empty response is one error.
   int64_t errors() const;
+  // recall − error_weight · errors / max(1, visible): an error costs as much as error_weight
+  // correctly described objects, so neither saying less nor saying more wins by itself.
+  double score(double error_weight = 1.0) const;
   Json to_json() const;
 };
 ResponseJudgement judge_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text);
 
-// The verifier judge's order: fewer errors is better; at equal errors, higher recall (so that
-// saying less does not win by itself). Returns > 0 when a is better than b, < 0 when worse, 0 on
-// a tie (a pair of tied responses teaches nothing and is dropped).
-int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b);
+// The verifier judge's order, by score(error_weight): > 0 when a is better than b, < 0 when
+// worse, 0 on a tie (a pair of tied responses teaches nothing and is dropped).
+int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight = 1.0);
 
 }  // namespace mmb

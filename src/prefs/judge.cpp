@@ -1,4 +1,6 @@
 // The verifier judge (include/mmb/prefs.h): a response's sentences checked against the scene.
+#include <algorithm>
+
 #include "mmb/error.h"
 #include "mmb/metrics.h"
 #include "mmb/prefs.h"
@@ -10,12 +12,17 @@ int64_t ResponseJudgement::errors() const {
   return sentences == 0 ? 1 : false_sentences + unverifiable_sentences + hallucinated;
 }
 
+double ResponseJudgement::score(double error_weight) const {
+  return recall - error_weight * double(errors()) / double(std::max<int64_t>(1, visible));
+}
+
 Json ResponseJudgement::to_json() const {
   return {{"sentences", sentences},
           {"true", true_sentences},
           {"false", false_sentences},
           {"unverifiable", unverifiable_sentences},
           {"hallucinated", hallucinated},
+          {"visible", visible},
           {"recall", recall},
           {"errors", errors()}};
 }
@@ -38,13 +45,13 @@ ResponseJudgement judge_response(const world::Verifier& verifier, const world::S
     j.hallucinated += int64_t(__builtin_popcount(v.hallucinated));
   }
   j.recall = object_recall(scene, verdicts);
+  for (const auto& o : scene.objects) j.visible += o.occluded ? 0 : 1;
   return j;
 }
 
-int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b) {
-  if (a.errors() != b.errors()) return a.errors() < b.errors() ? 1 : -1;
-  if (a.recall != b.recall) return a.recall > b.recall ? 1 : -1;
-  return 0;
+int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight) {
+  const double d = a.score(error_weight) - b.score(error_weight);
+  return d > 1e-12 ? 1 : d < -1e-12 ? -1 : 0;
 }
 
 }  // namespace mmb

@@ -358,7 +358,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     // 2. Judge; best vs worst of each prompt.
     std::vector<Side> chosen, rejected;
     std::vector<torch::Tensor> pix;
-    double best_errors = 0, worst_errors = 0, best_recall = 0;
+    double best_errors = 0, worst_errors = 0, best_recall = 0, worst_recall = 0;
     int64_t dummy_truncated = 0;
     for (size_t b = 0; b < idx.size(); ++b) {
       const OnlinePrompt& p = prompts[size_t(idx[b])];
@@ -371,12 +371,12 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       sampled += K;
       size_t best = 0, worst = 0;
       for (size_t k = 1; k < j.size(); ++k) {
-        if (compare_judgements(j[k], j[best]) > 0) best = k;
-        if (compare_judgements(j[k], j[worst]) < 0) worst = k;
+        if (compare_judgements(j[k], j[best], o.judge_error_weight) > 0) best = k;
+        if (compare_judgements(j[k], j[worst], o.judge_error_weight) < 0) worst = k;
       }
       const std::string& cb = answers[b * size_t(K) + best].text;
       const std::string& cw = answers[b * size_t(K) + worst].text;
-      if (compare_judgements(j[best], j[worst]) == 0 || cb == cw) {
+      if (compare_judgements(j[best], j[worst], o.judge_error_weight) == 0 || cb == cw) {
         ++tied;
         continue;
       }
@@ -393,6 +393,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       best_errors += double(j[best].errors());
       worst_errors += double(j[worst].errors());
       best_recall += j[best].recall;
+      worst_recall += j[worst].recall;
     }
     LossOutput out;
     out.samples = int64_t(idx.size());
@@ -428,6 +429,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     out.metrics["online/chosen_errors"] = best_errors / double(B);
     out.metrics["online/rejected_errors"] = worst_errors / double(B);
     out.metrics["online/chosen_recall"] = best_recall / double(B);
+    out.metrics["online/rejected_recall"] = worst_recall / double(B);
     out.metrics["online/rollout_tokens_per_s"] = double(sampled_tokens) / std::max(1e-9, sample_seconds);
     return out;
   });
