@@ -225,6 +225,8 @@ TEST(VerifierJudge, CountsErrorsAndRecallAndOrdersResponses) {
   EXPECT_DOUBLE_EQ(full.recall, 1.0);  // both visible objects; the hidden square does not count
   const auto half = mmb::judge_response(v, scene, "There is a red circle.");
   EXPECT_DOUBLE_EQ(half.recall, 0.5);
+  // True of every scene, naming no kind: it recalls nothing.
+  EXPECT_DOUBLE_EQ(mmb::judge_response(v, scene, "There is an object.").recall, 0.0);
   const auto wrong = mmb::judge_response(v, scene, "There is a red circle. There is a green heart.");
   EXPECT_EQ(wrong.false_sentences, 1);
   EXPECT_GE(wrong.hallucinated, 1);

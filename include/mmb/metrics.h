@@ -132,7 +132,8 @@ struct ChairMetrics {
 ChairMetrics chair_metrics(const std::vector<std::vector<world::Verdict>>& captions);
 
 // Object recall of one description: the share of the scene's visible (not occluded) objects that
-// some true sentence of it talks about (Verdict::referents), in [0, 1]; 1 for a scene with no
+// some true sentence naming a kind talks about (Verdict::referents of a sentence with
+// Verdict::mentioned != 0; "There is an object." recalls nothing), in [0, 1]; 1 for a scene with no
 // visible object. Saying less must not count as hallucinating less: CHAIR's companion.
 double object_recall(const world::Scene& scene, const std::vector<world::Verdict>& caption);
 

@@ -311,8 +311,10 @@ Json ChairMetrics::to_json() const {
 
 double object_recall(const world::Scene& scene, const std::vector<world::Verdict>& caption) {
   uint32_t said = 0;
+  // Only a true sentence that names a kind recalls its objects: "There is an object." is true of
+  // every scene and names none of them.
   for (const auto& v : caption)
-    if (v.is_true()) said |= v.referents;
+    if (v.is_true() && v.mentioned != 0) said |= v.referents;
   int64_t visible = 0, recalled = 0;
   for (size_t i = 0; i < scene.objects.size() && i < 32; ++i) {
     if (scene.objects[i].occluded) continue;

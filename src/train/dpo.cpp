@@ -326,7 +326,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
 
   Trainer trainer(*model, dpo_param_groups(o, model), dpo_train_options(o, dist));
   ShardedIndexBatches batches(int64_t(prompts.size()), o.batch_size, o.seed, dist.rank(), dist.world_size());
-  int64_t sampled = 0, tied = 0, sampled_tokens = 0;
+  int64_t sampled = 0, tied = 0, saying_less = 0, sampled_tokens = 0;
   double sample_seconds = 0;
   trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) {
     // 1. Sample k responses per prompt with the current policy (eval mode, no gradients).
@@ -380,6 +380,12 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
         ++tied;
         continue;
       }
+      // A chosen response must describe something: one that names no visible object truly, or
+      // names fewer than the rejected one, would teach the policy that saying less is better.
+      if (j[best].recall <= 0 || j[best].recall < j[worst].recall) {
+        ++saying_less;
+        continue;
+      }
       PreferencePair pair;
       pair.prompt = {{p.question, ""}};
       pair.image = p.image;
@@ -397,7 +403,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     }
     LossOutput out;
     out.samples = int64_t(idx.size());
-    out.metrics["online/tied_prompts"] = double(int64_t(idx.size()) - int64_t(chosen.size()));
+    out.metrics["online/dropped_prompts"] = double(int64_t(idx.size()) - int64_t(chosen.size()));
     if (chosen.empty()) {  // nothing to learn from this micro-batch: no gradient, a negligible weight
       out.loss = torch::zeros({}, torch::requires_grad());
       out.weight = 1e-9;
@@ -435,10 +441,11 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   });
   StepStats last = train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
   log_info("online dpo: " + std::to_string(sampled) + " responses sampled, " + std::to_string(tied) +
-           " prompts dropped as ties");
+           " prompts dropped as ties, " + std::to_string(saying_less) + " as saying less");
   if (run)
     run->set_result("online", {{"responses_sampled", sampled},
                                {"tied_prompts", tied},
+                               {"saying_less_prompts", saying_less},
                                {"rollout_tokens_per_s", double(sampled_tokens) / std::max(1e-9, sample_seconds)}});
   return last;
 }
