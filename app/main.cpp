@@ -60,7 +60,6 @@ std::string subcommand_names(const std::vector<CLI::App*>& subs) {
 std::string check_command_words(CLI::App& app, int argc, char** argv) {
   CLI::App* cur = &app;
   std::string path = "mmb";
-  bool help = false;
   int i = 1;
   for (; i < argc; ++i) {
     const std::string word = argv[i];
@@ -74,13 +73,9 @@ std::string check_command_words(CLI::App& app, int argc, char** argv) {
     cur = next;
     path += " " + word;
   }
-  for (int j = i; j < argc; ++j) {
-    const std::string word = argv[j];
-    if (word == "-h" || word == "--help" || word == "--version") help = true;
-  }
+  // Only when nothing follows: "mmb --config F.toml train ..." puts a flag before the command.
   const auto subs = cur->get_subcommands([](CLI::App*) { return true; });
-  const bool at_leaf_args = i < argc && argv[i][0] != '-';
-  if (!help && !at_leaf_args && !subs.empty() && cur->get_require_subcommand_min() > 0)
+  if (i == argc && !subs.empty() && cur->get_require_subcommand_min() > 0)
     return "'" + path + "' needs a command: " + subcommand_names(subs) + " (see " + path + " --help)";
   return "";
 }
