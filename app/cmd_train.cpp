@@ -127,6 +127,10 @@ void setup_train_dpo(CLI::App& cmd) {
   cmd.add_option("--temperature", o.temperature, "Sampling temperature")->group(on)->capture_default_str();
   cmd.add_option("--top-p", o.top_p, "Nucleus sampling mass")->group(on)->capture_default_str();
   cmd.add_option("--max-new-tokens", o.max_new_tokens, "Longest sampled response")->group(on)->capture_default_str();
+  cmd.add_option("--online-weight", o.online_weight,
+                 "A step's loss: mean over its kept pairs (pairs) or their sum over its prompts (prompts)")
+      ->group(on)
+      ->capture_default_str();
   cmd.add_option("--judge-error-weight", o.judge_error_weight,
                  "Verifier judge: score = recall - w * errors / visible objects")
       ->group(on)

@@ -97,6 +97,9 @@ struct DpoRunOptions {
   double top_p = 1.0;
   int64_t max_new_tokens = 80;
   double judge_error_weight = 1.0;  // ResponseJudgement::score: an error costs this many objects
+  // How a step averages: "pairs" = the mean over its kept pairs (a step with one kept pair moves
+  // the model as much as one with eight); "prompts" = their sum over the batch's prompts.
+  std::string online_weight = "pairs";
 };
 
 // What the reference pass did (also in the run's manifest under "reference").

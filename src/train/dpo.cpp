@@ -307,6 +307,8 @@ std::vector<OnlinePrompt> read_online_prompts(const std::string& world_dir, cons
 StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist, LlavaForConditionalGeneration& model,
                          const Tokenizer& tok, const ChatTemplate& tmpl) {
   if (o.world_dir.empty()) fail("run_dpo: online DPO needs a world directory (--world)");
+  if (o.online_weight != "pairs" && o.online_weight != "prompts")
+    fail("run_dpo: online_weight must be 'pairs' or 'prompts', got '", o.online_weight, "'");
   if (o.samples_per_prompt < 2) fail("run_dpo: online DPO needs samples_per_prompt >= 2, got ", o.samples_per_prompt);
   const std::vector<world::Scene> scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
   std::map<std::string, size_t> scene_index;
@@ -430,6 +432,10 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     const LossOutput step = dpo_step_output(in, o.loss);
     out.loss = step.loss;
     out.weight = step.weight;
+    if (o.online_weight == "prompts") {  // the pairs' losses summed over the batch's prompts
+      out.loss = step.loss * double(B) / double(idx.size());
+      out.weight = double(idx.size());
+    }
     out.tokens = step.tokens;
     out.metrics.update(step.metrics);
     out.metrics["online/chosen_errors"] = best_errors / double(B);
