@@ -4,6 +4,8 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Unix Makefiles")
 DEMO_OUT ?= runs/demo
+# FROM_SCRATCH=1: `make demo` trains the base model (configs/base.toml) instead of starting from models/base
+FROM_SCRATCH ?= 0
 
 .PHONY: all setup configure build test demo bench format-check clean
 
@@ -23,9 +25,9 @@ build: configure
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# The main job on the built-in world, with the default recipe (grows with every issue).
+# The main job on the built-in world: from the shipped base model (models/base), the methods.
 demo: build
-	scripts/demo $(BUILD) $(DEMO_OUT)
+	FROM_SCRATCH=$(FROM_SCRATCH) scripts/demo $(BUILD) $(DEMO_OUT)
 
 bench: build
 	@echo "benchmarks: see docs/performance.md for each command"

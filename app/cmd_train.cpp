@@ -210,6 +210,18 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--sft-idk-fraction", o.sft_idk_fraction, "Share of 'I don't know' answers in SFT data")
       ->group("World");
   cmd.add_option("--qa-turns", o.qa_turns, "Question-answer turns per SFT conversation")->group("World");
+  cmd.add_option("--sft-hint-fraction", o.sft_hint_fraction,
+                 "Share of SFT turns asked with the hint \"If you are not sure, say I don't know.\"")
+      ->group("World");
+  cmd.add_option("--sft-hint-idk-fraction", o.sft_hint_idk_fraction, "Share of the hinted SFT turns that are unanswerable")
+      ->group("World")
+      ->capture_default_str();
+  cmd.add_option("--mc-per-scene", o.mc_per_scene, "Multiple-choice questions per scene")
+      ->group("World")
+      ->capture_default_str();
+  cmd.add_option("--reasoning-per-scene", o.reasoning_per_scene, "Reasoning chains per scene")
+      ->group("World")
+      ->capture_default_str();
   cmd.add_option("--sft-qa-weights", o.sft_qa_weights,
                  "Mix of the answerable SFT turns, e.g. existence=9 (mmb world generate --help)")
       ->group("World");

@@ -64,3 +64,10 @@ TEST(AtomicFile, ErrorsNameThePath) {
   mmb::testing::expect_throw_with([&] { mmb::write_file_atomic(d.file("plain/sub"), "y"); },
                                   "not a directory");
 }
+
+TEST(AtomicFile, AppendLineReportsAFullDiskUnderItsOwnName) {
+  // /dev/full accepts the open and fails every write with ENOSPC, as a full disk does.
+  if (::access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no writable /dev/full";
+  mmb::testing::expect_throw_with([] { mmb::append_line_durable("/dev/full", "{\"step\":1}"); },
+                                  "append_line_durable: cannot write /dev/full");
+}

@@ -2,6 +2,8 @@
 // and errors (non-zero exit, "error: ..." on stderr).
 #include <sys/wait.h>
 
+#include <cctype>
+
 #include "mmb/atomic_file.h"
 #include "mmb/json.h"
 #include "test_util.h"
@@ -32,7 +34,13 @@ Result run_mmb(const std::string& args) {
 TEST(Cli, VersionNamesCommit) {
   Result r = run_mmb("--version");
   EXPECT_EQ(r.status, 0);
-  EXPECT_NE(r.out.find("commit"), std::string::npos) << r.out;
+  // "mmb <version> (commit <7+ hex digits>[-dirty])": the build knows its commit.
+  const size_t at = r.out.find("(commit ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  size_t hex = 0;
+  while (std::isxdigit(static_cast<unsigned char>(r.out[at + 8 + hex]))) ++hex;
+  EXPECT_GE(hex, 7u) << "no commit hash in: " << r.out;
+  EXPECT_EQ(r.out.rfind("mmb ", 0), 0u) << r.out;
 }
 
 TEST(Cli, HelpListsSubcommandsAndDefaults) {
@@ -42,8 +50,18 @@ TEST(Cli, HelpListsSubcommandsAndDefaults) {
                         "prompt-search", "metrics", "report", "train"})
     EXPECT_NE(r.out.find(std::string("\n  ") + c + " "), std::string::npos) << c << " not listed:\n" << r.out;
   Result s = run_mmb("info --help");
+  EXPECT_EQ(s.status, 0);
   EXPECT_NE(s.out.find("--threads"), std::string::npos) << s.out;
+  EXPECT_NE(s.out.find("--seed"), std::string::npos) << s.out;
   EXPECT_NE(s.out.find("1234"), std::string::npos) << "seed default not shown:\n" << s.out;
+  // Every group lists its own commands, and options show their defaults.
+  Result t = run_mmb("train --help");
+  for (const char* c : {"sft", "clip", "dpo", "base"})
+    EXPECT_NE(t.out.find(std::string("\n  ") + c + " "), std::string::npos) << c << " not listed:\n" << t.out;
+  Result g = run_mmb("generate --help");
+  for (const char* o : {"--max-new-tokens", "--temperature", "--top-p", "--repetition-penalty", "--no-repeat-ngram-size"})
+    EXPECT_NE(g.out.find(o), std::string::npos) << o << ":\n" << g.out;
+  EXPECT_NE(g.out.find("--max-new-tokens INT=64"), std::string::npos) << "max-new-tokens default not shown:\n" << g.out;
 }
 
 TEST(Cli, UnknownCommandsAreErrorsThatNameThemAndListTheRealOnes) {

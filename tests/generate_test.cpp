@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <set>
 
 #include "test_util.h"
 
@@ -293,4 +294,76 @@ TEST(Score, TeacherForcedScoresMatchGeneration) {
     EXPECT_NEAR(s.entropies[0][P + i].item<float>(), g.entropies[i], 1e-5);
   }
   EXPECT_EQ(s.logprobs[0][0].item<float>(), 0.0f);
+}
+
+namespace {
+// Next-token logits (V,) by a full forward without cache.
+torch::Tensor full_logits(mmb::LlavaForConditionalGeneration& m, const mmb::VlmInput& base,
+                          const std::vector<int64_t>& suffix) {
+  auto ids = base.input_ids.narrow(0, 0, 1);
+  if (!suffix.empty()) ids = torch::cat({ids, torch::tensor(suffix, torch::kLong).unsqueeze(0)}, 1);
+  torch::NoGradGuard ng;
+  return m->forward({ids, {}, base.pixel_values.narrow(0, 0, 1)})[0][-1].clone();
+}
+
+bool has_repeated_ngram(const std::vector<int64_t>& t, size_t n) {
+  std::set<std::vector<int64_t>> seen;
+  for (size_t i = 0; i + n <= t.size(); ++i)
+    if (!seen.insert(std::vector<int64_t>(t.begin() + long(i), t.begin() + long(i + n))).second) return true;
+  return false;
+}
+}  // namespace
+
+TEST(Generate, RepetitionPenaltyAndNoRepeatNgramFollowHuggingFace) {
+  auto m = make_model(12, 5);
+  auto in = prompt();
+  mmb::SampleOptions plain;
+  plain.stop.max_new_tokens = 24;
+  auto st = mmb::prefill(m, in);
+  const auto base = mmb::generate(m, st, plain)[0].tokens;
+  ASSERT_TRUE(has_repeated_ngram(base, 2)) << "a 12-token vocabulary over 24 greedy steps repeats";
+
+  // no_repeat_ngram_size = 2: no bigram twice, and every token is the argmax of the tokens left.
+  mmb::SampleOptions nr = plain;
+  nr.no_repeat_ngram_size = 2;
+  st = mmb::prefill(m, in);
+  const auto g = mmb::generate(m, st, nr)[0];
+  EXPECT_FALSE(has_repeated_ngram(g.tokens, 2));
+  std::vector<int64_t> prefix;
+  for (size_t i = 0; i < g.tokens.size(); ++i) {
+    auto l = full_logits(m, in, prefix);
+    l[1] = -std::numeric_limits<float>::infinity();  // the image token
+    for (size_t s = 0; s + 1 < prefix.size(); ++s)
+      if (prefix[s] == prefix.back()) l[prefix[s + 1]] = -std::numeric_limits<float>::infinity();
+    EXPECT_EQ(g.tokens[i], l.argmax().item<int64_t>()) << "step " << i;
+    // The reported log-prob stays the model's own, before the constraint.
+    EXPECT_NEAR(torch::log_softmax(full_logits(m, in, prefix), -1)[g.tokens[i]].item<float>(), g.logprobs[i], 1e-5);
+    prefix.push_back(g.tokens[i]);
+  }
+
+  // repetition_penalty = 1.8: logits of generated tokens divided (positive) or multiplied (negative).
+  mmb::SampleOptions rp = plain;
+  rp.repetition_penalty = 1.8;
+  st = mmb::prefill(m, in);
+  const auto r = mmb::generate(m, st, rp)[0].tokens;
+  EXPECT_NE(r, base);
+  prefix.clear();
+  for (size_t i = 0; i < r.size(); ++i) {
+    auto l = full_logits(m, in, prefix);
+    l[1] = -std::numeric_limits<float>::infinity();
+    for (int64_t t : std::set<int64_t>(prefix.begin(), prefix.end())) {
+      const float v = l[t].item<float>();
+      l[t] = v > 0 ? v / 1.8f : v * 1.8f;
+    }
+    EXPECT_EQ(r[i], l.argmax().item<int64_t>()) << "step " << i;
+    prefix.push_back(r[i]);
+  }
+
+  mmb::SampleOptions bad = plain;
+  bad.repetition_penalty = 0;
+  st = mmb::prefill(m, in);
+  EXPECT_THROW(mmb::generate(m, st, bad), mmb::Error);
+  bad = plain;
+  bad.no_repeat_ngram_size = -1;
+  EXPECT_THROW(mmb::generate(m, st, bad), mmb::Error);
 }

@@ -291,3 +291,10 @@ TEST(PredictionFile, MetricsCommandEndToEnd) {
   EXPECT_NE(out.find("error: read_prediction_records"), std::string::npos) << out;
   EXPECT_NE(out.find("no predictions"), std::string::npos) << out;
 }
+
+TEST(Metrics, RepeatsASentenceIgnoresCaseAndSpacing) {
+  EXPECT_FALSE(mmb::repeats_a_sentence(""));
+  EXPECT_FALSE(mmb::repeats_a_sentence("There is a red star. There is a blue star."));
+  EXPECT_TRUE(mmb::repeats_a_sentence("There is a red star. There is a blue star. There is a red star."));
+  EXPECT_TRUE(mmb::repeats_a_sentence("There is a red star.  there is a  red star."));
+}

@@ -5,6 +5,7 @@
 #include "mmb/model.h"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "mmb/atomic_file.h"
 #include "mmb/safetensors.h"
@@ -347,4 +348,28 @@ TEST(Model, WrongImageSlotCountIsAnError) {
   mmb::LlavaForConditionalGeneration model(cfg);
   auto ids = torch::tensor({1, 4, 4, 5}, torch::kLong).unsqueeze(0);
   expect_throw_with([&] { model->forward({ids, {}, torch::zeros({1, 3, 32, 32})}); }, "has 2 image-token slots");
+}
+
+TEST(Checkpoint, ShardedIndexLoadsItsShardsAndRefusesPathsOutsideTheDirectory) {
+  mmb::testing::TempDir d;
+  torch::nn::Linear lin(3, 2);
+  const std::string dir = d.file("m");
+  std::filesystem::create_directories(dir);
+  torch::manual_seed(5);
+  auto w = torch::randn({2, 3}), b = torch::randn({2});
+  mmb::save_safetensors(dir + "/a.safetensors", {{"weight", w}});
+  mmb::save_safetensors(dir + "/b.safetensors", {{"bias", b}});
+  mmb::write_file_atomic(dir + "/model.safetensors.index.json",
+                         R"({"weight_map": {"weight": "a.safetensors", "bias": "b.safetensors"}})");
+  mmb::load_weights(*lin, dir);
+  EXPECT_TRUE(torch::equal(lin->weight, w));
+  EXPECT_TRUE(torch::equal(lin->bias, b));
+  // A shard outside the directory (or in a subfolder) is refused, naming it, before any read.
+  mmb::save_safetensors(d.file("outside.safetensors"), {{"bias", b}});
+  for (const char* shard : {"../outside.safetensors", "/etc/passwd", "sub/b.safetensors", ".."}) {
+    mmb::write_file_atomic(dir + "/model.safetensors.index.json",
+                           std::string(R"({"weight_map": {"weight": "a.safetensors", "bias": ")") + shard + "\"}}");
+    mmb::testing::expect_throw_with([&] { mmb::load_weights(*lin, dir); },
+                                    std::string("shard '") + shard + "' of 'bias' is not a file name");
+  }
 }

@@ -69,6 +69,26 @@ TEST(QuickRecipe, RunsEveryPhaseThenReusesThemAndCalibrates) {
     EXPECT_NE(log.find(std::string("phase ") + phase + ": already done"), std::string::npos) << phase << "\n" << log;
   EXPECT_EQ(std::filesystem::last_write_time(out + "/sft/model/model.safetensors"), mtime);
 
+  // A changed setting re-runs its phase (and the ones after it), says what changed, keeps the old
+  // output aside, and leaves the earlier phases alone.
+  log = run_capture(cmd + " --sft-steps 6 --no-eval", &status);
+  ASSERT_EQ(status, 0) << log;
+  for (const char* phase : {"world", "tokenizer", "clip", "sft-curriculum"})
+    EXPECT_NE(log.find(std::string("phase ") + phase + ": already done"), std::string::npos) << phase << "\n" << log;
+  EXPECT_NE(log.find("phase sft: settings changed (sft)"), std::string::npos) << log;
+  EXPECT_TRUE(std::filesystem::exists(out + "/sft.replaced/model/model.safetensors"));
+  {
+    std::ifstream metrics(out + "/sft/metrics.jsonl");
+    std::string line, last;
+    while (std::getline(metrics, line))
+      if (line.find("\"step\"") != std::string::npos) last = line;
+    EXPECT_EQ(mmb::Json::parse(last)["step"].get<int64_t>(), 6) << last;
+  }
+  // Back to the recipe's own settings: sft runs again (its fingerprint is the 6-step one now).
+  log = run_capture(cmd + " --no-eval", &status);
+  ASSERT_EQ(status, 0) << log;
+  EXPECT_NE(log.find("phase sft: settings changed"), std::string::npos) << log;
+
   // The calibration study's tail: temperatures on val, evaluation with them.
   log = run_capture(mmb + " calibrate --model " + out + "/sft/model --data " + out +
                         "/world --fit-limit 30 --test-limit 30" + " --out " + out + "/calibrate",

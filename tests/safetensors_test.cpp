@@ -189,6 +189,7 @@ TEST(Safetensors, CrossCheckWithIndependentPythonReader) {
   for (const auto& [name, t] : ts) {
     ASSERT_TRUE(py.contains(name)) << name;
     EXPECT_EQ(py[name][0], mmb::torch_to_safetensors_dtype(t.scalar_type()));
+    EXPECT_EQ(py[name][1].get<std::vector<int64_t>>(), t.sizes().vec()) << name;
     EXPECT_NEAR(py[name][2].get<double>(), t.to(torch::kFloat64).sum().item<double>(), 1e-9) << name;
   }
   // And the other direction: a file written by Python, read by mmb.
@@ -196,7 +197,11 @@ TEST(Safetensors, CrossCheckWithIndependentPythonReader) {
   mmb::SafetensorsFile f(d.file("py.safetensors"));
   EXPECT_EQ(f.metadata().at("writer"), "python");
   auto py_sums = mmb::Json::parse(run_command(kRef + " read " + d.file("py.safetensors")));
-  for (const auto& e : f.entries())
-    EXPECT_NEAR(f.tensor(e.name).to(torch::kFloat64).sum().item<double>(), py_sums[e.name][2].get<double>(), 1e-9)
-        << e.name;
+  ASSERT_EQ(f.entries().size(), py_sums.size());
+  for (const auto& e : f.entries()) {
+    const torch::Tensor t = f.tensor(e.name);
+    EXPECT_EQ(py_sums[e.name][0], mmb::torch_to_safetensors_dtype(t.scalar_type())) << e.name;
+    EXPECT_EQ(py_sums[e.name][1].get<std::vector<int64_t>>(), t.sizes().vec()) << e.name;
+    EXPECT_NEAR(t.to(torch::kFloat64).sum().item<double>(), py_sums[e.name][2].get<double>(), 1e-9) << e.name;
+  }
 }

@@ -126,7 +126,15 @@ TEST(Clip, OverfitsOneBatch) {
   auto hard = mmb::clip_loss(clip, hb);
   EXPECT_GT(hard.loss.item<double>(), plain.loss.item<double>());
   ASSERT_TRUE(hard.metrics.contains("hard_negative_accuracy"));
-  EXPECT_GE(hard.metrics["hard_negative_accuracy"].get<double>(), 0.0);
+  // The share of hard negatives scored below their image's caption, recomputed from the logits.
+  {
+    auto lpi = clip->logits_per_image(clip->image_embeds(hb.pixel_values),
+                                      clip->text_embeds(hb.input_ids, hb.attention_mask));  // (6, 10)
+    int below = 0;
+    const std::vector<int64_t> of = {0, 1, 2, 2};
+    for (int k = 0; k < 4; ++k) below += lpi[of[size_t(k)]][6 + k].item<float>() < lpi[of[size_t(k)]][of[size_t(k)]].item<float>();
+    EXPECT_DOUBLE_EQ(hard.metrics["hard_negative_accuracy"].get<double>(), below / 4.0);
+  }
   // A "negative" equal to its image's true caption is never ranked below it: accuracy 0 for it.
   mmb::ClipBatch same = b;
   same.input_ids = torch::cat({b.input_ids, b.input_ids.narrow(0, 0, 1)});

@@ -1,6 +1,10 @@
 // Tests of the world: scene sampling against the configured priors, rendering, scene files and
 // their errors, POPE balance and adversarial negatives, byte-identical generation.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cctype>
@@ -436,4 +440,78 @@ TEST(WorldGenerate, ByteIdenticalWhateverTheThreads) {
   c.val_scenes = c.test_scenes = c.shifted_scenes = 0;
   generate_world(c, 78, d, false);
   EXPECT_NE(mmb::read_file(a + "/train/llava.json"), mmb::read_file(d + "/train/llava.json"));
+}
+
+TEST(WorldTasks, HintedTurnsEndWithTheHintAndAreMoreOftenUnanswerable) {
+  WorldConfig base, hinted;
+  base.sft_idk_fraction = hinted.sft_idk_fraction = 0.01;
+  hinted.sft_hint_fraction = 0.2;
+  hinted.sft_hint_idk_fraction = 0.5;
+  ShapeStats st = shape_stats(sample_many(base, 5, Split::kTrain, 300));
+  const std::string suffix = std::string(" ") + mmb::world::kIdkHint;
+  int plain = 0, plain_idk = 0, hint = 0, hint_idk = 0, same_before_first_hint = 0, before_first_hint = 0;
+  for (int i = 0; i < 400; ++i) {
+    Scene s = sample_scene(base, 5, Split::kTrain, i);
+    SceneTasks a = make_tasks(s, base, st, 5), b = make_tasks(s, hinted, st, 5);
+    ASSERT_EQ(a.qa.size(), b.qa.size());
+    // The evaluation sets do not depend on the SFT turns.
+    EXPECT_EQ(a.description, b.description);
+    ASSERT_EQ(a.pope.size(), b.pope.size());
+    for (size_t k = 0; k < a.pope.size(); ++k) EXPECT_EQ(a.pope[k].text, b.pope[k].text);
+    ASSERT_EQ(a.mc.size(), b.mc.size());
+    for (size_t k = 0; k < a.mc.size(); ++k) EXPECT_EQ(a.mc[k].question, b.mc[k].question);
+    bool hinted_yet = false;
+    for (size_t k = 0; k < b.qa.size(); ++k) {
+      const QA& q = b.qa[k];
+      const bool h = q.question.size() > suffix.size() &&
+                     q.question.compare(q.question.size() - suffix.size(), suffix.size(), suffix) == 0;
+      (h ? hint : plain) += 1;
+      (h ? hint_idk : plain_idk) += !q.answerable;
+      hinted_yet |= h;
+      if (!hinted_yet) {  // up to the first hinted turn, the conversation is the default world's
+        ++before_first_hint;
+        same_before_first_hint += q.question == a.qa[k].question;
+      }
+    }
+  }
+  EXPECT_NEAR(hint / double(hint + plain), 0.2, 0.03);
+  EXPECT_NEAR(hint_idk / double(hint), 0.5, 0.06);
+  EXPECT_LT(plain_idk / double(plain), 0.03);
+  EXPECT_EQ(same_before_first_hint, before_first_hint);
+  EXPECT_GT(before_first_hint, 400);
+  expect_error([] {
+    WorldConfig c;
+    c.sft_hint_fraction = 1.5;
+    validate(c);
+  }, "sft_hint_fraction");
+  EXPECT_EQ(config_from_json(config_to_json(hinted), "w").sft_hint_idk_fraction, 0.5);
+}
+
+TEST(WorldGenerate, AWriteErrorIsAnErrorNotATerminate) {
+  // A file-size limit makes the writer fail while the workers render the next chunk (as a full
+  // disk does); the world generator must join them and throw, not std::terminate.
+  const std::string dir = temp_dir("gen_full");
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim{};
+    lim.rlim_cur = lim.rlim_max = 256 << 10;
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+    WorldConfig c;
+    c.train_scenes = 3000;
+    c.val_scenes = c.test_scenes = c.shifted_scenes = 0;
+    c.threads = 4;
+    try {
+      generate_world(c, 3, dir, false);
+    } catch (const mmb::Error&) {
+      ::_exit(42);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the generator died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), 42) << "a write error must be thrown as mmb::Error";
+  EXPECT_FALSE(fs::exists(dir + "/world.json")) << "a failed world is not marked complete";
 }

@@ -27,6 +27,7 @@
 #include "mmb/calibration.h"
 #include "mmb/json.h"
 #include "mmb/vlm.h"
+#include "mmb/world.h"
 
 namespace mmb {
 
@@ -48,7 +49,7 @@ struct EvalOptions {
   // directly." and the answer primed with "(" (the calibration study); "world" = the world's own prompt
   // ("Answer with the option's letter ...") without priming (what the SFT data uses).
   std::string mc_style = "calibration-study";
-  std::string idk_hint = "If you are not sure, say I don't know.";  // appended after a space
+  std::string idk_hint = world::kIdkHint;  // appended after a space
   int64_t short_tokens = 12;         // max new tokens: POPE, IDK answers
   int64_t description_tokens = 128;  // max new tokens: descriptions
   int64_t reasoning_tokens = 128;    // max new tokens: reasoning chains

@@ -83,6 +83,13 @@ struct SampleOptions {
   double temperature = 0.0;  // 0 = greedy (argmax)
   int64_t top_k = 0;         // keep the k most likely tokens (0 = off)
   double top_p = 1.0;        // keep the smallest set with mass >= top_p (1 = off)
+  // Hugging Face's repetition_penalty (CTRL): the logit of every token already generated in the
+  // row is divided by it when positive and multiplied by it when negative (1 = off). Unlike
+  // Hugging Face, only the generation counts, not the prompt: a question's words stay sayable.
+  double repetition_penalty = 1.0;
+  // Hugging Face's no_repeat_ngram_size: a token that would complete an n-gram already in the
+  // row's generation is forbidden (0 = off; again the generation only, not the prompt).
+  int64_t no_repeat_ngram_size = 0;
   uint64_t seed = 0;         // sampling RNG (own generator: deterministic per call)
   StopOptions stop;
 };

@@ -137,6 +137,10 @@ ChairMetrics chair_metrics(const std::vector<std::vector<world::Verdict>>& capti
 // visible object. Saying less must not count as hallucinating less: CHAIR's companion.
 double object_recall(const world::Scene& scene, const std::vector<world::Verdict>& caption);
 
+// True when some sentence of `text` (split_sentences) occurs twice, compared without case and
+// white space: the description loops ("There is a star. There is a star.").
+bool repeats_a_sentence(const std::string& text);
+
 // Step-level accuracy of reasoning chains: every sentence is a step.
 struct StepMetrics {
   int64_t chains = 0, steps = 0, true_steps = 0, false_steps = 0, unverifiable_steps = 0;

@@ -6,8 +6,11 @@
 //   <out>/sft_curriculum  the VLM's first SFT stage on the curriculum's tasks (when configured)
 //   <out>/sft        the VLM: vision tower from CLIP, SFT on the world's conversations (model/)
 //   <out>/manifest.json, metrics.jsonl (one "phase" line per phase with its wall time)
-// Each phase is skipped when its output already exists, so a killed recipe resumes (training
-// phases resume from their own checkpoints).
+// Each phase stores a fingerprint of its resolved settings and of the phase before it
+// (<dir>/phase_fingerprint.json). A phase is skipped when its output exists with the same
+// fingerprint, so a killed recipe resumes (training phases from their own checkpoints); a phase
+// whose settings changed is re-run, and so is every phase after it (the log says which settings
+// changed; the old directory is kept as <dir>.replaced).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -33,6 +36,10 @@ struct BaseRecipeOptions {
   double sft_balanced_positives = 0;  // share of "yes" presence questions asking about a present
                                       // object with weight 1 / f: rare shapes' looks (WorldConfig)
   int qa_turns = 6;                 // question-answer turns per SFT conversation
+  double sft_hint_fraction = 0;     // share of SFT turns asked with the IDK hint (WorldConfig)
+  double sft_hint_idk_fraction = 0.2;  // share of the hinted turns that are unanswerable
+  int mc_per_scene = 1;             // multiple-choice questions per scene (SFT conversations and mc.jsonl)
+  int reasoning_per_scene = 1;      // reasoning chains per scene
   // tokenizer
   int64_t vocab_size = 600;
   // CLIP

@@ -14,7 +14,8 @@ struct ThreadPolicy {
   int blas = 1;            // openblas_set_num_threads
 };
 
-// The policy mmb uses for `--threads n` (n <= 0: the cores not already busy now, at least 1):
+// The policy mmb uses for `--threads n` (n = 0: every core this process may use, so two runs of a
+// command thread alike; n < 0: the cores not already busy now, at least 1, sampled at start-up):
 // OpenBLAS n threads; libtorch n with OpenBLAS's OpenMP build (one shared pool), else 1. Chosen
 // from bench/threads_bench and bench/train_bench (see docs/performance.md).
 ThreadPolicy default_thread_policy(int n);
@@ -39,7 +40,7 @@ Json library_versions();
 // Current thread counts as text, e.g. "torch=2 blas=1".
 std::string describe_threads();
 
-// Number of cores available to this process.
+// Number of cores available to this process (its CPU affinity; in mmb_core, src/common/cores.cpp).
 int available_cores();
 
 // Seeds every RNG mmb uses (libtorch's CPU/CUDA generators); returns the seed for printing.

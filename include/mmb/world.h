@@ -72,6 +72,10 @@ extern const std::array<ShapePair, 3> kCooccurringPairs;
 extern const std::array<int, kNumShapes> kTypicalColor;
 
 // ---- configuration -------------------------------------------------------------------------
+// The "I don't know" hint: appended after a space to hinted SFT questions, and `mmb eval`'s IDK
+// prompt variant (EvalOptions::idk_hint).
+inline constexpr const char* kIdkHint = "If you are not sure, say I don't know.";
+
 // The statistics that differ between the normal splits and the shifted one.
 struct Priors {
   double shape_zipf = 1.0;            // Zipf exponent of shape frequencies; 0 = uniform,
@@ -126,6 +130,10 @@ struct WorldConfig {
   int qa_turns_per_scene = 6;         // question-answer turns in a scene's SFT conversation
   double sft_idk_fraction = 0.05;     // share of SFT turns that are unanswerable ("I don't know.")
   QaWeights sft_qa_weights;           // mix of the answerable SFT turns
+  double sft_hint_fraction = 0;       // share of SFT turns whose question ends with kIdkHint ("If you
+                                      // are not sure, say I don't know."), as LLaVA-1.5's instruction
+                                      // data tells VizWiz's unanswerable questions apart
+  double sft_hint_idk_fraction = 0.2; // share of those hinted turns that are unanswerable
   double sft_balanced_negatives = 0;  // share of SFT presence questions whose absent shape is drawn
                                       // so that each shape is answered "yes" as often as "no"
                                       // (weight f / (1 - f), f its train frequency), not uniformly
@@ -138,7 +146,7 @@ struct WorldConfig {
   int mc_per_scene = 1;               // multiple-choice questions per scene
   int reasoning_per_scene = 1;        // reasoning-chain questions per scene
   // Execution (does not change the output)
-  int threads = 0;                    // render/encode/write threads; 0 = two per core
+  int threads = 0;                    // render/encode/write threads; 0 = two per available core
 };
 
 // Throws mmb::Error naming the field when a value is out of range.

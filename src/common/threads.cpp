@@ -22,13 +22,6 @@ int openblas_get_parallel(void);  // 0 sequential, 1 pthreads, 2 OpenMP
 
 namespace mmb {
 
-int available_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
 namespace {
 
 // Busy and total jiffies of all CPUs from /proc/stat's "cpu" line; false if unreadable.
@@ -75,7 +68,8 @@ int idle_cores() {
 bool blas_uses_openmp() { return openblas_get_parallel() == 2; }
 
 ThreadPolicy default_thread_policy(int n) {
-  if (n <= 0) n = idle_cores();
+  if (n == 0) n = available_cores();
+  if (n < 0) n = idle_cores();
   ThreadPolicy p;
   p.blas = n;
   // OpenBLAS's OpenMP build (what mmb's build links when libopenblas0-openmp is installed) runs on

@@ -168,14 +168,28 @@ Json eval_chair(EvalContext& ctx) {
   std::vector<double> conf;
   std::vector<bool> clean;
   double recall_sum = 0;
+  int64_t repeating = 0;
+  // Hallucinated kinds that are the co-occurrence partner of a shape in the scene (the world's
+  // kCooccurringPairs: a moon where there is a star): the papers' kind of hallucination.
+  int64_t hallucinated_kinds = 0, partner_kinds = 0;
   for (size_t i = 0; i < answers.size(); ++i) {
     const auto& scene = ctx.scene_of(images[i]);
     verdicts.push_back(verify_sentences(ctx, scene, answers[i].text));
     recall_sum += object_recall(scene, verdicts.back());
+    repeating += repeats_a_sentence(answers[i].text);
     bool halluc = false;
     Json hall = Json::array();
+    uint32_t partners = 0;  // kinds that co-occur with a shape of the scene
+    for (const auto& pr : world::kCooccurringPairs)
+      for (const auto& o : scene.objects)
+        if (o.shape == pr.first) partners |= 1u << int(pr.second);
     for (const auto& v : verdicts.back()) {
       halluc |= v.hallucinated != 0;
+      for (int k = 0; k < 32; ++k)
+        if (v.hallucinated >> k & 1u) {
+          ++hallucinated_kinds;
+          partner_kinds += partners >> k & 1u;
+        }
       for (auto& n : v.hallucinated_names()) hall.push_back(n);
     }
     conf.push_back(sequence_confidence(answers[i].gen.logprobs));
@@ -186,6 +200,9 @@ Json eval_chair(EvalContext& ctx) {
   }
   Json out = chair_metrics(verdicts).to_json();
   out["object_recall"] = recall_sum / double(answers.size());
+  out["repeating_share"] = double(repeating) / double(answers.size());
+  out["hallucinated_kinds"] = hallucinated_kinds;
+  out["cooccurrence_share"] = hallucinated_kinds > 0 ? double(partner_kinds) / double(hallucinated_kinds) : 0.0;
   out["verifiable_share"] =
       out["sentences"].get<double>() > 0
           ? 1.0 - out["unverifiable_sentences"].get<double>() / out["sentences"].get<double>()

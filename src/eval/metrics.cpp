@@ -10,9 +10,11 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include "mmb/error.h"
+#include "mmb/sentences.h"
 
 namespace mmb {
 namespace {
@@ -349,11 +351,23 @@ ChairMetrics chair_metrics(const std::vector<std::vector<world::Verdict>>& capti
   return m;
 }
 
+bool repeats_a_sentence(const std::string& text) {
+  std::set<std::string> seen;
+  for (const auto& s : split_sentences(text)) {
+    std::string key;
+    for (char c : s)
+      if (!std::isspace(static_cast<unsigned char>(c))) key += char(std::tolower(static_cast<unsigned char>(c)));
+    if (!key.empty() && !seen.insert(key).second) return true;
+  }
+  return false;
+}
+
 Json StepMetrics::to_json() const {
   return {{"step_accuracy", step_accuracy}, {"verifiable_step_accuracy", nan_to_null(verifiable_step_accuracy)},
           {"chain_accuracy", chain_accuracy}, {"chains", chains}, {"steps", steps}, {"true_steps", true_steps},
           {"false_steps", false_steps}, {"unverifiable_steps", unverifiable_steps},
-          {"chains_all_true", chains_all_true}};
+          {"chains_all_true", chains_all_true},
+          {"unverifiable_share", steps > 0 ? double(unverifiable_steps) / double(steps) : 0.0}};
 }
 
 StepMetrics step_metrics(const std::vector<std::vector<world::Truth>>& chains) {

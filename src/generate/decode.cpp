@@ -119,12 +119,39 @@ void SecondContextProcessor::advance(const torch::Tensor& chosen, const torch::T
 
 void SecondContextProcessor::reorder(const torch::Tensor& index) { second_ = second_.select(index); }
 
+// SampleOptions::repetition_penalty and no_repeat_ngram_size on one row's logits (V,).
+static void penalise_repeats(float* logits, int64_t vocab, const std::vector<int64_t>& tokens, const SampleOptions& opt) {
+  if (opt.repetition_penalty != 1.0) {
+    std::vector<bool> seen(size_t(vocab), false);
+    for (int64_t t : tokens)
+      if (t >= 0 && t < vocab && !seen[size_t(t)]) {
+        seen[size_t(t)] = true;
+        float& l = logits[t];
+        l = l > 0 ? float(l / opt.repetition_penalty) : float(l * opt.repetition_penalty);
+      }
+  }
+  const int64_t n = opt.no_repeat_ngram_size, len = int64_t(tokens.size());
+  if (n <= 0 || len < n - 1) return;
+  // Every earlier n-gram whose first n-1 tokens equal the last n-1 generated bans its last token.
+  for (int64_t start = 0; start + n <= len; ++start) {
+    bool same = true;
+    for (int64_t k = 0; k < n - 1 && same; ++k) same = tokens[size_t(start + k)] == tokens[size_t(len - n + 1 + k)];
+    const int64_t banned = tokens[size_t(start + n - 1)];
+    if (same && banned >= 0 && banned < vocab) logits[banned] = -std::numeric_limits<float>::infinity();
+  }
+}
+
 std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeState& state,
                                  const SampleOptions& opt, const std::vector<LogitsProcessor*>& processors) {
   c10::InferenceMode inference;
   const int64_t B = state.last_logits.size(0);
   if (opt.temperature < 0) fail("generate: temperature must be >= 0, got ", opt.temperature);
   if (opt.top_p <= 0 || opt.top_p > 1) fail("generate: top_p must be in (0, 1], got ", opt.top_p);
+  if (!(opt.repetition_penalty > 0))
+    fail("generate: repetition_penalty must be > 0, got ", opt.repetition_penalty);
+  if (opt.no_repeat_ngram_size < 0)
+    fail("generate: no_repeat_ngram_size must be >= 0, got ", opt.no_repeat_ngram_size);
+  const bool penalise = opt.repetition_penalty != 1.0 || opt.no_repeat_ngram_size > 0;
   auto gen = at::detail::createCPUGenerator(opt.seed);
   std::vector<Generation> out(B);
   std::vector<bool> done(B, false);
@@ -141,6 +168,13 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
     auto proc = logits.clone();
     forbid_image_token(model, proc);
     for (auto* p : processors) p->process(proc, generated.narrow(1, 0, step));
+    if (penalise) {
+      proc = proc.contiguous();
+      float* rows = proc.data_ptr<float>();
+      const int64_t V = proc.size(1);
+      for (int64_t b = 0; b < B; ++b)
+        if (!done[b]) penalise_repeats(rows + b * V, V, out[b].tokens, opt);
+    }
     torch::Tensor next;                                                     // (B,)
     if (opt.temperature == 0.0) {
       next = proc.argmax(-1);

@@ -25,14 +25,15 @@ std::string parent_dir(const std::string& path) {
   return path.substr(0, slash);
 }
 
-void write_all(int fd, std::string_view bytes, const std::string& path) {
+// `who` names the calling function in the error ("write_file_atomic", "append_line_durable").
+void write_all(int fd, std::string_view bytes, const std::string& path, const char* who) {
   const char* p = bytes.data();
   size_t left = bytes.size();
   while (left > 0) {
     ssize_t n = ::write(fd, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
-      fail("write_file_atomic: cannot write ", path, ": ", errno_text());
+      fail(who, ": cannot write ", path, ": ", errno_text());
     }
     p += n;
     left -= size_t(n);
@@ -84,7 +85,7 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::write(std::string_view bytes) {
   if (committed_) fail("AtomicFile::write: ", path_, " already committed");
-  write_all(fd_, bytes, temp_path_);
+  write_all(fd_, bytes, temp_path_, "AtomicFile::write");
 }
 
 void AtomicFile::commit() {
@@ -123,13 +124,17 @@ void append_line_durable(const std::string& path, std::string_view line) {
   std::string buf(line);
   buf.push_back('\n');
   try {
-    write_all(fd, buf, path);  // O_APPEND + one write: the line lands whole or not at all
+    write_all(fd, buf, path, "append_line_durable");  // O_APPEND + one write: the line lands whole or not at all
   } catch (...) {
     ::close(fd);
     throw;
   }
-  ::fsync(fd);
-  ::close(fd);
+  if (::fsync(fd) != 0) {
+    const std::string why = errno_text();
+    ::close(fd);
+    fail("append_line_durable: cannot fsync ", path, ": ", why);
+  }
+  if (::close(fd) != 0) fail("append_line_durable: cannot close ", path, ": ", errno_text());
 }
 
 }  // namespace mmb

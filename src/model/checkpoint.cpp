@@ -53,7 +53,13 @@ TensorSource open_tensors(const std::string& path) {
     for (auto& [k, v] : map.items()) {
       (void)k;
       if (!v.is_string()) fail("load_weights: weight_map value for '", k, "' is not a file name");
-      shards.insert(v.get<std::string>());
+      // A shard is a plain file name in the model directory: no path, nothing outside it.
+      const std::string name = v.get<std::string>();
+      if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+          name.find('\\') != std::string::npos || name.find('\0') != std::string::npos)
+        fail("load_weights: ", path, "/model.safetensors.index.json: shard '", name, "' of '", k,
+             "' is not a file name in the model directory");
+      shards.insert(name);
     }
     for (const auto& s : shards) paths.push_back(path + "/" + s);
   } else {

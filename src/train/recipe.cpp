@@ -9,6 +9,8 @@
 #include "mmb/checkpoint.h"
 #include "mmb/data.h"
 #include "mmb/error.h"
+#include "mmb/fingerprint.h"
+#include "mmb/json.h"
 #include "mmb/progress.h"
 #include "mmb/run_dir.h"
 #include "mmb/sft.h"
@@ -19,13 +21,42 @@
 namespace mmb {
 namespace {
 
-// Runs `fn` unless `done_marker` exists; logs the phase and its wall time.
-void phase(const std::string& name, const std::string& done_marker, RunDir* run, Json& times,
-           const std::function<void()>& fn) {
+// A phase writes into `dir`; `done_marker` (inside it) says it finished. Its fingerprint (its
+// resolved settings and the fingerprint of the phase before it, so a change re-runs every later
+// phase too) is stored as <dir>/phase_fingerprint.json when it starts. A phase whose stored
+// fingerprint differs is re-run from scratch: its old directory becomes <dir>.replaced (the
+// previous one of those is removed). A finished phase with no stored fingerprint (a run
+// directory from before fingerprints) is kept as it is, with a warning.
+void check_phase_fingerprint(const std::string& name, const std::string& dir, const std::string& done_marker,
+                             const Fingerprint& fp) {
+  namespace fs = std::filesystem;
+  const std::string file = dir + "/phase_fingerprint.json";
+  if (fs::exists(file)) {
+    const Fingerprint stored = Fingerprint::from_json(read_json_file(file), file);
+    const auto changed = stored.differences(fp);
+    if (changed.empty()) return;
+    std::string parts;
+    for (const auto& c : changed) parts += (parts.empty() ? "" : ", ") + c;
+    log_info("phase " + name + ": settings changed (" + parts + "): re-running it; the old output is in " + dir +
+             ".replaced");
+    fs::remove_all(dir + ".replaced");
+    fs::rename(dir, dir + ".replaced");
+  } else if (fs::exists(done_marker)) {
+    log_info("phase " + name + ": no stored fingerprint (an older run directory): kept as it is");
+    write_json_file(file, fp.to_json());
+  }
+}
+
+// Runs `fn` unless the phase is done with the same fingerprint; logs the phase and its wall time.
+void phase(const std::string& name, const std::string& dir, const std::string& done_marker, const Fingerprint& fp,
+           RunDir* run, Json& times, const std::function<void()>& fn) {
+  check_phase_fingerprint(name, dir, done_marker, fp);
   if (std::filesystem::exists(done_marker)) {
     log_info("phase " + name + ": already done (" + done_marker + ")");
     return;
   }
+  make_dirs(dir);
+  write_json_file(dir + "/phase_fingerprint.json", fp.to_json());
   log_info("phase " + name + " ...");
   auto t0 = std::chrono::steady_clock::now();
   fn();
@@ -69,8 +100,8 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   if (o.sft_curriculum_steps < 0) fail("run_base_recipe: sft curriculum steps must be >= 0");
   Json times = Json::object();
 
-  phase("world", world + "/world.json", run, times, [&] {
-    world::WorldConfig wc;
+  world::WorldConfig wc;
+  {
     wc.train_scenes = o.train_scenes;
     wc.val_scenes = o.val_scenes;
     wc.test_scenes = o.test_scenes;
@@ -80,10 +111,25 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     wc.sft_balanced_negatives = o.sft_balanced_negatives;
     wc.sft_balanced_positives = o.sft_balanced_positives;
     wc.qa_turns_per_scene = o.qa_turns;
-    world::generate_world(wc, o.seed, world, true);
-  });
+    wc.sft_hint_fraction = o.sft_hint_fraction;
+    wc.sft_hint_idk_fraction = o.sft_hint_idk_fraction;
+    wc.mc_per_scene = o.mc_per_scene;
+    wc.reasoning_per_scene = o.reasoning_per_scene;
+  }
+  // Each phase's fingerprint: its settings and the phase before it.
+  auto after = [](const Fingerprint& previous, const char* name, const Json& settings) {
+    Fingerprint f;
+    f.add("previous phase", Json(previous.id()));
+    f.add(name, settings);
+    return f;
+  };
+  Fingerprint world_fp;
+  world_fp.add("world", Json{{"seed", o.seed}, {"config", world::config_to_json(wc)}});
+  phase("world", world, world + "/world.json", world_fp, run, times,
+        [&] { world::generate_world(wc, o.seed, world, true); });
 
-  phase("tokenizer", tokdir + "/tokenizer.model", run, times, [&] {
+  const Fingerprint tok_fp = after(world_fp, "tokenizer", Json{{"vocab_size", o.vocab_size}});
+  phase("tokenizer", tokdir, tokdir + "/tokenizer.model", tok_fp, run, times, [&] {
     TokenizerTrainOptions t;
     t.corpus_files = {world + "/train/llava.json"};
     // The template's role markers are one piece each: at 600 pieces (256 of them bytes) BPE has
@@ -110,8 +156,19 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     write_chat_template(dir, world_template());
   };
 
-  phase("clip", clip + "/model/model.safetensors", run, times, [&] {
-    const ClipConfig cc = base_clip_config(o.vlm.vision, tok.num_ids(), tok.eos_id());
+  const ClipConfig clip_config = base_clip_config(o.vlm.vision, tok.num_ids(), tok.eos_id());
+  const Fingerprint clip_fp = after(tok_fp, "clip",
+                                    Json{{"model", to_json(clip_config)},
+                                         {"steps", o.clip_steps},
+                                         {"batch", o.clip_batch},
+                                         {"lr", o.clip_lr},
+                                         {"hard_negatives", o.clip_hard_negatives},
+                                         {"tag_loss", o.clip_tag_loss},
+                                         {"tag_layer", o.vlm.vision_feature_layer},
+                                         {"tag_pool", o.clip_tag_pool},
+                                         {"seed", o.seed}});
+  phase("clip", clip, clip + "/model/model.safetensors", clip_fp, run, times, [&] {
+    const ClipConfig& cc = clip_config;
     if (!std::filesystem::exists(clip + "/init/config.json")) {
       ClipModel m(cc);
       init_dir(clip + "/init", to_json(cc), *m, 0.02);
@@ -169,27 +226,39 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     run_sft(s, &sub);
     sub.finish();
   };
-  auto make_init = [&] {
-    if (std::filesystem::exists(sft + "/init/config.json")) return;
-    const LlavaConfig vc = with_token_ids(o.vlm, tok);
-    LlavaForConditionalGeneration m(vc);
-    init_dir(sft + "/init", to_json(vc), *m, vc.text.initializer_range);
+  // The VLM's initial weights live in the first VLM phase's directory (<dir>/init), so they are
+  // made again whenever that phase is re-run.
+  const LlavaConfig vlm_config = with_token_ids(o.vlm, tok);
+  auto make_init = [&](const std::string& dir) {
+    if (std::filesystem::exists(dir + "/init/config.json")) return;
+    LlavaForConditionalGeneration m(vlm_config);
+    init_dir(dir + "/init", to_json(vlm_config), *m, vlm_config.text.initializer_range);
+  };
+  auto sft_settings = [&](const SftRunOptions& s) {
+    return Json{{"model", to_json(vlm_config)}, {"tasks", s.tasks},
+                {"task_repeat", s.task_repeat},     {"steps", s.steps},
+                {"batch", s.batch_size},             {"lr", s.lr},
+                {"projector_lr", s.projector_lr},    {"vision_lr", s.vision_lr},
+                {"freeze_vision", s.freeze_vision},  {"loss_norm", s.loss_norm},
+                {"group_by_length", s.group_by_length}, {"seed", s.seed}};
   };
   const bool staged = o.sft_curriculum_steps > 0;
+  Fingerprint vlm_fp = clip_fp;
   if (staged) {
-    phase("sft-curriculum", curriculum + "/model/model.safetensors", run, times, [&] {
-      make_init();
-      SftRunOptions s = sft_options(sft + "/init", clip + "/model", curriculum, o.sft_curriculum_steps);
-      s.tasks = o.sft_curriculum_tasks;
-      if (o.sft_curriculum_batch > 0) s.batch_size = o.sft_curriculum_batch;
+    SftRunOptions s = sft_options(curriculum + "/init", clip + "/model", curriculum, o.sft_curriculum_steps);
+    s.tasks = o.sft_curriculum_tasks;
+    if (o.sft_curriculum_batch > 0) s.batch_size = o.sft_curriculum_batch;
+    vlm_fp = after(clip_fp, "sft-curriculum", sft_settings(s));
+    phase("sft-curriculum", curriculum, curriculum + "/model/model.safetensors", vlm_fp, run, times, [&] {
+      make_init(curriculum);
       run_sft_phase(s, "sft-curriculum");
     });
   }
-  phase("sft", sft + "/model/model.safetensors", run, times, [&] {
-    SftRunOptions s = staged ? sft_options(curriculum + "/model", "", sft, o.sft_steps)
-                             : sft_options(sft + "/init", clip + "/model", sft, o.sft_steps);
-    if (!staged) make_init();
-    s.task_repeat = o.sft_task_repeat;
+  SftRunOptions s = staged ? sft_options(curriculum + "/model", "", sft, o.sft_steps)
+                           : sft_options(sft + "/init", clip + "/model", sft, o.sft_steps);
+  s.task_repeat = o.sft_task_repeat;
+  phase("sft", sft, sft + "/model/model.safetensors", after(vlm_fp, "sft", sft_settings(s)), run, times, [&] {
+    if (!staged) make_init(sft);
     run_sft_phase(s, "sft");
   });
 

@@ -12,6 +12,7 @@
 #include "mmb/atomic_file.h"
 #include "mmb/error.h"
 #include "mmb/progress.h"
+#include "mmb/threads.h"
 #include "mmb/world_tasks.h"
 #include "stats.h"
 
@@ -203,8 +204,7 @@ GenerateSummary generate_world(const WorldConfig& config, uint64_t seed, const s
 
   // Workers spend about half their time waiting on fsync of their PNG, so the default runs two
   // per core (more workers than cores write a world faster: docs/performance.md).
-  int threads = config.threads > 0 ? config.threads
-                                   : 2 * std::max(1, int(std::thread::hardware_concurrency()));
+  const int threads = config.threads > 0 ? config.threads : 2 * available_cores();
   GenerateSummary summary;
   StatsAccumulator acc;
   AtomicFile scenes_file(dir + "/scenes.jsonl");
@@ -223,8 +223,16 @@ GenerateSummary generate_world(const WorldConfig& config, uint64_t seed, const s
 
   std::vector<SceneOutput> buffers[2] = {std::vector<SceneOutput>(kChunk),
                                          std::vector<SceneOutput>(kChunk)};
-  std::exception_ptr error;
+  std::exception_ptr error;  // the first failure of a worker or of the writer; under error_mutex
   std::mutex error_mutex;
+  auto keep_error = [&](std::exception_ptr e) {
+    std::lock_guard<std::mutex> lock(error_mutex);
+    if (!error) error = std::move(e);
+  };
+  auto failed = [&] {
+    std::lock_guard<std::mutex> lock(error_mutex);
+    return bool(error);
+  };
   std::atomic<int64_t> next{0};
   auto start_chunk = [&](int64_t first, std::vector<SceneOutput>& out) {
     const int64_t n = std::min<int64_t>(kChunk, total - first);
@@ -238,8 +246,7 @@ GenerateSummary generate_world(const WorldConfig& config, uint64_t seed, const s
             const auto& [split, index] = jobs[size_t(first + i)];
             build_scene(config, seed, split, index, train_stats, dir, slots[i]);
           } catch (...) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            if (!error) error = std::current_exception();
+            keep_error(std::current_exception());
           }
         }
       });
@@ -280,9 +287,17 @@ GenerateSummary generate_world(const WorldConfig& config, uint64_t seed, const s
   int cur = 0;
   for (int64_t first = 0; first < total; first += kChunk, cur ^= 1) {
     std::vector<std::thread> pool = start_chunk(first, buffers[cur]);
-    if (first > 0 && !error) write_chunk(first - kChunk, buffers[cur ^ 1]);
+    // A write error (disk full) must not leave the workers joinable: it is kept, the chunk's
+    // workers are joined, and then it is thrown.
+    if (first > 0 && !failed()) {
+      try {
+        write_chunk(first - kChunk, buffers[cur ^ 1]);
+      } catch (...) {
+        keep_error(std::current_exception());
+      }
+    }
     for (auto& th : pool) th.join();
-    if (error) std::rethrow_exception(error);
+    if (failed()) std::rethrow_exception(error);
   }
   if (total > 0) write_chunk((total - 1) / kChunk * kChunk, buffers[cur ^ 1]);
   for (auto& f : files)

@@ -16,7 +16,7 @@ inline uint64_t splitmix64(uint64_t& state) {
 
 // Independent streams of one sample: scene graph, render noise, task text, and the SFT turns
 // (their own stream, so that the SFT mix knobs leave every evaluation task unchanged).
-enum class Stream : uint64_t { kScene = 1, kRender = 2, kTasks = 3, kSftTurns = 4 };
+enum class Stream : uint64_t { kScene = 1, kRender = 2, kTasks = 3, kSftTurns = 4, kSftHint = 5 };
 
 class Rng {
  public:

@@ -159,6 +159,8 @@ void validate(const WorldConfig& c) {
   check_prob(c.occlusion_prob, "occlusion_prob");
   check_prob(c.contrast_min, "contrast_min");
   check_prob(c.sft_idk_fraction, "sft_idk_fraction");
+  check_prob(c.sft_hint_fraction, "sft_hint_fraction");
+  check_prob(c.sft_hint_idk_fraction, "sft_hint_idk_fraction");
   check_prob(c.sft_balanced_negatives, "sft_balanced_negatives");
   check_prob(c.sft_balanced_positives, "sft_balanced_positives");
   double qa_total = 0;
@@ -217,6 +219,8 @@ Json config_to_json(const WorldConfig& c) {
               {"adversarial_min_cooccur", c.adversarial_min_cooccur},
               {"qa_turns_per_scene", c.qa_turns_per_scene},
               {"sft_idk_fraction", c.sft_idk_fraction},
+              {"sft_hint_fraction", c.sft_hint_fraction},
+              {"sft_hint_idk_fraction", c.sft_hint_idk_fraction},
               {"sft_qa_weights", qa_weights_json(c.sft_qa_weights)},
               {"sft_balanced_negatives", c.sft_balanced_negatives},
               {"sft_balanced_positives", c.sft_balanced_positives},
@@ -259,6 +263,8 @@ WorldConfig config_from_json(const Json& j, const std::string& ctx) {
   get(j, "adversarial_min_cooccur", c.adversarial_min_cooccur, ctx);
   get(j, "qa_turns_per_scene", c.qa_turns_per_scene, ctx);
   get(j, "sft_idk_fraction", c.sft_idk_fraction, ctx);
+  get(j, "sft_hint_fraction", c.sft_hint_fraction, ctx);
+  get(j, "sft_hint_idk_fraction", c.sft_hint_idk_fraction, ctx);
   if (j.contains("sft_qa_weights")) {
     const Json& q = j["sft_qa_weights"];
     std::string where = ctx + ": sft_qa_weights";

@@ -659,12 +659,19 @@ SceneTasks make_tasks(const Scene& scene, const WorldConfig& config, const Shape
   if (scene.objects.empty()) return t;
   describe(scene, rng, t);
   Rng turns = Rng::for_sample(seed, int(scene.split), scene.index, Stream::kSftTurns);
-  for (int i = 0; i < config.qa_turns_per_scene; ++i)
-    t.qa.push_back(turns.bernoulli(config.sft_idk_fraction)
-                       ? unanswerable_question(scene, turns)
-                       : answerable_question(scene, turns, config.sft_qa_weights,
-                                             {&train_stats, config.sft_balanced_negatives,
-                                              config.sft_balanced_positives}));
+  // Whether a turn is hinted comes from its own stream: with sft_hint_fraction 0 the world is
+  // unchanged, and with hints a conversation is the default one up to its first hinted turn.
+  Rng hints = Rng::for_sample(seed, int(scene.split), scene.index, Stream::kSftHint);
+  for (int i = 0; i < config.qa_turns_per_scene; ++i) {
+    const bool hinted = config.sft_hint_fraction > 0 && hints.bernoulli(config.sft_hint_fraction);
+    QA qa = turns.bernoulli(hinted ? config.sft_hint_idk_fraction : config.sft_idk_fraction)
+                ? unanswerable_question(scene, turns)
+                : answerable_question(scene, turns, config.sft_qa_weights,
+                                      {&train_stats, config.sft_balanced_negatives,
+                                       config.sft_balanced_positives});
+    if (hinted) qa.question += std::string(" ") + kIdkHint;
+    t.qa.push_back(std::move(qa));
+  }
   pope(scene, config, train_stats, rng, t);
   for (int i = 0; i < config.mc_per_scene; ++i) {
     McQuestion mc;
