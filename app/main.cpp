@@ -43,6 +43,8 @@ const Command kCommands[] = {
      mmb::app::setup_metrics},
     {"report", "Measure", "One HTML page of run directories: metrics, reliability and risk-coverage charts, examples",
      mmb::app::setup_report},
+    {"prefs", "Train", "Preference data: CSR pairs; the quality of a pair file, by the verifier",
+     mmb::app::setup_prefs},
     {"train", "Train", "Train CLIP and the VLM (SFT, DPO); the default base recipe", mmb::app::setup_train},
 };
 

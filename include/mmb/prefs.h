@@ -56,6 +56,22 @@ Json preference_pair_to_json(const PreferencePair& pair);
 // Writes pairs atomically as JSONL.
 void write_preference_pairs(const std::string& path, const std::vector<PreferencePair>& pairs);
 
+// A relative path that cannot leave its root (no absolute path, no ".." component); throws
+// mmb::Error "<who>: <where>: ..." otherwise.
+void check_under_root(const std::string& path, const std::string& where, const char* who);
+
+// A world split's description prompts (its llava.json "description" records), each with its
+// scene: the prompts online DPO and the builders answer.
+struct DescriptionPrompt {
+  std::string question;  // without "<image>"
+  std::string image;     // relative to the world directory
+  size_t scene = 0;      // index into the scenes of `scene_index`
+};
+// scene_index maps a scene id to its index. Throws mmb::Error naming the record on a malformed
+// one, an image with no scene, or a split without description prompts.
+std::vector<DescriptionPrompt> read_description_prompts(const std::string& world_dir, const std::string& split,
+                                                        const std::map<std::string, size_t>& scene_index);
+
 // ---- judging responses with the world's exact truth ----------------------------------------
 
 // What the verifier says of one response, sentence by sentence (split_sentences).
@@ -71,11 +87,24 @@ struct ResponseJudgement {
   // correctly described objects, so neither saying less nor saying more wins by itself.
   double score(double error_weight = 1.0) const;
   Json to_json() const;
+  // Inverse of to_json; throws mmb::Error naming `where` and the missing or mistyped key.
+  static ResponseJudgement from_json(const Json& j, const std::string& where);
 };
 ResponseJudgement judge_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text);
 
 // The verifier judge's order, by score(error_weight): > 0 when a is better than b, < 0 when
 // worse, 0 on a tie (a pair of tied responses teaches nothing and is dropped).
 int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight = 1.0);
+
+// ---- pair quality (`mmb prefs stats`) ------------------------------------------------------
+
+// Word-level Levenshtein distance (words split on white space).
+int64_t word_edit_distance(const std::string& a, const std::string& b);
+
+// Over the pairs that carry "chosen_judgement" and "rejected_judgement" (what the builders write
+// on the world): the share whose chosen is truly better / equal / worse by compare_judgements,
+// mean errors, hallucinations and recall of each side; over all pairs: mean words of each side and
+// mean word edit distance (absolute and divided by the longer side). Per "source" too.
+Json preference_pair_stats(const std::vector<PreferencePair>& pairs, double error_weight = 1.0);
 
 }  // namespace mmb

@@ -1,6 +1,8 @@
-// Small string predicates shared across modules (C++17 has no std::string::starts_with).
+// Small string helpers shared across modules (C++17 has no std::string::starts_with).
 // Pure functions, thread-safe, never throw.
 #pragma once
+#include <cctype>
+#include <string>
 #include <string_view>
 
 namespace mmb {
@@ -11,6 +13,14 @@ inline bool starts_with(std::string_view s, std::string_view prefix) {
 
 inline bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// `s` without leading and trailing white space (std::isspace).
+inline std::string trim(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return std::string(s.substr(b, e - b));
 }
 
 }  // namespace mmb

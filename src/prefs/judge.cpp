@@ -27,6 +27,19 @@ Json ResponseJudgement::to_json() const {
           {"errors", errors()}};
 }
 
+ResponseJudgement ResponseJudgement::from_json(const Json& j, const std::string& where) {
+  if (!j.is_object()) fail("ResponseJudgement: ", where, ": expected an object");
+  ResponseJudgement r;
+  r.sentences = json_get<int64_t>(j, "sentences", where);
+  r.true_sentences = json_get<int64_t>(j, "true", where);
+  r.false_sentences = json_get<int64_t>(j, "false", where);
+  r.unverifiable_sentences = json_get<int64_t>(j, "unverifiable", where);
+  r.hallucinated = json_get<int64_t>(j, "hallucinated", where);
+  r.visible = json_get<int64_t>(j, "visible", where);
+  r.recall = json_get<double>(j, "recall", where);
+  return r;
+}
+
 ResponseJudgement judge_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text) {
   std::vector<world::Verdict> verdicts;
   for (const auto& s : split_sentences(text)) {

@@ -214,13 +214,6 @@ constexpr std::array<std::pair<const char*, Special>, 3> kSpecialStrings{{
     {kEosPiece, Special::kEos},
 }};
 
-std::string trim(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return std::string(s.substr(b, e - b));
-}
-
 // Appends the non-blank lines of `text`, trimmed.
 void push_lines(std::string_view text, std::vector<std::string>& out) {
   size_t start = 0;

@@ -43,14 +43,6 @@ struct DpoBatch {
   int64_t pairs = 0;
 };
 
-// A relative path that cannot leave its root (no absolute path, no ".." component).
-void check_under_root(const std::string& path, const std::string& where) {
-  if (fs::path(path).is_absolute())
-    fail("run_dpo: ", where, ": image path '", path, "' must be relative to the image root");
-  for (const auto& part : fs::path(path))
-    if (part == "..") fail("run_dpo: ", where, ": image path '", path, "' leaves the image root");
-}
-
 // Tokenizes prompt + response into `out`; false when it does not fit (and cannot be cut to fit).
 bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaConfig& cfg, const PreferencePair& p,
                    const std::string& response, int64_t max_length, bool truncate, Side& out, int64_t* truncated) {
@@ -102,7 +94,7 @@ class PairDataset {
     std::map<std::string, int64_t> image_index;
     std::vector<torch::Tensor> images;
     for (const PreferencePair& p : pairs) {
-      if (!p.image.empty()) check_under_root(p.image, p.where);
+      if (!p.image.empty()) check_under_root(p.image, p.where, "run_dpo");
       Side c, r;
       const bool ok = tokenize_side(tok, tmpl, cfg, p, p.chosen, max_length, truncate, c, &truncated_) &&
                       tokenize_side(tok, tmpl, cfg, p, p.rejected, max_length, truncate, r, &truncated_);
@@ -200,7 +192,7 @@ Fingerprint reference_fingerprint(const DpoRunOptions& o, const std::string& ref
     std::sort(shards.begin(), shards.end());
     shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
     for (const auto& s : shards) {
-      check_under_root(s, index);
+      check_under_root(s, index, "run_dpo");
       f.add_file("reference weights " + s, ref_dir + "/" + s);
     }
   } else {
@@ -270,40 +262,6 @@ LossOutput dpo_step_output(const DpoInputs& in, const DpoLossOptions& options) {
   return out;
 }
 
-// Online DPO's prompts: the world split's description prompts, each with its scene.
-struct OnlinePrompt {
-  std::string question;
-  std::string image;  // relative to the world directory
-  size_t scene = 0;   // index into the scenes
-};
-
-std::vector<OnlinePrompt> read_online_prompts(const std::string& world_dir, const std::string& split,
-                                              const std::map<std::string, size_t>& scene_index) {
-  const std::string path = world_dir + "/" + split + "/llava.json";
-  const Json records = read_json_file(path);
-  if (!records.is_array()) fail("run_dpo: ", path, ": expected a JSON array");
-  std::vector<OnlinePrompt> out;
-  for (size_t i = 0; i < records.size(); ++i) {
-    const Json& r = records[i];
-    if (r.value("task", std::string()) != "description") continue;
-    const std::string where = path + " record " + std::to_string(i);
-    const Json conv = json_get<Json>(r, "conversations", where);
-    if (!conv.is_array() || conv.empty()) fail("run_dpo: ", where, ": empty conversations");
-    OnlinePrompt p;
-    p.question = json_get<std::string>(conv[0], "value", where);
-    for (const std::string m : {"<image>\n", "<image>"})
-      if (auto k = p.question.find(m); k != std::string::npos) p.question.erase(k, m.size());
-    p.image = json_get<std::string>(r, "image", where);
-    check_under_root(p.image, where);
-    auto it = scene_index.find(fs::path(p.image).stem().string());
-    if (it == scene_index.end()) fail("run_dpo: ", where, ": no scene for image ", p.image);
-    p.scene = it->second;
-    out.push_back(std::move(p));
-  }
-  if (out.empty()) fail("run_dpo: ", path, ": no description prompts");
-  return out;
-}
-
 StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist, LlavaForConditionalGeneration& model,
                          const Tokenizer& tok, const ChatTemplate& tmpl) {
   if (o.world_dir.empty()) fail("run_dpo: online DPO needs a world directory (--world)");
@@ -313,7 +271,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   const std::vector<world::Scene> scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
   std::map<std::string, size_t> scene_index;
   for (size_t i = 0; i < scenes.size(); ++i) scene_index[scenes[i].id] = i;
-  const std::vector<OnlinePrompt> prompts = read_online_prompts(o.world_dir, o.online_split, scene_index);
+  const std::vector<DescriptionPrompt> prompts = read_description_prompts(o.world_dir, o.online_split, scene_index);
   log_info("online dpo: " + std::to_string(prompts.size()) + " description prompts, " +
            std::to_string(o.samples_per_prompt) + " samples each, verifier judge");
   const std::string ref_dir = o.ref_model_dir.empty() ? o.model_dir : o.ref_model_dir;
@@ -363,7 +321,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     double best_errors = 0, worst_errors = 0, best_recall = 0, worst_recall = 0;
     int64_t dummy_truncated = 0;
     for (size_t b = 0; b < idx.size(); ++b) {
-      const OnlinePrompt& p = prompts[size_t(idx[b])];
+      const DescriptionPrompt& p = prompts[size_t(idx[b])];
       std::vector<ResponseJudgement> j;
       for (int64_t k = 0; k < K; ++k) {
         const VlmAnswer& a = answers[b * size_t(K) + size_t(k)];

@@ -1,0 +1,46 @@
+// The world's description prompts for online DPO and the preference builders, and the image-path
+// guard every reader of outside paths uses.
+#include <filesystem>
+
+#include "mmb/error.h"
+#include "mmb/prefs.h"
+
+namespace fs = std::filesystem;
+
+namespace mmb {
+
+void check_under_root(const std::string& path, const std::string& where, const char* who) {
+  if (fs::path(path).is_absolute())
+    fail(who, ": ", where, ": image path '", path, "' must be relative to the image root");
+  for (const auto& part : fs::path(path))
+    if (part == "..") fail(who, ": ", where, ": image path '", path, "' leaves the image root");
+}
+
+std::vector<DescriptionPrompt> read_description_prompts(const std::string& world_dir, const std::string& split,
+                                                        const std::map<std::string, size_t>& scene_index) {
+  const std::string path = world_dir + "/" + split + "/llava.json";
+  const Json records = read_json_file(path);
+  if (!records.is_array()) fail("read_description_prompts: ", path, ": expected a JSON array");
+  std::vector<DescriptionPrompt> out;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Json& r = records[i];
+    if (!r.is_object() || r.value("task", std::string()) != "description") continue;
+    const std::string where = path + " record " + std::to_string(i);
+    const Json conv = json_get<Json>(r, "conversations", where);
+    if (!conv.is_array() || conv.empty()) fail("read_description_prompts: ", where, ": empty conversations");
+    DescriptionPrompt p;
+    p.question = json_get<std::string>(conv[0], "value", where);
+    for (const std::string m : {"<image>\n", "<image>"})
+      if (auto k = p.question.find(m); k != std::string::npos) p.question.erase(k, m.size());
+    p.image = json_get<std::string>(r, "image", where);
+    check_under_root(p.image, where, "read_description_prompts");
+    auto it = scene_index.find(fs::path(p.image).stem().string());
+    if (it == scene_index.end()) fail("read_description_prompts: ", where, ": no scene for image ", p.image);
+    p.scene = it->second;
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) fail("read_description_prompts: ", path, ": no description prompts");
+  return out;
+}
+
+}  // namespace mmb
