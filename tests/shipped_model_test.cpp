@@ -41,7 +41,7 @@ TEST(ShippedModel, FilesAreCompleteAndSmall) {
     }
   EXPECT_LE(bytes, uintmax_t(40) << 20) << "the shipped checkpoint must stay within 40 MB";
   for (const char* f : {"world.toml", "recipe.toml", "manifest.json", "eval/test.json", "eval/test_seed7.json",
-                        "eval/calibrate.json", "eval/slice.json"})
+                        "eval/calibrate.json", "eval/slice.json", "eval/shifted.json"})
     EXPECT_TRUE(fs::is_regular_file(fs::path(kShipped) / f)) << f;
   EXPECT_FALSE(fs::exists(fs::path(kShipped) / "vlm/calibration.json")) << "the shipped model is uncalibrated";
 }
