@@ -31,13 +31,14 @@ void print_stats(const std::string& name, const Json& s) {
               s["mean_words_rejected"].get<double>(), s["mean_word_edit_distance"].get<double>(),
               s["mean_normalised_edit_distance"].get<double>());
   if (s["judged"].get<int64_t>() > 0)
-    std::printf("\n%-12s judged %5lld  chosen truly better %.3f  equal %.3f  worse %.3f  errors %.2f vs %.2f  "
-                "hallucinated %.2f vs %.2f  recall %.3f vs %.3f",
-                "", static_cast<long long>(s["judged"].get<int64_t>()), s["chosen_better"].get<double>(),
-                s["chosen_equal"].get<double>(), s["chosen_worse"].get<double>(), s["mean_errors_chosen"].get<double>(),
-                s["mean_errors_rejected"].get<double>(), s["mean_hallucinated_chosen"].get<double>(),
-                s["mean_hallucinated_rejected"].get<double>(), s["mean_recall_chosen"].get<double>(),
-                s["mean_recall_rejected"].get<double>());
+    std::printf(
+        "\n%-12s judged %5lld  chosen truly better %.3f  equal %.3f  worse %.3f  errors %.2f vs %.2f  "
+        "hallucinated %.2f vs %.2f  recall %.3f vs %.3f",
+        "", static_cast<long long>(s["judged"].get<int64_t>()), s["chosen_better"].get<double>(),
+        s["chosen_equal"].get<double>(), s["chosen_worse"].get<double>(), s["mean_errors_chosen"].get<double>(),
+        s["mean_errors_rejected"].get<double>(), s["mean_hallucinated_chosen"].get<double>(),
+        s["mean_hallucinated_rejected"].get<double>(), s["mean_recall_chosen"].get<double>(),
+        s["mean_recall_rejected"].get<double>());
   std::printf("\n");
 }
 
@@ -60,11 +61,19 @@ void setup_prefs_csr(CLI::App& cmd) {
   const char* s = "Search (SPEC: 5 beams in 5 groups, penalty 3.0, 70 tokens, top 1 + bottom 2, lambda 0.9)";
   cmd.add_option("--num-beams", o.search.num_beams, "Beams per node")->group(s)->capture_default_str();
   cmd.add_option("--num-groups", o.search.num_groups, "Beam groups per node")->group(s)->capture_default_str();
-  cmd.add_option("--diversity-penalty", o.search.diversity_penalty, "Hamming diversity penalty")->group(s)->capture_default_str();
-  cmd.add_option("--max-sentence-tokens", o.search.max_sentence_tokens, "Tokens per sentence")->group(s)->capture_default_str();
-  cmd.add_option("--max-sentences", o.search.max_sentences, "Levels (sentences) of the tree")->group(s)->capture_default_str();
+  cmd.add_option("--diversity-penalty", o.search.diversity_penalty, "Hamming diversity penalty")
+      ->group(s)
+      ->capture_default_str();
+  cmd.add_option("--max-sentence-tokens", o.search.max_sentence_tokens, "Tokens per sentence")
+      ->group(s)
+      ->capture_default_str();
+  cmd.add_option("--max-sentences", o.search.max_sentences, "Levels (sentences) of the tree")
+      ->group(s)
+      ->capture_default_str();
   cmd.add_option("--keep-top", o.search.keep_top, "Best children kept per level")->group(s)->capture_default_str();
-  cmd.add_option("--keep-bottom", o.search.keep_bottom, "Worst children kept per level")->group(s)->capture_default_str();
+  cmd.add_option("--keep-bottom", o.search.keep_bottom, "Worst children kept per level")
+      ->group(s)
+      ->capture_default_str();
   cmd.add_option("--prune-at", o.search.prune_at, "Prune a level's pool of at least this many children")
       ->group(s)
       ->capture_default_str();
@@ -110,8 +119,10 @@ void setup_prefs_stats(CLI::App& cmd) {
 
 void setup_prefs(CLI::App& cmd) {
   cmd.require_subcommand(1);
-  setup_prefs_csr(*cmd.add_subcommand("csr", "CSR pairs: sentence-level beam search rewarded by likelihood and CLIPScore"));
-  setup_prefs_stats(*cmd.add_subcommand("stats", "Pair quality: chosen truly better / equal / worse, lengths, edit distance"));
+  setup_prefs_csr(
+      *cmd.add_subcommand("csr", "CSR pairs: sentence-level beam search rewarded by likelihood and CLIPScore"));
+  setup_prefs_stats(
+      *cmd.add_subcommand("stats", "Pair quality: chosen truly better / equal / worse, lengths, edit distance"));
 }
 
 }  // namespace mmb::app

@@ -213,7 +213,8 @@ void setup_train_base(CLI::App& cmd) {
   cmd.add_option("--sft-hint-fraction", o.sft_hint_fraction,
                  "Share of SFT turns asked with the hint \"If you are not sure, say I don't know.\"")
       ->group("World");
-  cmd.add_option("--sft-hint-idk-fraction", o.sft_hint_idk_fraction, "Share of the hinted SFT turns that are unanswerable")
+  cmd.add_option("--sft-hint-idk-fraction", o.sft_hint_idk_fraction,
+                 "Share of the hinted SFT turns that are unanswerable")
       ->group("World")
       ->capture_default_str();
   cmd.add_option("--mc-per-scene", o.mc_per_scene, "Multiple-choice questions per scene")

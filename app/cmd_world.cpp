@@ -82,8 +82,8 @@ void setup_world_generate(CLI::App& cmd) {
       tk);
   opt(cmd, "--sft-hint-fraction", c.sft_hint_fraction,
       "Share of SFT turns whose question ends with the hint \"If you are not sure, say I don't know.\"", tk);
-  opt(cmd, "--sft-hint-idk-fraction", c.sft_hint_idk_fraction,
-      "Share of the hinted SFT turns that are unanswerable", tk);
+  opt(cmd, "--sft-hint-idk-fraction", c.sft_hint_idk_fraction, "Share of the hinted SFT turns that are unanswerable",
+      tk);
   cmd.add_option("--sft-qa-weights", o->qa_weights,
                  "Mix of the answerable SFT turns: type=weight for any of " +
                      world::format_qa_weights(world::QaWeights{}) + " (the defaults)")

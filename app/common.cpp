@@ -137,7 +137,8 @@ void add_examples(CLI::App& cmd, const std::string& examples) {
 void add_common_options(CLI::App& cmd, CommonOptions& opts, bool with_out) {
   cmd.fallthrough();
   cmd.footer(kConfigNote);
-  cmd.add_option("--threads", opts.threads, "Threads (0 = every available core; -1 = the cores not busy now; policy in docs/performance.md)")
+  cmd.add_option("--threads", opts.threads,
+                 "Threads (0 = every available core; -1 = the cores not busy now; policy in docs/performance.md)")
       ->group("Common")
       ->capture_default_str();
   cmd.add_option("--seed", opts.seed, "Seed applied to every RNG")->group("Common")->capture_default_str();

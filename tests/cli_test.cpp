@@ -59,7 +59,8 @@ TEST(Cli, HelpListsSubcommandsAndDefaults) {
   for (const char* c : {"sft", "clip", "dpo", "base"})
     EXPECT_NE(t.out.find(std::string("\n  ") + c + " "), std::string::npos) << c << " not listed:\n" << t.out;
   Result g = run_mmb("generate --help");
-  for (const char* o : {"--max-new-tokens", "--temperature", "--top-p", "--repetition-penalty", "--no-repeat-ngram-size"})
+  for (const char* o :
+       {"--max-new-tokens", "--temperature", "--top-p", "--repetition-penalty", "--no-repeat-ngram-size"})
     EXPECT_NE(g.out.find(o), std::string::npos) << o << ":\n" << g.out;
   EXPECT_NE(g.out.find("--max-new-tokens INT=64"), std::string::npos) << "max-new-tokens default not shown:\n" << g.out;
 }

@@ -75,7 +75,8 @@ std::unique_ptr<Toy> make_toy() {
         break;
       }
     for (auto& p : model->named_parameters())
-      if (p.key().find("lm_head.weight") != std::string::npos) p.value()[cfg.text.eos_token_id].copy_(1.05 * p.value()[top]);
+      if (p.key().find("lm_head.weight") != std::string::npos)
+        p.value()[cfg.text.eos_token_id].copy_(1.05 * p.value()[top]);
   }
   return t;
 }
@@ -146,7 +147,8 @@ int check_tree(Toy& toy, const mmb::CsrOptions& o, const std::string& prompt) {
       EXPECT_NEAR(n.r_text, std::exp(mean), 1e-4);
       const double parent_score = parent >= 0 ? tree.nodes[size_t(parent)].score : 0.0;
       EXPECT_NEAR(n.score, parent_score + mean, 1e-4);
-      EXPECT_NEAR(n.r_image, toy.clip->score(toy.vlm->encode_prompt(prompt, &toy.image).pixel_values, {n.text})[0], 1e-6);
+      EXPECT_NEAR(n.r_image, toy.clip->score(toy.vlm->encode_prompt(prompt, &toy.image).pixel_values, {n.text})[0],
+                  1e-6);
       EXPECT_EQ(n.final, !n.tokens.empty() && n.tokens.back() == eos);
       finals += n.final;
       if (n.final) {
@@ -188,7 +190,8 @@ int check_tree(Toy& toy, const mmb::CsrOptions& o, const std::string& prompt) {
       if (tree.nodes[size_t(n)].kept) kept.insert(n);
     EXPECT_EQ(kept, want) << "level " << level;
     for (int64_t n : nodes)  // only kept, non-final nodes below the last level have children
-      EXPECT_EQ(children.count(n) > 0, tree.nodes[size_t(n)].kept && !tree.nodes[size_t(n)].final && level + 1 < o.max_sentences)
+      EXPECT_EQ(children.count(n) > 0,
+                tree.nodes[size_t(n)].kept && !tree.nodes[size_t(n)].final && level + 1 < o.max_sentences)
           << "node " << n;
   }
   // The pair: brute force over the leaves.
@@ -203,7 +206,8 @@ int check_tree(Toy& toy, const mmb::CsrOptions& o, const std::string& prompt) {
     const double v = sum / double(path.size());
     EXPECT_NEAR(mmb::csr_path_value(tree, leaf), v, 1e-12);
     if (best < 0 || (higher ? v > mmb::csr_path_value(tree, best) : v < mmb::csr_path_value(tree, best))) best = leaf;
-    if (worst < 0 || (higher ? v < mmb::csr_path_value(tree, worst) : v > mmb::csr_path_value(tree, worst))) worst = leaf;
+    if (worst < 0 || (higher ? v < mmb::csr_path_value(tree, worst) : v > mmb::csr_path_value(tree, worst)))
+      worst = leaf;
   }
   if (best >= 0 && mmb::csr_path_text(tree, best) != mmb::csr_path_text(tree, worst)) {
     EXPECT_EQ(tree.chosen, best);
@@ -211,8 +215,8 @@ int check_tree(Toy& toy, const mmb::CsrOptions& o, const std::string& prompt) {
   } else {
     EXPECT_EQ(tree.chosen, -1);
   }
-  std::printf("[          ] csr %s: %zu nodes, %zu leaves, %d final, %lld tokens\n", o.reward.c_str(), tree.nodes.size(),
-              tree.leaves.size(), finals, static_cast<long long>(tree.generated_tokens));
+  std::printf("[          ] csr %s: %zu nodes, %zu leaves, %d final, %lld tokens\n", o.reward.c_str(),
+              tree.nodes.size(), tree.leaves.size(), finals, static_cast<long long>(tree.generated_tokens));
   return finals;
 }
 
@@ -264,13 +268,16 @@ TEST(PrefsStats, CountsTrulyBetterEqualWorseAndEditDistances) {
   for (auto& p : pairs) p.prompt = {{"Describe.", ""}};
   pairs[0].chosen = "There is a star.";  // truly better: no error, more recall
   pairs[0].rejected = "There is a moon.";
-  pairs[0].extra = {{"source", "csr"}, {"chosen_judgement", judged(1, 0, 0, 0.5)}, {"rejected_judgement", judged(0, 1, 1, 0)}};
+  pairs[0].extra = {
+      {"source", "csr"}, {"chosen_judgement", judged(1, 0, 0, 0.5)}, {"rejected_judgement", judged(0, 1, 1, 0)}};
   pairs[1].chosen = "There is a moon.";  // worse
   pairs[1].rejected = "There is a star.";
-  pairs[1].extra = {{"source", "csr"}, {"chosen_judgement", judged(0, 1, 1, 0)}, {"rejected_judgement", judged(1, 0, 0, 0.5)}};
+  pairs[1].extra = {
+      {"source", "csr"}, {"chosen_judgement", judged(0, 1, 1, 0)}, {"rejected_judgement", judged(1, 0, 0, 0.5)}};
   pairs[2].chosen = "There is a star.";  // equal
   pairs[2].rejected = "A star is here.";
-  pairs[2].extra = {{"source", "csr"}, {"chosen_judgement", judged(1, 0, 0, 0.5)}, {"rejected_judgement", judged(1, 0, 0, 0.5)}};
+  pairs[2].extra = {
+      {"source", "csr"}, {"chosen_judgement", judged(1, 0, 0, 0.5)}, {"rejected_judgement", judged(1, 0, 0, 0.5)}};
   pairs[3].chosen = "one two three";  // not judged
   pairs[3].rejected = "one two";
   pairs[3].extra = {{"source", "other"}};

@@ -132,7 +132,8 @@ TEST(Clip, OverfitsOneBatch) {
                                       clip->text_embeds(hb.input_ids, hb.attention_mask));  // (6, 10)
     int below = 0;
     const std::vector<int64_t> of = {0, 1, 2, 2};
-    for (int k = 0; k < 4; ++k) below += lpi[of[size_t(k)]][6 + k].item<float>() < lpi[of[size_t(k)]][of[size_t(k)]].item<float>();
+    for (int k = 0; k < 4; ++k)
+      below += lpi[of[size_t(k)]][6 + k].item<float>() < lpi[of[size_t(k)]][of[size_t(k)]].item<float>();
     EXPECT_DOUBLE_EQ(hard.metrics["hard_negative_accuracy"].get<double>(), below / 4.0);
   }
   // A "negative" equal to its image's true caption is never ranked below it: accuracy 0 for it.

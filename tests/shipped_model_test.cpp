@@ -50,21 +50,22 @@ TEST(ShippedModel, ReproducesItsRecordedSlice) {
   mmb::testing::TempDir tmp;
   int status = 0;
   // The commands of scripts/ship_base's slice, word for word.
-  std::string out = mmb::testing::run_capture(kMmb + " world generate --config " + kShipped +
-                                                  "/world.toml --val 0 --test 60 --shifted 0 --quiet --out " +
-                                                  tmp.file("world"),
-                                              &status);
+  std::string out =
+      mmb::testing::run_capture(kMmb + " world generate --config " + kShipped +
+                                    "/world.toml --val 0 --test 60 --shifted 0 --quiet --out " + tmp.file("world"),
+                                &status);
   ASSERT_EQ(status, 0) << out;
   out = mmb::testing::run_capture(kMmb + " eval --model " + kShipped + "/vlm --data " + tmp.file("world") +
                                       " --suite pope,chair,mc,reasoning,idk --limit 60 --uncalibrated --no-progress"
-                                      " --out " + tmp.file("eval"),
+                                      " --out " +
+                                      tmp.file("eval"),
                                   &status);
   ASSERT_EQ(status, 0) << out;
   const mmb::Json got = mmb::read_json_file(tmp.file("eval/results.json"));
   const mmb::Json want = mmb::read_json_file(kShipped + "/eval/slice.json");
-  for (const char* key : {"pope/random/accuracy", "pope/popular/accuracy", "pope/adversarial/accuracy",
-                          "chair/chair_i", "chair/chair_s", "chair/object_recall", "chair/verifiable_share",
-                          "mc/accuracy", "reasoning/step_accuracy", "idk/plain/idk_recall", "idk/hint/idk_recall",
-                          "idk/plain/accuracy_answerable"})
+  for (const char* key :
+       {"pope/random/accuracy", "pope/popular/accuracy", "pope/adversarial/accuracy", "chair/chair_i", "chair/chair_s",
+        "chair/object_recall", "chair/verifiable_share", "mc/accuracy", "reasoning/step_accuracy",
+        "idk/plain/idk_recall", "idk/hint/idk_recall", "idk/plain/accuracy_answerable"})
     EXPECT_NEAR(number_at(got, key), number_at(want, key), 0.02) << key;
 }

@@ -479,11 +479,13 @@ TEST(WorldTasks, HintedTurnsEndWithTheHintAndAreMoreOftenUnanswerable) {
   EXPECT_LT(plain_idk / double(plain), 0.03);
   EXPECT_EQ(same_before_first_hint, before_first_hint);
   EXPECT_GT(before_first_hint, 400);
-  expect_error([] {
-    WorldConfig c;
-    c.sft_hint_fraction = 1.5;
-    validate(c);
-  }, "sft_hint_fraction");
+  expect_error(
+      [] {
+        WorldConfig c;
+        c.sft_hint_fraction = 1.5;
+        validate(c);
+      },
+      "sft_hint_fraction");
   EXPECT_EQ(config_from_json(config_to_json(hinted), "w").sft_hint_idk_fraction, 0.5);
 }
 
@@ -495,7 +497,7 @@ TEST(WorldGenerate, AWriteErrorIsAnErrorNotATerminate) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::signal(SIGXFSZ, SIG_IGN);
-    struct rlimit lim{};
+    struct rlimit lim {};
     lim.rlim_cur = lim.rlim_max = 256 << 10;
     ::setrlimit(RLIMIT_FSIZE, &lim);
     WorldConfig c;

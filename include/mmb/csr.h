@@ -38,33 +38,33 @@ struct CsrOptions {
   int64_t num_groups = 5;
   double diversity_penalty = 3.0;
   int64_t max_sentence_tokens = 70;
-  int64_t max_sentences = 8;   // levels of the tree
+  int64_t max_sentences = 8;  // levels of the tree
   int64_t keep_top = 1;
   int64_t keep_bottom = 2;
-  int64_t prune_at = 5;        // prune a level's pool when it holds at least this many children
-  double lambda = 0.9;         // weight of the image reward R_I
+  int64_t prune_at = 5;          // prune a level's pool when it holds at least this many children
+  double lambda = 0.9;           // weight of the image reward R_I
   std::string reward = "score";  // "score" | "rank"
 };
 
 struct CsrNode {
-  int64_t parent = -1;         // index in CsrTree::nodes; -1 for a level-0 node (the root's child)
+  int64_t parent = -1;  // index in CsrTree::nodes; -1 for a level-0 node (the root's child)
   int64_t level = 0;
-  std::vector<int64_t> tokens; // the sentence's tokens (EOS included when final)
-  std::vector<float> logprobs; // the model's log-prob of each token
-  std::string text;            // decoded sentence (no EOS)
-  double score = 0;            // search score: sum of mean token log-probs from the root
-  double r_text = 0;           // exp(mean token log-prob), in (0, 1]
-  double r_image = 0;          // CLIPScore / 100, in [0, 1]
-  double value = 0;            // score mode: λ·r_image + (1 − λ)·r_text; rank mode: the rank mix
-  bool final = false;          // ended with EOS
-  bool kept = false;           // survived its level's pruning
+  std::vector<int64_t> tokens;  // the sentence's tokens (EOS included when final)
+  std::vector<float> logprobs;  // the model's log-prob of each token
+  std::string text;             // decoded sentence (no EOS)
+  double score = 0;             // search score: sum of mean token log-probs from the root
+  double r_text = 0;            // exp(mean token log-prob), in (0, 1]
+  double r_image = 0;           // CLIPScore / 100, in [0, 1]
+  double value = 0;             // score mode: λ·r_image + (1 − λ)·r_text; rank mode: the rank mix
+  bool final = false;           // ended with EOS
+  bool kept = false;            // survived its level's pruning
 };
 
 struct CsrTree {
   std::vector<CsrNode> nodes;
-  std::vector<int64_t> leaves;   // kept nodes that end a path (final, or at the last level)
+  std::vector<int64_t> leaves;         // kept nodes that end a path (final, or at the last level)
   int64_t chosen = -1, rejected = -1;  // leaves; -1 when there is no pair
-  int64_t generated_tokens = 0;  // tokens produced by the beam searches
+  int64_t generated_tokens = 0;        // tokens produced by the beam searches
 };
 
 // Indices of the nodes from level 0 down to `leaf`.
@@ -102,21 +102,21 @@ namespace mmb {
 // judgement of chosen and rejected written beside them) or for any LLaVA-format JSON of images and
 // prompts (no judgement). TRL preference JSONL out (prefs.h), "source": "csr".
 struct CsrBuildOptions {
-  std::string model_dir;            // the policy (its tokenizer and chat template)
-  std::string clip_dir;             // the CLIP whose CLIPScore is R_I
-  std::string world_dir;            // a world: its split's description prompts and scenes
+  std::string model_dir;  // the policy (its tokenizer and chat template)
+  std::string clip_dir;   // the CLIP whose CLIPScore is R_I
+  std::string world_dir;  // a world: its split's description prompts and scenes
   std::string split = "train";
-  std::string data, image_root;     // or: LLaVA JSON records (image + first human turn)
-  int64_t limit = 100;              // prompts, drawn with `seed` (-1: all)
+  std::string data, image_root;  // or: LLaVA JSON records (image + first human turn)
+  int64_t limit = 100;           // prompts, drawn with `seed` (-1: all)
   uint64_t seed = 1234;
-  std::string out;                  // pairs.jsonl
+  std::string out;  // pairs.jsonl
   CsrOptions search;
   bool progress = true;
 };
 struct CsrBuildReport {
   int64_t prompts = 0, pairs = 0, no_pair = 0, generated_tokens = 0;
   double seconds = 0;
-  Json to_json() const;             // with pairs_per_minute and tokens_per_s
+  Json to_json() const;  // with pairs_per_minute and tokens_per_s
 };
 CsrBuildReport build_csr_pairs(const CsrBuildOptions& options);
 

@@ -38,8 +38,8 @@ struct BaseRecipeOptions {
   int qa_turns = 6;                 // question-answer turns per SFT conversation
   double sft_hint_fraction = 0;     // share of SFT turns asked with the IDK hint (WorldConfig)
   double sft_hint_idk_fraction = 0.2;  // share of the hinted turns that are unanswerable
-  int mc_per_scene = 1;             // multiple-choice questions per scene (SFT conversations and mc.jsonl)
-  int reasoning_per_scene = 1;      // reasoning chains per scene
+  int mc_per_scene = 1;                // multiple-choice questions per scene (SFT conversations and mc.jsonl)
+  int reasoning_per_scene = 1;         // reasoning chains per scene
   // tokenizer
   int64_t vocab_size = 600;
   // CLIP

@@ -133,7 +133,7 @@ struct WorldConfig {
   double sft_hint_fraction = 0;       // share of SFT turns whose question ends with kIdkHint ("If you
                                       // are not sure, say I don't know."), as LLaVA-1.5's instruction
                                       // data tells VizWiz's unanswerable questions apart
-  double sft_hint_idk_fraction = 0.2; // share of those hinted turns that are unanswerable
+  double sft_hint_idk_fraction = 0.2;  // share of those hinted turns that are unanswerable
   double sft_balanced_negatives = 0;  // share of SFT presence questions whose absent shape is drawn
                                       // so that each shape is answered "yes" as often as "no"
                                       // (weight f / (1 - f), f its train frequency), not uniformly
@@ -146,7 +146,7 @@ struct WorldConfig {
   int mc_per_scene = 1;               // multiple-choice questions per scene
   int reasoning_per_scene = 1;        // reasoning-chain questions per scene
   // Execution (does not change the output)
-  int threads = 0;                    // render/encode/write threads; 0 = two per available core
+  int threads = 0;  // render/encode/write threads; 0 = two per available core
 };
 
 // Throws mmb::Error naming the field when a value is out of range.

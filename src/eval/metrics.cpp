@@ -363,9 +363,14 @@ bool repeats_a_sentence(const std::string& text) {
 }
 
 Json StepMetrics::to_json() const {
-  return {{"step_accuracy", step_accuracy}, {"verifiable_step_accuracy", nan_to_null(verifiable_step_accuracy)},
-          {"chain_accuracy", chain_accuracy}, {"chains", chains}, {"steps", steps}, {"true_steps", true_steps},
-          {"false_steps", false_steps}, {"unverifiable_steps", unverifiable_steps},
+  return {{"step_accuracy", step_accuracy},
+          {"verifiable_step_accuracy", nan_to_null(verifiable_step_accuracy)},
+          {"chain_accuracy", chain_accuracy},
+          {"chains", chains},
+          {"steps", steps},
+          {"true_steps", true_steps},
+          {"false_steps", false_steps},
+          {"unverifiable_steps", unverifiable_steps},
           {"chains_all_true", chains_all_true},
           {"unverifiable_share", steps > 0 ? double(unverifiable_steps) / double(steps) : 0.0}};
 }

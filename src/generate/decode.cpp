@@ -120,7 +120,8 @@ void SecondContextProcessor::advance(const torch::Tensor& chosen, const torch::T
 void SecondContextProcessor::reorder(const torch::Tensor& index) { second_ = second_.select(index); }
 
 // SampleOptions::repetition_penalty and no_repeat_ngram_size on one row's logits (V,).
-static void penalise_repeats(float* logits, int64_t vocab, const std::vector<int64_t>& tokens, const SampleOptions& opt) {
+static void penalise_repeats(float* logits, int64_t vocab, const std::vector<int64_t>& tokens,
+                             const SampleOptions& opt) {
   if (opt.repetition_penalty != 1.0) {
     std::vector<bool> seen(size_t(vocab), false);
     for (int64_t t : tokens)
@@ -147,10 +148,8 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
   const int64_t B = state.last_logits.size(0);
   if (opt.temperature < 0) fail("generate: temperature must be >= 0, got ", opt.temperature);
   if (opt.top_p <= 0 || opt.top_p > 1) fail("generate: top_p must be in (0, 1], got ", opt.top_p);
-  if (!(opt.repetition_penalty > 0))
-    fail("generate: repetition_penalty must be > 0, got ", opt.repetition_penalty);
-  if (opt.no_repeat_ngram_size < 0)
-    fail("generate: no_repeat_ngram_size must be >= 0, got ", opt.no_repeat_ngram_size);
+  if (!(opt.repetition_penalty > 0)) fail("generate: repetition_penalty must be > 0, got ", opt.repetition_penalty);
+  if (opt.no_repeat_ngram_size < 0) fail("generate: no_repeat_ngram_size must be >= 0, got ", opt.no_repeat_ngram_size);
   const bool penalise = opt.repetition_penalty != 1.0 || opt.no_repeat_ngram_size > 0;
   auto gen = at::detail::createCPUGenerator(opt.seed);
   std::vector<Generation> out(B);

@@ -15,9 +15,9 @@
 #include "mmb/error.h"
 #include "mmb/prefs.h"
 #include "mmb/progress.h"
+#include "mmb/strings.h"
 #include "mmb/verifier.h"
 #include "mmb/world.h"
-#include "mmb/strings.h"
 
 namespace mmb {
 namespace {
@@ -113,16 +113,15 @@ std::vector<double> ClipScorer::score(const torch::Tensor& pixel_values, const s
       ids[b][int64_t(t)] = int64_t(rows[size_t(b)][t]);
       mask[b][int64_t(t)] = 1;
     }
-  auto image = model_->image_embeds(pixel_values);         // (1, E)
-  auto text = model_->text_embeds(ids, mask);              // (B, E)
+  auto image = model_->image_embeds(pixel_values);                      // (1, E)
+  auto text = model_->text_embeds(ids, mask);                           // (B, E)
   auto s = clip_score(image.expand({B, image.size(1)}), text) / 100.0;  // (B,)
   std::vector<double> out(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) out[size_t(b)] = s[b].item<double>();
   return out;
 }
 
-CsrTree csr_search(Vlm& vlm, ClipScorer& clip, const std::string& prompt, const Image& image,
-                   const CsrOptions& o) {
+CsrTree csr_search(Vlm& vlm, ClipScorer& clip, const std::string& prompt, const Image& image, const CsrOptions& o) {
   validate(o);
   c10::InferenceMode inference;
   auto& model = vlm.model();
@@ -143,8 +142,8 @@ CsrTree csr_search(Vlm& vlm, ClipScorer& clip, const std::string& prompt, const 
   };
   std::vector<Active> active{{-1, prefill(model, in, o.max_sentence_tokens)}};
   for (int64_t level = 0; level < o.max_sentences && !active.empty(); ++level) {
-    std::vector<int64_t> pool;                 // this level's children
-    std::vector<DecodeState> pool_states;      // the cache of each (empty for final children)
+    std::vector<int64_t> pool;             // this level's children
+    std::vector<DecodeState> pool_states;  // the cache of each (empty for final children)
     for (auto& a : active) {
       const auto beams = beam_search(model, a.state, bo);
       if (beams.empty()) continue;
@@ -209,20 +208,24 @@ CsrTree csr_search(Vlm& vlm, ClipScorer& clip, const std::string& prompt, const 
     // Pruning by search score: the best keep_top and the worst keep_bottom of the pool.
     std::vector<size_t> order(pool.size());
     std::iota(order.begin(), order.end(), size_t(0));
-    std::stable_sort(order.begin(), order.end(),
-                     [&](size_t a, size_t b) { return tree.nodes[size_t(pool[a])].score > tree.nodes[size_t(pool[b])].score; });
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return tree.nodes[size_t(pool[a])].score > tree.nodes[size_t(pool[b])].score;
+    });
     std::vector<bool> keep(pool.size(), int64_t(pool.size()) < o.prune_at);
     if (int64_t(pool.size()) >= o.prune_at) {
       for (int64_t k = 0; k < o.keep_top && k < int64_t(order.size()); ++k) keep[order[size_t(k)]] = true;
-      for (int64_t k = 0; k < o.keep_bottom && k < int64_t(order.size()); ++k) keep[order[order.size() - 1 - size_t(k)]] = true;
+      for (int64_t k = 0; k < o.keep_bottom && k < int64_t(order.size()); ++k)
+        keep[order[order.size() - 1 - size_t(k)]] = true;
     }
     std::vector<Active> next;
     for (size_t i = 0; i < pool.size(); ++i) {
       if (!keep[i]) continue;
       CsrNode& n = tree.nodes[size_t(pool[i])];
       n.kept = true;
-      if (n.final || level + 1 == o.max_sentences) tree.leaves.push_back(pool[i]);
-      else next.push_back({pool[i], std::move(pool_states[i])});
+      if (n.final || level + 1 == o.max_sentences)
+        tree.leaves.push_back(pool[i]);
+      else
+        next.push_back({pool[i], std::move(pool_states[i])});
     }
     active = std::move(next);
   }
@@ -330,11 +333,12 @@ CsrBuildReport build_csr_pairs(const CsrBuildOptions& o) {
       p.rejected = csr_path_text(tree, tree.rejected);
       p.image = it.image;
       p.extra = Json{{"source", "csr"},
-                     {"csr", {{"reward", o.search.reward},
-                              {"chosen_value", csr_path_value(tree, tree.chosen)},
-                              {"rejected_value", csr_path_value(tree, tree.rejected)},
-                              {"nodes", int64_t(tree.nodes.size())},
-                              {"leaves", int64_t(tree.leaves.size())}}}};
+                     {"csr",
+                      {{"reward", o.search.reward},
+                       {"chosen_value", csr_path_value(tree, tree.chosen)},
+                       {"rejected_value", csr_path_value(tree, tree.rejected)},
+                       {"nodes", int64_t(tree.nodes.size())},
+                       {"leaves", int64_t(tree.leaves.size())}}}};
       if (it.scene >= 0) {
         const world::Scene& scene = scenes[size_t(it.scene)];
         p.extra["scene"] = scene.id;

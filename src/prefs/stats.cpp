@@ -63,7 +63,8 @@ Json preference_pair_stats(const std::vector<PreferencePair>& pairs, double erro
   Acc all;
   std::map<std::string, Acc> by_source;
   for (const auto& p : pairs) {
-    const std::string source = p.extra.contains("source") && p.extra["source"].is_string() ? p.extra["source"].get<std::string>() : "";
+    const std::string source =
+        p.extra.contains("source") && p.extra["source"].is_string() ? p.extra["source"].get<std::string>() : "";
     for (Acc* a : {&all, &by_source[source]}) {
       a->pairs++;
       const double wc = double(words(p.chosen).size()), wr = double(words(p.rejected).size());

@@ -235,12 +235,18 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     init_dir(dir + "/init", to_json(vlm_config), *m, vlm_config.text.initializer_range);
   };
   auto sft_settings = [&](const SftRunOptions& s) {
-    return Json{{"model", to_json(vlm_config)}, {"tasks", s.tasks},
-                {"task_repeat", s.task_repeat},     {"steps", s.steps},
-                {"batch", s.batch_size},             {"lr", s.lr},
-                {"projector_lr", s.projector_lr},    {"vision_lr", s.vision_lr},
-                {"freeze_vision", s.freeze_vision},  {"loss_norm", s.loss_norm},
-                {"group_by_length", s.group_by_length}, {"seed", s.seed}};
+    return Json{{"model", to_json(vlm_config)},
+                {"tasks", s.tasks},
+                {"task_repeat", s.task_repeat},
+                {"steps", s.steps},
+                {"batch", s.batch_size},
+                {"lr", s.lr},
+                {"projector_lr", s.projector_lr},
+                {"vision_lr", s.vision_lr},
+                {"freeze_vision", s.freeze_vision},
+                {"loss_norm", s.loss_norm},
+                {"group_by_length", s.group_by_length},
+                {"seed", s.seed}};
   };
   const bool staged = o.sft_curriculum_steps > 0;
   Fingerprint vlm_fp = clip_fp;

@@ -667,8 +667,7 @@ SceneTasks make_tasks(const Scene& scene, const WorldConfig& config, const Shape
     QA qa = turns.bernoulli(hinted ? config.sft_hint_idk_fraction : config.sft_idk_fraction)
                 ? unanswerable_question(scene, turns)
                 : answerable_question(scene, turns, config.sft_qa_weights,
-                                      {&train_stats, config.sft_balanced_negatives,
-                                       config.sft_balanced_positives});
+                                      {&train_stats, config.sft_balanced_negatives, config.sft_balanced_positives});
     if (hinted) qa.question += std::string(" ") + kIdkHint;
     t.qa.push_back(std::move(qa));
   }
