@@ -52,11 +52,11 @@ TEST(ShippedModel, ReproducesItsRecordedSlice) {
   // The commands of scripts/ship_base's slice, word for word.
   std::string out =
       mmb::testing::run_capture(kMmb + " world generate --config " + kShipped +
-                                    "/world.toml --val 0 --test 60 --shifted 0 --quiet --out " + tmp.file("world"),
+                                    "/world.toml --val 0 --test 200 --shifted 0 --quiet --out " + tmp.file("world"),
                                 &status);
   ASSERT_EQ(status, 0) << out;
   out = mmb::testing::run_capture(kMmb + " eval --model " + kShipped + "/vlm --data " + tmp.file("world") +
-                                      " --suite pope,chair,mc,reasoning,idk --limit 60 --uncalibrated --no-progress"
+                                      " --suite pope,chair,mc,reasoning,idk --limit 200 --uncalibrated --no-progress"
                                       " --out " +
                                       tmp.file("eval"),
                                   &status);
