@@ -44,17 +44,8 @@ std::unique_ptr<Toy> make_toy() {
   mmb::TokenizerOptions topts;
   topts.image_id = int32_t(cfg.image_token_index);
   t->vlm = std::make_unique<mmb::Vlm>(model, mmb::Tokenizer::load(t->dir.file("tok.model"), topts), tmpl);
-  mmb::ClipConfig cc;
-  cc.vision = mmb::testing::tiny_vision();
-  cc.text.vocab_size = tok.num_ids();
+  mmb::ClipConfig cc = mmb::testing::tiny_clip(tok.num_ids(), 32);
   cc.text.eos_token_id = tok.eos_id();
-  cc.text.hidden_size = 32;
-  cc.text.intermediate_size = 64;
-  cc.text.num_hidden_layers = 2;
-  cc.text.num_attention_heads = 2;
-  cc.text.max_position_embeddings = 32;
-  cc.text.pooling = "first_eos";
-  cc.projection_dim = 16;
   mmb::ClipModel clip(cc);
   mmb::init_weights(*clip, 12);
   t->clip = std::make_unique<mmb::ClipScorer>(clip, mmb::Tokenizer::load(t->dir.file("tok.model")), 32);

@@ -20,26 +20,13 @@
 
 using mmb::testing::expect_throw_with;
 using mmb::testing::TempDir;
+using mmb::testing::tiny_clip;
 using mmb::testing::tiny_vision;
 using mmb::testing::tiny_vlm;
 using mmb::testing::write_png_color;
 
 namespace {
 
-// A CLIP at toy sizes: tiny_vision(), a 32-wide text tower, 16-d projection.
-mmb::ClipConfig tiny_clip(int64_t vocab, int64_t max_tokens = 8) {
-  mmb::ClipConfig c;
-  c.vision = tiny_vision();
-  c.text.vocab_size = vocab;
-  c.text.hidden_size = 32;
-  c.text.intermediate_size = 64;
-  c.text.num_hidden_layers = 2;
-  c.text.num_attention_heads = 2;
-  c.text.max_position_embeddings = max_tokens;
-  c.text.pooling = "first_eos";
-  c.projection_dim = 16;
-  return c;
-}
 
 // A handmade batch: [bos, img x4, 7, 8, 9, 10, 11, 2] with the answer 10 11 2 as targets.
 mmb::SftBatch handmade_batch() {

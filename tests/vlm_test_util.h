@@ -20,6 +20,21 @@ inline mmb::ClipVisionConfig tiny_vision() {
   return v;
 }
 
+// A CLIP at toy sizes: tiny_vision(), a 32-wide text tower pooled at the first EOS, 16-d projection.
+inline mmb::ClipConfig tiny_clip(int64_t vocab, int64_t max_tokens = 8) {
+  mmb::ClipConfig c;
+  c.vision = tiny_vision();
+  c.text.vocab_size = vocab;
+  c.text.hidden_size = 32;
+  c.text.intermediate_size = 64;
+  c.text.num_hidden_layers = 2;
+  c.text.num_attention_heads = 2;
+  c.text.max_position_embeddings = max_tokens;
+  c.text.pooling = "first_eos";
+  c.projection_dim = 16;
+  return c;
+}
+
 inline mmb::LlavaConfig tiny_vlm(int64_t vocab) {
   mmb::LlavaConfig c;
   c.vision = tiny_vision();
