@@ -56,14 +56,19 @@ mmb::VlmInput prompt(int64_t rows = 1) {
   return {ids, torch::ones_like(ids), torch::randn({rows, 3, 16, 16})};
 }
 
-// Next-token log-probs by a full forward without cache: (V,).
-torch::Tensor full_logp(mmb::LlavaForConditionalGeneration& m, const mmb::VlmInput& base,
-                        const std::vector<int64_t>& suffix) {
+// Next-token logits (V,) by a full forward without cache.
+torch::Tensor full_logits(mmb::LlavaForConditionalGeneration& m, const mmb::VlmInput& base,
+                          const std::vector<int64_t>& suffix) {
   auto ids = base.input_ids.narrow(0, 0, 1);
   if (!suffix.empty()) ids = torch::cat({ids, torch::tensor(suffix, torch::kLong).unsqueeze(0)}, 1);
   torch::NoGradGuard ng;
-  auto logits = m->forward({ids, {}, base.pixel_values.narrow(0, 0, 1)});
-  return torch::log_softmax(logits[0][-1], -1);
+  return m->forward({ids, {}, base.pixel_values.narrow(0, 0, 1)})[0][-1].clone();
+}
+
+// Next-token log-probs by a full forward without cache: (V,).
+torch::Tensor full_logp(mmb::LlavaForConditionalGeneration& m, const mmb::VlmInput& base,
+                        const std::vector<int64_t>& suffix) {
+  return torch::log_softmax(full_logits(m, base, suffix), -1);
 }
 
 }  // namespace
@@ -297,15 +302,6 @@ TEST(Score, TeacherForcedScoresMatchGeneration) {
 }
 
 namespace {
-// Next-token logits (V,) by a full forward without cache.
-torch::Tensor full_logits(mmb::LlavaForConditionalGeneration& m, const mmb::VlmInput& base,
-                          const std::vector<int64_t>& suffix) {
-  auto ids = base.input_ids.narrow(0, 0, 1);
-  if (!suffix.empty()) ids = torch::cat({ids, torch::tensor(suffix, torch::kLong).unsqueeze(0)}, 1);
-  torch::NoGradGuard ng;
-  return m->forward({ids, {}, base.pixel_values.narrow(0, 0, 1)})[0][-1].clone();
-}
-
 bool has_repeated_ngram(const std::vector<int64_t>& t, size_t n) {
   std::set<std::vector<int64_t>> seen;
   for (size_t i = 0; i + n <= t.size(); ++i)
