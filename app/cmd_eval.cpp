@@ -107,6 +107,9 @@ void setup_eval(CLI::App& cmd) {
       ->group(running)
       ->capture_default_str();
   cmd.add_option("--idk-hint", e.idk_hint, "Suffix of the IDK prompt variant")->group(running)->capture_default_str();
+  cmd.add_option("--reasoning-suffix", e.reasoning_prompt_suffix,
+                 "Text appended to reasoning questions (e.g. asking for confidence per step)")
+      ->group(running);
   cmd.add_option("--short-tokens", e.short_tokens, "Max new tokens: POPE, IDK")->group(running)->capture_default_str();
   cmd.add_option("--description-tokens", e.description_tokens, "Max new tokens: descriptions")
       ->group(running)

@@ -17,6 +17,7 @@ void setup_report(CLI::App& cmd);
 void setup_calibrate(CLI::App& cmd);
 void setup_prompt_search(CLI::App& cmd);
 void setup_prefs(CLI::App& cmd);
+void setup_boundary(CLI::App& cmd);
 void setup_train(CLI::App& cmd);
 
 }  // namespace mmb::app

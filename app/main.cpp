@@ -45,6 +45,9 @@ const Command kCommands[] = {
      mmb::app::setup_report},
     {"prefs", "Train", "Preference data: CSR pairs; the quality of a pair file, by the verifier",
      mmb::app::setup_prefs},
+    {"boundary", "Train",
+     "MMBoundary: step signals with their truth, confidence.json, verbal-confidence SFT data",
+     mmb::app::setup_boundary},
     {"train", "Train", "Train CLIP and the VLM (SFT, DPO); the default base recipe", mmb::app::setup_train},
 };
 

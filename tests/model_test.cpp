@@ -207,13 +207,15 @@ TEST(Model, ClipMatchesPytorchReference) {
   auto img = clip->image_embeds(pixels);
   auto txt = clip->text_embeds(ids, mask);
   auto lpi = clip->logits_per_image(img, txt);
+  auto mean_txt = clip->text_mean_embeds(ids, mask);  // sentence similarity's embedding
   mmb::save_safetensors(d.file("in.safetensors"),
                         {{"input_ids", ids}, {"attention_mask", mask}, {"pixel_values", pixels}});
   run(kRef + " clip " + d.file("clip") + " " + d.file("in.safetensors") + " " + d.file("out.safetensors"));
   auto ref = mmb::load_safetensors(d.file("out.safetensors"));
   double diff = std::max({(img - ref.at("image_embeds")).abs().max().item<double>(),
                           (txt - ref.at("text_embeds")).abs().max().item<double>(),
-                          (lpi - ref.at("logits_per_image")).abs().max().item<double>() / 100.0});
+                          (lpi - ref.at("logits_per_image")).abs().max().item<double>() / 100.0,
+                          (mean_txt - ref.at("text_mean_embeds")).abs().max().item<double>()});
   std::printf("clip golden: max diff %.3g\n", diff);
   EXPECT_LE(diff, 1e-5);
   auto score = mmb::clip_score(img.narrow(0, 0, 2), txt);

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "mmb/clip_scorer.h"
 #include "mmb/generate.h"
 #include "mmb/image.h"
 #include "mmb/model.h"
@@ -73,20 +74,6 @@ std::vector<int64_t> csr_path(const CsrTree& tree, int64_t leaf);
 std::string csr_path_text(const CsrTree& tree, int64_t leaf);
 // The path's value under options.reward (mean of its nodes' values).
 double csr_path_value(const CsrTree& tree, int64_t leaf);
-
-// The CLIP side of the reward: the tower embeds the image once, and any number of sentences.
-class ClipScorer {
- public:
-  ClipScorer(ClipModel model, Tokenizer tokenizer, int64_t max_tokens);
-  static ClipScorer load(const std::string& dir);
-  // CLIPScore / 100 of each text against the image (pixel values as the VLM's, (1, 3, H, W)).
-  std::vector<double> score(const torch::Tensor& pixel_values, const std::vector<std::string>& texts);
-
- private:
-  ClipModel model_;
-  Tokenizer tok_;
-  int64_t max_tokens_;
-};
 
 // The search for one prompt and image. Throws mmb::Error on bad options.
 CsrTree csr_search(Vlm& vlm, ClipScorer& clip, const std::string& prompt, const Image& image,

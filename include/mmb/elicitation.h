@@ -118,7 +118,13 @@ struct VerbalConfidence {
 // variants (docs/metrics.md lists them).
 VerbalConfidence parse_verbal_confidence(std::string_view text);
 
-// The phrase table: (phrase, probability), lower-case.
+// The phrase table: (phrase, probability), lower-case: every pool phrase and variant of
+// ConfidencePhrases::builtin() (data/confidence_phrases.json).
 const std::vector<std::pair<std::string, double>>& verbal_confidence_phrases();
+
+// The claim of a step without its stated confidence: lower-case words (as the phrase parser
+// splits them) with trailing confidence phrases removed. "There is one cube, but I'm not sure."
+// and "There is one cube." both give "there is one cube". For exact step matching.
+std::string claim_key(std::string_view sentence);
 
 }  // namespace mmb

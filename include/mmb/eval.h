@@ -50,6 +50,8 @@ struct EvalOptions {
   // ("Answer with the option's letter ...") without priming (what the SFT data uses).
   std::string mc_style = "calibration-study";
   std::string idk_hint = world::kIdkHint;  // appended after a space
+  std::string reasoning_prompt_suffix;     // appended to reasoning questions after a space ("" = none),
+                                           // e.g. a request to state confidence per step
   int64_t short_tokens = 12;         // max new tokens: POPE, IDK answers
   int64_t description_tokens = 128;  // max new tokens: descriptions
   int64_t reasoning_tokens = 128;    // max new tokens: reasoning chains

@@ -152,6 +152,18 @@ struct StepMetrics {
 };
 StepMetrics step_metrics(const std::vector<std::vector<world::Truth>>& chains);
 
+// Step F1 by exact matching (MMBoundary's step F1 with the world's reference chains): within a
+// chain, a predicted step matches an unmatched reference step with the same key (claim_key, in
+// mmb/elicitation.h); counts are summed over chains. precision = matched / predicted, recall =
+// matched / reference, f1 their harmonic mean (0 when both are 0). Throws on chains of unequal count.
+struct StepF1 {
+  int64_t predicted = 0, reference = 0, matched = 0;
+  double precision = 0, recall = 0, f1 = 0;
+  Json to_json() const;
+};
+StepF1 step_f1(const std::vector<std::vector<std::string>>& predicted,
+               const std::vector<std::vector<std::string>>& reference);
+
 // ---- prediction files (`mmb metrics --in`) ----------------------------------------------------
 
 // One line of a prediction file: {"confidence": 0.8, "correct": true, "label": "yes",

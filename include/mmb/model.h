@@ -54,6 +54,8 @@ class ClipTextTransformerImpl : public torch::nn::Module {
   // input_ids (B, T) int64, attention_mask (B, T) (1 = token, 0 = padding; may be undefined).
   // Returns the pooled embedding (B, C) before text_projection (final_layer_norm applied).
   torch::Tensor pooled(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // Every position's state after final_layer_norm: (B, T, C).
+  torch::Tensor last_hidden_state(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
   const ClipTextConfig& config() const { return cfg_; }
 
  private:
@@ -72,6 +74,9 @@ class ClipModelImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> image_embeds_and_hidden(const torch::Tensor& pixel_values, int64_t layer);
   torch::Tensor text_embeds(const torch::Tensor& input_ids,
                             const torch::Tensor& attention_mask);  // (B, E), L2-normalised
+  // Sentence embedding for similarity (SPEC.md §0): the text tower's final states averaged over
+  // the tokens attention_mask marks (all when undefined), L2-normalised; no projection. (B, C).
+  torch::Tensor text_mean_embeds(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
   // exp(logit_scale) * image_embeds @ text_embeds^T: (B_img, B_txt).
   torch::Tensor logits_per_image(const torch::Tensor& image_embeds, const torch::Tensor& text_embeds);
   torch::Tensor logit_scale() const { return logit_scale_; }

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <limits>
 
+#include "mmb/confidence.h"
 #include "mmb/error.h"
 
 namespace mmb {
@@ -253,30 +254,7 @@ double mean_entropy(const std::vector<float>& entropies) {
 // ---- verbalised -----------------------------------------------------------------------------------
 
 const std::vector<std::pair<std::string, double>>& verbal_confidence_phrases() {
-  static const std::vector<std::pair<std::string, double>> kPhrases = {
-      // level 5
-      {"with total certainty", 0.9}, {"with complete certainty", 0.9}, {"with certainty", 0.9},
-      {"i am certain", 0.9}, {"i'm certain", 0.9}, {"i am sure", 0.9}, {"i'm sure", 0.9},
-      {"i am confident", 0.9}, {"i'm confident", 0.9}, {"very confident", 0.9}, {"highly confident", 0.9},
-      {"definitely", 0.9}, {"certainly", 0.9}, {"for sure", 0.9}, {"without a doubt", 0.9},
-      {"absolutely sure", 0.9},
-      // level 4
-      {"and i believe this is right", 0.7}, {"i believe this is right", 0.7}, {"i believe", 0.7},
-      {"i think", 0.7}, {"probably", 0.7}, {"likely", 0.7}, {"most likely", 0.7}, {"fairly confident", 0.7},
-      {"fairly sure", 0.7}, {"quite sure", 0.7},
-      // level 3
-      {"but i can't be entirely sure", 0.5}, {"can't be entirely sure", 0.5}, {"cannot be entirely sure", 0.5},
-      {"not entirely sure", 0.5}, {"not completely sure", 0.5}, {"maybe", 0.5}, {"perhaps", 0.5},
-      {"possibly", 0.5},
-      // level 2
-      {"but i'm not sure", 0.3}, {"i'm not sure", 0.3}, {"i am not sure", 0.3}, {"not sure", 0.3},
-      {"not certain", 0.3}, {"uncertain", 0.3}, {"not confident", 0.3}, {"i guess", 0.3}, {"unlikely", 0.3},
-      {"doubtful", 0.3},
-      // level 1
-      {"and it needs checking", 0.1}, {"it needs checking", 0.1}, {"needs checking", 0.1},
-      {"needs to be checked", 0.1}, {"no idea", 0.1}, {"i have no idea", 0.1}, {"just guessing", 0.1},
-      {"a wild guess", 0.1},
-  };
+  static const std::vector<std::pair<std::string, double>> kPhrases = ConfidencePhrases::builtin().table();
   return kPhrases;
 }
 
@@ -389,6 +367,31 @@ VerbalConfidence parse_verbal_confidence(std::string_view text) {
       }
     }
   }
+  return out;
+}
+
+}  // namespace mmb
+
+namespace mmb {
+
+std::string claim_key(std::string_view sentence) {
+  auto words = words_of(sentence);
+  for (bool changed = true; changed;) {
+    changed = false;
+    size_t best = 0;
+    for (const auto& [phrase, p] : verbal_confidence_phrases()) {
+      (void)p;
+      const auto pw = words_of(phrase);
+      if (pw.size() <= best || pw.size() >= words.size()) continue;
+      if (std::equal(pw.begin(), pw.end(), words.end() - long(pw.size()))) best = pw.size();
+    }
+    if (best > 0) {
+      words.resize(words.size() - best);
+      changed = true;
+    }
+  }
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
   return out;
 }
 

@@ -21,7 +21,13 @@ namespace eval_detail {
 namespace fs = std::filesystem;
 
 EvalContext::EvalContext(Vlm& v, const std::string& dir, const EvalOptions& options)
-    : vlm(v), opt(options), world_dir(dir) {}
+    : vlm(v), opt(options), world_dir(dir) {
+  // Stated confidence after a step ("…, but I'm not sure.") carries no claim: the verifier strips it.
+  for (const auto& [phrase, p] : verbal_confidence_phrases()) {
+    (void)p;
+    verifier.add_hedge(phrase);
+  }
+}
 
 int64_t EvalContext::limit(int64_t task_default) const {
   if (opt.limit > 0) return opt.limit;
@@ -303,7 +309,13 @@ std::string format_eval_headline(const Json& r) {
     const auto& m = r["reasoning"];
     os << "  reasoning             step acc " << fmt(m, "step_accuracy") << "  verifiable step acc "
        << fmt(m, "verifiable_step_accuracy") << "  answer acc " << fmt(m, "answer_accuracy") << "  unverifiable "
-       << m.value("unverifiable_steps", 0) << "/" << m.value("steps", 0) << "\n";
+       << m.value("unverifiable_steps", 0) << "/" << m.value("steps", 0) << "  step F1 "
+       << fmt(at(m, {"step_f1"}), "f1") << "\n";
+    const Json st = at(m, {"stated"});
+    if (st.is_object() && st.value("steps_stating", 0) > 0)
+      os << "  reasoning/stated      MECE " << fmt(st, "mece") << "  coverage " << fmt(st, "coverage")
+         << "  step AUROC " << fmt(at(st, {"steps_calibration"}), "auroc") << "  answer ECE "
+         << fmt(at(st, {"answer_calibration"}), "ece") << "\n";
   }
   if (r.contains("seconds")) os << "  seconds               " << fmt(r["seconds"], "total", 1) << "\n";
   return os.str();

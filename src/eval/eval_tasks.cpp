@@ -435,10 +435,18 @@ Json eval_reasoning(EvalContext& ctx) {
   auto records = ctx.read_split_jsonl("reasoning.jsonl", lim);
   if (records.empty()) fail("run_eval: ", ctx.split_file("reasoning.jsonl"), ": no questions");
   std::vector<std::string> prompts, paths, images, canon;
+  std::vector<std::vector<std::string>> reference_keys, predicted_keys;
   for (const auto& j : records) {
     const std::string where = j["_where"].get<std::string>();
-    prompts.push_back(json_get<std::string>(j, "question", where));
+    const std::string q = json_get<std::string>(j, "question", where);
+    prompts.push_back(ctx.opt.reasoning_prompt_suffix.empty() ? q : q + " " + ctx.opt.reasoning_prompt_suffix);
     canon.push_back(json_get<std::string>(j, "answer", where));
+    std::vector<std::string> ref;
+    for (const char* key : {"perception", "reasoning"})
+      if (j.contains(key) && j[key].is_array())
+        for (const auto& st : j[key]) ref.push_back(claim_key(st.get<std::string>()));
+    if (j.contains("final") && j["final"].is_string()) ref.push_back(claim_key(j["final"].get<std::string>()));
+    reference_keys.push_back(std::move(ref));
     images.push_back(json_get<std::string>(j, "image", where));
     paths.push_back(ctx.world_dir + "/" + images.back());
   }
@@ -446,31 +454,63 @@ Json eval_reasoning(EvalContext& ctx) {
   std::vector<std::vector<world::Truth>> chains;
   std::vector<double> conf;
   std::vector<bool> correct;
+  // Stated confidence: per step (MECE) and of the final step (the answer's).
+  std::vector<double> step_conf, answer_conf;
+  std::vector<bool> step_ok, answer_ok;
+  int64_t all_steps = 0;
   int64_t right = 0;
   for (size_t i = 0; i < answers.size(); ++i) {
     const auto& scene = ctx.scene_of(images[i]);
     auto verdicts = verify_sentences(ctx, scene, answers[i].text, canon[i]);
+    const auto sentences = split_sentences(answers[i].text);
     std::vector<world::Truth> chain;
-    Json steps = Json::array();
-    for (const auto& v : verdicts) {
+    std::vector<std::string> keys;
+    Json steps = Json::array(), stated = Json::array();
+    for (size_t k = 0; k < verdicts.size(); ++k) {
+      const auto& v = verdicts[k];
       chain.push_back(v.truth);
       steps.push_back(world::truth_name(v.truth));
+      keys.push_back(claim_key(sentences[k]));
+      const VerbalConfidence vc = parse_verbal_confidence(sentences[k]);
+      stated.push_back(vc.found ? Json(vc.value) : Json(nullptr));
+      ++all_steps;
+      if (vc.found) {
+        step_conf.push_back(vc.value);
+        step_ok.push_back(v.truth == world::Truth::kTrue);
+      }
     }
+    predicted_keys.push_back(std::move(keys));
     chains.push_back(chain);
     auto check = ctx.verifier.check_answer(answers[i].text, canon[i]);
     const bool ok = check.truth == world::Truth::kTrue;
     right += ok;
     conf.push_back(sequence_confidence(answers[i].gen.logprobs));
     correct.push_back(ok);
+    if (!stated.empty() && !stated.back().is_null()) {
+      answer_conf.push_back(stated.back().get<double>());
+      answer_ok.push_back(ok);
+    }
     ctx.add_sample({{"task", "reasoning"}, {"group", "reasoning/" + records[i].value("category", std::string())},
                     {"question_id", records[i].value("question_id", Json(nullptr))}, {"image", images[i]},
                     {"question", prompts[i]}, {"answer", answers[i].text}, {"label", canon[i]},
-                    {"prediction", check.answer}, {"steps", steps}, {"confidence", conf.back()}, {"correct", ok}});
+                    {"prediction", check.answer}, {"steps", steps}, {"stated_confidence", stated},
+                    {"confidence", conf.back()}, {"correct", ok}});
   }
   Json out = step_metrics(chains).to_json();
   out["answer_accuracy"] = double(right) / double(answers.size());
   out["mean_steps"] = double(out["steps"].get<int64_t>()) / double(chains.size());
   out["calibration"] = maybe_calibration(conf, correct, ctx.opt.num_bins);
+  out["step_f1"] = step_f1(predicted_keys, reference_keys).to_json();
+  if (!ctx.opt.reasoning_prompt_suffix.empty()) out["prompt_suffix"] = ctx.opt.reasoning_prompt_suffix;
+  // MMBoundary's metrics of stated confidence: MECE = ECE of (stated step confidence, step
+  // truth) over the steps that state one; the answer's calibration from its final step's.
+  Json stated = {{"steps", all_steps},
+                 {"steps_stating", int64_t(step_conf.size())},
+                 {"coverage", all_steps ? double(step_conf.size()) / double(all_steps) : 0.0}};
+  stated["steps_calibration"] = maybe_calibration(step_conf, step_ok, ctx.opt.num_bins);
+  stated["answer_calibration"] = maybe_calibration(answer_conf, answer_ok, ctx.opt.num_bins);
+  stated["mece"] = step_conf.empty() ? Json(nullptr) : stated["steps_calibration"]["ece"];
+  out["stated"] = stated;
   return out;
 }
 

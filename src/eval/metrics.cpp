@@ -398,3 +398,35 @@ StepMetrics step_metrics(const std::vector<std::vector<world::Truth>>& chains) {
 }
 
 }  // namespace mmb
+
+namespace mmb {
+
+Json StepF1::to_json() const {
+  return {{"predicted", predicted}, {"reference", reference}, {"matched", matched},
+          {"precision", precision}, {"recall", recall},       {"f1", f1}};
+}
+
+StepF1 step_f1(const std::vector<std::vector<std::string>>& predicted,
+               const std::vector<std::vector<std::string>>& reference) {
+  if (predicted.size() != reference.size())
+    fail("step_f1: ", predicted.size(), " predicted chains but ", reference.size(), " reference chains");
+  StepF1 m;
+  for (size_t c = 0; c < predicted.size(); ++c) {
+    std::vector<bool> used(reference[c].size(), false);
+    for (const auto& p : predicted[c])
+      for (size_t r = 0; r < reference[c].size(); ++r)
+        if (!used[r] && reference[c][r] == p) {
+          used[r] = true;
+          ++m.matched;
+          break;
+        }
+    m.predicted += int64_t(predicted[c].size());
+    m.reference += int64_t(reference[c].size());
+  }
+  m.precision = m.predicted ? double(m.matched) / double(m.predicted) : 0.0;
+  m.recall = m.reference ? double(m.matched) / double(m.reference) : 0.0;
+  m.f1 = m.precision + m.recall > 0 ? 2 * m.precision * m.recall / (m.precision + m.recall) : 0.0;
+  return m;
+}
+
+}  // namespace mmb

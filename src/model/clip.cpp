@@ -160,7 +160,8 @@ ClipTextTransformerImpl::ClipTextTransformerImpl(const ClipTextConfig& c) : cfg_
       "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
 }
 
-torch::Tensor ClipTextTransformerImpl::pooled(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+torch::Tensor ClipTextTransformerImpl::last_hidden_state(const torch::Tensor& input_ids,
+                                                         const torch::Tensor& attention_mask) {
   if (input_ids.dim() != 2) fail("ClipTextTransformer: expected input_ids (B, T), got ", input_ids.sizes());
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   if (T > cfg_.max_position_embeddings)
@@ -171,7 +172,12 @@ torch::Tensor ClipTextTransformerImpl::pooled(const torch::Tensor& input_ids, co
   if (attention_mask.defined()) allowed = allowed & attention_mask.to(torch::kBool).view({B, 1, 1, T});
   auto bias = torch::zeros(allowed.sizes(), x.options()).masked_fill(allowed.logical_not(), -1e9);
   for (auto& layer : layers_) x = layer->forward(x, bias);
-  x = final_layer_norm_(x);
+  return final_layer_norm_(x);  // (B, T, C)
+}
+
+torch::Tensor ClipTextTransformerImpl::pooled(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+  auto x = last_hidden_state(input_ids, attention_mask);  // (B, T, C)
+  const int64_t B = input_ids.size(0);
   torch::Tensor idx;
   if (cfg_.pooling == "hf" && cfg_.eos_token_id == 2) {
     idx = input_ids.argmax(-1);  // legacy OpenAI CLIP: the end-of-text token has the largest id
@@ -211,6 +217,14 @@ std::pair<torch::Tensor, torch::Tensor> ClipModelImpl::image_embeds_and_hidden(c
 torch::Tensor ClipModelImpl::text_embeds(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
   auto e = text_projection_(text_model_->pooled(input_ids, attention_mask));  // (B, E)
   return e / e.norm(2, -1, true);
+}
+
+torch::Tensor ClipModelImpl::text_mean_embeds(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+  auto x = text_model_->last_hidden_state(input_ids, attention_mask);  // (B, T, C)
+  auto m = attention_mask.defined() ? attention_mask.to(x.dtype()).unsqueeze(-1)
+                                    : torch::ones({x.size(0), x.size(1), 1}, x.options());  // (B, T, 1)
+  auto e = (x * m).sum(1) / m.sum(1).clamp_min(1.0);  // (B, C)
+  return e / e.norm(2, -1, true).clamp_min(1e-12);
 }
 
 torch::Tensor ClipModelImpl::logits_per_image(const torch::Tensor& image_embeds, const torch::Tensor& text_embeds) {

@@ -77,50 +77,6 @@ double csr_path_value(const CsrTree& tree, int64_t leaf) {
   return path.empty() ? 0.0 : sum / double(path.size());
 }
 
-ClipScorer::ClipScorer(ClipModel model, Tokenizer tokenizer, int64_t max_tokens)
-    : model_(std::move(model)), tok_(std::move(tokenizer)), max_tokens_(max_tokens) {
-  model_->eval();
-}
-
-ClipScorer ClipScorer::load(const std::string& dir) {
-  ClipModel m = load_clip(dir);
-  const int64_t max_tokens = m->config().text.max_position_embeddings;
-  return ClipScorer(std::move(m), Tokenizer::load(dir + "/tokenizer.model"), max_tokens);
-}
-
-std::vector<double> ClipScorer::score(const torch::Tensor& pixel_values, const std::vector<std::string>& texts) {
-  if (texts.empty()) return {};
-  c10::InferenceMode inference;
-  // BOS text EOS, cut to max_tokens keeping EOS, right-padded: as CLIP was trained on captions.
-  std::vector<std::vector<int32_t>> rows;
-  size_t T = 0;
-  for (const auto& t : texts) {
-    auto ids = tok_.encode(t, /*add_bos=*/true);
-    ids.push_back(tok_.eos_id());
-    if (int64_t(ids.size()) > max_tokens_) {
-      ids.resize(size_t(max_tokens_));
-      ids.back() = tok_.eos_id();
-    }
-    T = std::max(T, ids.size());
-    rows.push_back(std::move(ids));
-  }
-  const int64_t B = int64_t(rows.size());
-  const int64_t pad = tok_.pad_id() >= 0 ? tok_.pad_id() : tok_.eos_id();
-  auto ids = torch::full({B, int64_t(T)}, pad, torch::kLong);
-  auto mask = torch::zeros({B, int64_t(T)}, torch::kLong);
-  for (int64_t b = 0; b < B; ++b)
-    for (size_t t = 0; t < rows[size_t(b)].size(); ++t) {
-      ids[b][int64_t(t)] = int64_t(rows[size_t(b)][t]);
-      mask[b][int64_t(t)] = 1;
-    }
-  auto image = model_->image_embeds(pixel_values);                      // (1, E)
-  auto text = model_->text_embeds(ids, mask);                           // (B, E)
-  auto s = clip_score(image.expand({B, image.size(1)}), text) / 100.0;  // (B,)
-  std::vector<double> out(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) out[size_t(b)] = s[b].item<double>();
-  return out;
-}
-
 CsrTree csr_search(Vlm& vlm, ClipScorer& clip, const std::string& prompt, const Image& image, const CsrOptions& o) {
   validate(o);
   c10::InferenceMode inference;

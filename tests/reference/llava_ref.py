@@ -140,9 +140,12 @@ def clip_outputs(d, inp):
         idx = ids.argmax(-1)
     else:
         idx = (ids == eos).int().argmax(-1)
+    m = am.to(x.dtype)[:, :, None]
+    mean = (x * m).sum(1) / m.sum(1)  # mean over real tokens of the final states (no projection)
+    mean = mean / mean.norm(dim=-1, keepdim=True)
     txt = x[torch.arange(B), idx] @ W["text_projection.weight"].t()
     img, txt = img / img.norm(dim=-1, keepdim=True), txt / txt.norm(dim=-1, keepdim=True)
-    return {"image_embeds": img, "text_embeds": txt, "logits_per_image": W["logit_scale"].exp() * img @ txt.t()}
+    return {"image_embeds": img, "text_embeds": txt, "text_mean_embeds": mean, "logits_per_image": W["logit_scale"].exp() * img @ txt.t()}
 
 
 if __name__ == "__main__":

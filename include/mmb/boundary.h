@@ -1,0 +1,75 @@
+// MMBoundary on a world (`mmb boundary …`; docs/boundary.md): the model answers a split's
+// reasoning questions and description prompts, each answer is split into steps, every step gets
+// its four signals (mmb/confidence.h) and the verifier's truth; from these the estimator is fitted,
+// the signals are scored by AUROC, and the SFT warm-up data [z1 c1 … zT cT] is written.
+//
+// A step is correct when the verifier finds it true; an unverifiable step counts as incorrect
+// (as `mmb eval`'s step accuracy: vague text earns nothing).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mmb/confidence.h"
+#include "mmb/json.h"
+#include "mmb/verifier.h"
+
+namespace mmb {
+
+struct BoundaryAnswerOptions {
+  std::string model_dir;  // the VLM that answers (and whose log-probs and entropies are the signals)
+  std::string clip_dir;   // the CLIP of TokenSAR's similarity and of CLIPScore
+  std::string world_dir;
+  std::string split = "test";
+  std::vector<std::string> tasks{"reasoning", "description"};
+  int64_t limit = -1;            // questions per task, the first of the split (-1: all)
+  int64_t batch_size = 16;       // prompts per generation batch
+  int64_t max_new_tokens = 96;
+  std::string prompt_suffix;     // appended to every question after a space (e.g. a request to
+                                 // state confidence); "" = the plain question
+  bool progress = true;
+};
+
+struct BoundaryStep {
+  std::string text;
+  world::Truth truth = world::Truth::kUnverifiable;
+  StepSignals signals{};
+  bool correct() const { return truth == world::Truth::kTrue; }
+};
+
+struct BoundaryAnswer {
+  std::string id, task;          // question id; "reasoning" | "description"
+  std::string question, image;   // image relative to the world directory
+  std::string canonical;         // reasoning: the expected answer ("" for descriptions)
+  std::string answer;            // the model's greedy answer
+  bool answer_correct = false;   // reasoning: the final answer is right
+  std::vector<BoundaryStep> steps;
+};
+
+// Generates, splits, scores and verifies. Throws mmb::Error on a missing file or unknown task.
+std::vector<BoundaryAnswer> collect_boundary_answers(const BoundaryAnswerOptions& options);
+
+// One JSON line per step: {"id", "task", "step", "text", "truth", "correct", "lnlp", "mte",
+// "tsar", "clips"} (+ "fused", "level" when an estimator is given).
+void write_boundary_steps(const std::string& path, const std::vector<BoundaryAnswer>& answers,
+                          const ConfidenceEstimator* estimator = nullptr);
+// Reads such a file (any extra keys ignored). Throws naming file:line on a bad line.
+struct StepTable {
+  std::vector<StepSignals> signals;
+  std::vector<bool> correct;
+  std::vector<std::string> task;
+};
+StepTable read_boundary_steps(const std::string& path);
+
+// AUROC of each signal (as a confidence: uncertainties negated) for step correctness, per task
+// and over all steps, and of the estimator's fused score when given:
+// {"steps", "accuracy", "auroc": {"lnlp", "mte", "tsar", "clips", "fused"}, "by_task": {...}}.
+Json signal_report(const StepTable& table, const ConfidenceEstimator* estimator = nullptr);
+
+// The SFT warm-up data (SPEC.md §1.4) as a LLaVA JSON array: per answer one record whose response
+// is the answer's steps, each followed by a phrase of its level drawn from `phrases` with `seed`
+// (attach_phrase); "task": "boundary". Answers without steps are skipped. Returns the records.
+Json boundary_sft_records(const std::vector<BoundaryAnswer>& answers, const ConfidenceEstimator& estimator,
+                          const ConfidencePhrases& phrases, uint64_t seed);
+
+}  // namespace mmb
