@@ -31,12 +31,6 @@ struct BaseCmd {
   bool no_eval = false;  // skip the evaluation after training
 };
 
-void print_last(const StepStats& s) {
-  std::cout << "step " << s.step << "  loss " << s.loss << "  lr " << s.lr << "  grad_norm " << s.grad_norm;
-  for (auto& [k, v] : s.extra.items()) std::cout << "  " << k << " " << v.dump();
-  std::cout << "\n";
-}
-
 void setup_train_sft(CLI::App& cmd) {
   auto c = std::make_shared<SftCmd>();
   auto& o = c->o;
@@ -78,7 +72,7 @@ void setup_train_sft(CLI::App& cmd) {
     c->o.out = c->common.out;
     c->o.seed = c->common.seed;
     auto run = open_run_dir(cmd, c->common);
-    print_last(run_sft(c->o, run.get()));
+    print_step_stats(run_sft(c->o, run.get()));
     std::cout << "model: " << c->o.out << "/model\n";
     if (run) run->finish();
   });
@@ -155,7 +149,7 @@ void setup_train_dpo(CLI::App& cmd) {
     c->o.seed = c->common.seed;
     auto run = open_run_dir(cmd, c->common);
     DpoReferenceInfo ref;
-    print_last(run_dpo(c->o, run.get(), &ref));
+    print_step_stats(run_dpo(c->o, run.get(), &ref));
     if (!c->o.online) std::cout << "reference: " << (ref.cached ? "cached " : "computed ") << ref.path << "\n";
     std::cout << "model: " << c->o.out << "/model\n";
     if (run) run->finish();
@@ -193,7 +187,7 @@ void setup_train_clip(CLI::App& cmd) {
     c->o.out = c->common.out;
     c->o.seed = c->common.seed;
     auto run = open_run_dir(cmd, c->common);
-    print_last(run_clip(c->o, run.get()));
+    print_step_stats(run_clip(c->o, run.get()));
     if (run) run->finish();
   });
 }
@@ -338,6 +332,7 @@ void setup_train(CLI::App& cmd) {
   setup_train_sft(*cmd.add_subcommand("sft", "Supervised fine-tuning of the VLM on LLaVA-format conversations"));
   setup_train_clip(*cmd.add_subcommand("clip", "Contrastive CLIP training on image-caption pairs"));
   setup_train_dpo(*cmd.add_subcommand("dpo", "Preference optimisation (DPO, cDPO, robust, hinge, IPO) on TRL pairs"));
+  setup_train_rl(*cmd.add_subcommand("rl", "RL for step confidence (GRPO with MMBoundary's rewards)"));
   setup_train_base(*cmd.add_subcommand("base", "The default recipe: world -> tokenizer -> CLIP -> VLM"));
 }
 

@@ -19,5 +19,6 @@ void setup_prompt_search(CLI::App& cmd);
 void setup_prefs(CLI::App& cmd);
 void setup_boundary(CLI::App& cmd);
 void setup_train(CLI::App& cmd);
+void setup_train_rl(CLI::App& cmd);  // `mmb train rl` (cmd_train_rl.cpp)
 
 }  // namespace mmb::app

@@ -190,4 +190,10 @@ const std::vector<std::string>& command_line() { return g_command_line; }
 
 void set_command_line(int argc, char** argv) { g_command_line.assign(argv, argv + argc); }
 
+void print_step_stats(const StepStats& s) {
+  std::cout << "step " << s.step << "  loss " << s.loss << "  lr " << s.lr << "  grad_norm " << s.grad_norm;
+  for (auto& [k, v] : s.extra.items()) std::cout << "  " << k << " " << v.dump();
+  std::cout << "\n";
+}
+
 }  // namespace mmb::app

@@ -12,6 +12,7 @@
 
 #include "mmb/json.h"
 #include "mmb/run_dir.h"
+#include "mmb/train.h"
 
 namespace mmb::app {
 
@@ -36,6 +37,9 @@ void apply_common_options(const CommonOptions& opts);
 // Opens the run directory for `cmd` if --out was given: manifest.json gets the command line and
 // the resolved config (every option of `cmd`, flags merged over the config file).
 std::unique_ptr<RunDir> open_run_dir(const CLI::App& cmd, const CommonOptions& opts);
+
+// Prints a training run's last step: "step N  loss L  lr R  grad_norm G  <extra keys>".
+void print_step_stats(const StepStats& s);
 
 // Installs the TOML config reader (toml++) on the root app; see common.cpp.
 void install_toml_config(CLI::App& app);

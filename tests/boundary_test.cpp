@@ -12,6 +12,7 @@
 #include "mmb/confidence.h"
 #include "mmb/elicitation.h"
 #include "mmb/metrics.h"
+#include "mmb/rl.h"
 #include "mmb/sentences.h"
 #include "mmb/strings.h"
 #include "test_util.h"
@@ -324,4 +325,100 @@ TEST(Boundary, StepFileRoundTripAuroCAndSftRecords) {
                          std::string("{\"lnlp\":1,\"mte\":0,\"tsar\":0,\"clips\":0.5,\"correct\":true,\"task\":\"r\"}\n") +
                              "{\"lnlp\":1,\"mte\":0,\"clips\":0.5,\"correct\":true,\"task\":\"r\"}\n");
   expect_throw_with([&] { mmb::read_boundary_steps(d.file("bad.jsonl")); }, "bad.jsonl:2");
+}
+
+TEST(Confidence, ClaimSpansLeaveTheStatedConfidenceOut) {
+  EXPECT_EQ(mmb::claim_length("There is one red cube, but I'm not sure."), std::string("There is one red cube").size());
+  EXPECT_EQ(mmb::claim_length("There is one red cube."), std::string("There is one red cube.").size());
+  EXPECT_EQ(mmb::claim_length("I'm not sure."), std::string("I'm not sure.").size());  // nothing would be left
+  auto t = make_toy_text();
+  auto tokens = ids64(t->tok->encode("There is one red cube, with total certainty. So, the answer is one.", false));
+  const auto spans = mmb::step_spans(*t->tok, tokens);
+  ASSERT_EQ(spans.size(), 2u);
+  std::vector<int32_t> claim(tokens.begin() + spans[0].token_begin, tokens.begin() + spans[0].claim_end);
+  EXPECT_EQ(mmb::trim(t->tok->decode(claim)), "There is one red cube");
+  EXPECT_EQ(spans[1].claim_end, spans[1].token_end);
+}
+
+TEST(Boundary, RewardsOnHandMadeStepTruth) {
+  mmb::BoundaryRewardOptions o;  // 1/3 each, absolute
+  // Steps: right at 0.9, wrong at 0.3, right without a stated confidence; internal 0.7, 0.3, 0.5.
+  const std::vector<mmb::StepOutcome> s = {{true, 0.9, 0.7}, {false, 0.3, 0.3}, {true, -1, 0.5}};
+  auto r = mmb::boundary_reward(s, o);
+  EXPECT_NEAR(r.knowledge, 2.0 / 3, 1e-12);
+  EXPECT_NEAR(r.calibration, 1 - (0.1 + 0.3 + 1) / 3, 1e-12);
+  EXPECT_NEAR(r.self, 1 - (0.2 + 0.0 + 1) / 3, 1e-12);
+  EXPECT_NEAR(r.total, (r.knowledge + r.calibration + r.self) / 3, 1e-12);
+  o.ec_form = "brier";
+  EXPECT_NEAR(mmb::boundary_reward(s, o).calibration, 1 - (0.01 + 0.09 + 1) / 3, 1e-12);
+  // Brier is proper: for a step right with probability p, the expected reward peaks at stating p;
+  // the absolute form pays stating 0.9 more than the true 0.7.
+  auto expected = [&](const std::string& form, double stated, double p) {
+    mmb::BoundaryRewardOptions x;
+    x.ec_form = form;
+    return p * mmb::boundary_reward({{true, stated, 0.5}}, x).calibration +
+           (1 - p) * mmb::boundary_reward({{false, stated, 0.5}}, x).calibration;
+  };
+  EXPECT_GT(expected("brier", 0.7, 0.7), expected("brier", 0.9, 0.7));
+  EXPECT_GT(expected("brier", 0.7, 0.7), expected("brier", 0.5, 0.7));
+  EXPECT_GT(expected("absolute", 0.9, 0.7), expected("absolute", 0.7, 0.7));
+  EXPECT_EQ(mmb::boundary_reward({}, o).total, 0.0);
+  // With delta > 0 an always-abstaining policy earns less than an honest one: on a knowable
+  // question abstaining costs delta, answering earns the steps' reward.
+  mmb::BoundaryRewardOptions d;
+  d.delta = 0.5;
+  const std::vector<mmb::StepOutcome> idk = {{false, 0.9, 0.5}};  // "I don't know." is not a true step
+  const double abstain_knowable = mmb::boundary_reward(idk, d, true, false).total;
+  const double abstain_unknowable = mmb::boundary_reward(idk, d, true, true).total;
+  const double honest_right = mmb::boundary_reward({{true, 0.9, 0.9}}, d).total;
+  const double honest_wrong = mmb::boundary_reward({{false, 0.1, 0.1}}, d).total;
+  // Half the questions knowable (the honest policy is right on them), half not (it is wrong but
+  // says so with low confidence): the honest policy's mean beats always abstaining.
+  EXPECT_GT(0.5 * honest_right + 0.5 * honest_wrong, 0.5 * abstain_knowable + 0.5 * abstain_unknowable);
+  EXPECT_GT(abstain_unknowable, abstain_knowable);
+  mmb::BoundaryRewardOptions bad;
+  bad.ec_form = "square";
+  expect_throw_with([&] { mmb::boundary_reward(s, bad); }, "unknown ec_form \"square\"");
+}
+
+TEST(Rl, GroupAdvantagesAndGrpoLossMatchAnIndependentImplementation) {
+  const auto a = mmb::group_advantages({1, 0, 0.5, 0.5, 2, 2}, 2);
+  EXPECT_NEAR(a[0], 0.5 / (0.5 + 1e-4), 1e-6);
+  EXPECT_NEAR(a[1], -0.5 / (0.5 + 1e-4), 1e-6);
+  EXPECT_EQ(a[2], 0.0f);  // equal rewards: no signal
+  EXPECT_EQ(a[5], 0.0f);
+  expect_throw_with([] { mmb::group_advantages({1, 2, 3}, 2); }, "do not form groups of 2");
+
+  TempDir d;
+  const std::vector<std::vector<double>> logp = {{-0.5, -1.2, -0.1}, {-2.0, -0.3, -0.7}};
+  const std::vector<std::vector<double>> old = {{-0.6, -1.0, -0.1}, {-1.5, -0.3, -0.2}};
+  const std::vector<std::vector<double>> ref = {{-0.4, -1.5, -0.3}, {-1.8, -0.2, -0.9}};
+  const std::vector<std::vector<double>> mask = {{1, 1, 0}, {1, 1, 1}};
+  const std::vector<double> adv = {1.3, -0.8};
+  const Json g = {{"logp", logp}, {"old", old}, {"ref", ref}, {"mask", mask}, {"adv", adv}, {"eps", 0.2}, {"beta", 0.04}};
+  mmb::write_file_atomic(d.file("in.json"), Json({{"steps", Json::array({{{"logprobs", {-1.0}}, {"entropies", {0.1}},
+                                                                          {"sims", {0.5}}}})},
+                                                  {"x", {{0.1}, {0.9}, {0.2}, {0.8}}},
+                                                  {"y", {0, 1, 1, 0}},
+                                                  {"C", 1.0},
+                                                  {"grpo", g}})
+                                                .dump());
+  int status = 0;
+  const std::string out = mmb::testing::run_capture(
+      std::string(MMB_PYTHON) + " " + MMB_SOURCE_DIR + "/tests/reference/boundary_ref.py " + d.file("in.json"),
+      &status);
+  ASSERT_EQ(status, 0) << out;
+  auto t = [](const std::vector<std::vector<double>>& v) {
+    return torch::stack({torch::tensor(v[0], torch::kDouble), torch::tensor(v[1], torch::kDouble)});
+  };
+  auto lp = t(logp).requires_grad_(true);
+  const auto loss = mmb::grpo_loss(lp, t(old), t(ref), t(mask), torch::tensor(adv, torch::kDouble), 0.2, 0.04);
+  EXPECT_NEAR(loss.loss.item<double>(), Json::parse(out)["grpo_loss"].get<double>(), 1e-12);
+  EXPECT_GT(loss.clip_fraction, 0.0);  // row 2's first token has ratio exp(-0.5)
+  // On-policy (old = logp) with no KL weight the gradient is the policy gradient −A/|y| per token.
+  auto lp2 = t(logp).requires_grad_(true);
+  mmb::grpo_loss(lp2, lp2.detach(), t(ref), t(mask), torch::tensor(adv, torch::kDouble), 0.2, 0.0).loss.backward();
+  EXPECT_NEAR(lp2.grad()[0][0].item<double>(), -1.3 / 2 / 2, 1e-12);
+  EXPECT_NEAR(lp2.grad()[1][2].item<double>(), 0.8 / 3 / 2, 1e-12);
+  EXPECT_EQ(lp2.grad()[0][2].item<double>(), 0.0);  // masked
 }

@@ -46,6 +46,15 @@ struct BoundaryAnswer {
   std::vector<BoundaryStep> steps;
 };
 
+// A question of a world split: reasoning.jsonl's (with its canonical answer) or a description
+// prompt of llava.json. The first `limit` of each task (-1: all). Throws on a missing file, an
+// unknown task or a task without questions.
+struct BoundaryQuestion {
+  std::string id, task, question, image, canonical;
+};
+std::vector<BoundaryQuestion> read_boundary_questions(const std::string& world_dir, const std::string& split,
+                                                      const std::vector<std::string>& tasks, int64_t limit);
+
 // Generates, splits, scores and verifies. Throws mmb::Error on a missing file or unknown task.
 std::vector<BoundaryAnswer> collect_boundary_answers(const BoundaryAnswerOptions& options);
 
@@ -71,5 +80,31 @@ Json signal_report(const StepTable& table, const ConfidenceEstimator* estimator 
 // (attach_phrase); "task": "boundary". Answers without steps are skipped. Returns the records.
 Json boundary_sft_records(const std::vector<BoundaryAnswer>& answers, const ConfidenceEstimator& estimator,
                           const ConfidencePhrases& phrases, uint64_t seed);
+
+// ---- MMBoundary's RL reward (SPEC.md §1.5) -----------------------------------------------------
+//   R = α·R_KA + β·R_EC + γ·R_CS (+ δ·R_IDK, beyond the paper)
+//   R_KA = mean_t a_t;  R_EC = 1 − mean_t |conf(c_t) − a_t| ("absolute", the paper) or
+//   1 − mean_t (conf(c_t) − a_t)² ("brier", a proper scoring rule);  R_CS = 1 − mean_t |conf(c_t) − conf(ĉ_t)|.
+// A step that states no confidence counts as error 1 in R_EC and R_CS (our choice: a policy
+// cannot earn calibration by going silent). A response without steps earns 0 in all three.
+// R_IDK (our addition, BAPO's idea): an answer of "I don't know" earns +1 where abstaining is
+// right (the question is unanswerable, or none of the group's answers is correct) and −1 where
+// the answer was knowable; other answers earn 0.
+struct BoundaryRewardOptions {
+  double alpha = 1.0 / 3, beta = 1.0 / 3, gamma = 1.0 / 3;
+  std::string ec_form = "absolute";  // "absolute" | "brier"
+  double delta = 0;                  // weight of R_IDK (0 = the paper's reward)
+};
+struct StepOutcome {
+  bool correct = false;   // a_t
+  double stated = -1;     // conf(c_t) in [0, 1]; < 0 when the step states none
+  double internal = 0.5;  // conf(ĉ_t): the confidence of the level the signals give
+};
+struct BoundaryReward {
+  double knowledge = 0, calibration = 0, self = 0, idk = 0, total = 0;
+};
+// Throws mmb::Error on an unknown ec_form.
+BoundaryReward boundary_reward(const std::vector<StepOutcome>& steps, const BoundaryRewardOptions& options,
+                               bool abstained = false, bool abstaining_is_right = false);
 
 }  // namespace mmb

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <torch/torch.h>
@@ -63,6 +64,9 @@ struct ConfidencePhrases {
 // the phrase goes before the sentence's closing punctuation ('.' when it has none), after a
 // comma; "i" as a word is written "I".
 std::string attach_phrase(const std::string& sentence, const std::string& phrase);
+// Byte length of `sentence` without a trailing ", <phrase>." of `phrases` (the longest that
+// matches, case-insensitive, spaces and the comma before it dropped); sentence.size() when none.
+size_t claim_length(std::string_view sentence, const ConfidencePhrases& phrases = ConfidencePhrases::builtin());
 
 // ---- steps and signals -------------------------------------------------------------------------
 
@@ -71,9 +75,15 @@ std::string attach_phrase(const std::string& sentence, const std::string& phrase
 struct StepSpan {
   std::string text;
   int64_t token_begin = 0, token_end = 0;
+  // Tokens [token_begin, claim_end) spell the claim: the step without a trailing stated
+  // confidence (", but I'm not sure."), found with ConfidencePhrases::builtin(); = token_end
+  // when the step states none. The signals are computed over the claim.
+  int64_t claim_end = 0;
 };
 // The sentences of decode(tokens) (mmb/sentences.h) with their token ranges. Tokens after the
 // last sentence (EOS, spaces) belong to none. Decodes every prefix: O(T²) in the token count.
+// A step's claim ends before the token that starts its trailing confidence phrase (at a token
+// boundary; the whole step when the phrase starts inside a token or the claim would be empty).
 std::vector<StepSpan> step_spans(const Tokenizer& tok, const std::vector<int64_t>& tokens);
 
 constexpr int kNumSignals = 4;

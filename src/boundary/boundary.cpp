@@ -16,18 +16,14 @@
 #include "mmb/world.h"
 
 namespace mmb {
-namespace {
 
-struct Question {
-  std::string id, task, question, image, canonical;
-};
-
-std::vector<Question> read_questions(const BoundaryAnswerOptions& o) {
-  const std::string dir = o.world_dir + "/" + o.split;
-  std::vector<Question> out;
-  for (const auto& task : o.tasks) {
+std::vector<BoundaryQuestion> read_boundary_questions(const std::string& world_dir, const std::string& split,
+                                                      const std::vector<std::string>& tasks, int64_t limit) {
+  const std::string dir = world_dir + "/" + split;
+  std::vector<BoundaryQuestion> out;
+  for (const auto& task : tasks) {
     int64_t n = 0;
-    auto full = [&] { return o.limit >= 0 && n >= o.limit; };
+    auto full = [&] { return limit >= 0 && n >= limit; };
     if (task == "reasoning") {
       const std::string path = dir + "/reasoning.jsonl";
       JsonlReader reader(path);
@@ -41,13 +37,13 @@ std::vector<Question> read_questions(const BoundaryAnswerOptions& o) {
     } else if (task == "description") {
       const std::string path = dir + "/llava.json";
       const Json records = read_json_file(path);
-      if (!records.is_array()) fail("collect_boundary_answers: ", path, ": expected a JSON array");
+      if (!records.is_array()) fail("read_boundary_questions: ", path, ": expected a JSON array");
       for (size_t i = 0; i < records.size() && !full(); ++i) {
         const Json& r = records[i];
         if (r.value("task", std::string()) != "description") continue;
         const std::string where = path + " record " + std::to_string(i);
         const Json conv = json_get<Json>(r, "conversations", where);
-        if (!conv.is_array() || conv.empty()) fail("collect_boundary_answers: ", where, ": no conversation");
+        if (!conv.is_array() || conv.empty()) fail("read_boundary_questions: ", where, ": no conversation");
         std::string q = json_get<std::string>(conv[0], "value", where);
         for (const std::string m : {"<image>\n", "<image>"})
           if (auto k = q.find(m); k != std::string::npos) q.erase(k, m.size());
@@ -55,18 +51,16 @@ std::vector<Question> read_questions(const BoundaryAnswerOptions& o) {
         ++n;
       }
     } else {
-      fail("collect_boundary_answers: unknown task \"", task, "\" (expected reasoning or description)");
+      fail("read_boundary_questions: unknown task \"", task, "\" (expected reasoning or description)");
     }
-    if (n == 0) fail("collect_boundary_answers: no ", task, " questions in ", dir);
+    if (n == 0) fail("read_boundary_questions: no ", task, " questions in ", dir);
   }
   return out;
 }
 
-}  // namespace
-
 std::vector<BoundaryAnswer> collect_boundary_answers(const BoundaryAnswerOptions& o) {
   if (o.batch_size < 1) fail("collect_boundary_answers: batch_size must be >= 1, got ", o.batch_size);
-  const auto questions = read_questions(o);
+  const auto questions = read_boundary_questions(o.world_dir, o.split, o.tasks, o.limit);
   Vlm vlm = Vlm::load(o.model_dir);
   ClipScorer clip = ClipScorer::load(o.clip_dir);
   const auto scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
@@ -93,7 +87,7 @@ std::vector<BoundaryAnswer> collect_boundary_answers(const BoundaryAnswerOptions
     sample.stop = vlm.default_stop(o.max_new_tokens);
     auto answers = vlm.answer(prompts, image_ptrs, sample);
     for (size_t i = b; i < e; ++i) {
-      const Question& q = questions[i];
+      const BoundaryQuestion& q = questions[i];
       const auto& a = answers[i - b];
       auto it = scene_of.find(q.image);
       if (it == scene_of.end()) fail("collect_boundary_answers: no scene for image ", q.image);
@@ -213,6 +207,35 @@ Json boundary_sft_records(const std::vector<BoundaryAnswer>& answers, const Conf
                                  {{"from", "gpt"}, {"value", response}}})}});
   }
   return out;
+}
+
+BoundaryReward boundary_reward(const std::vector<StepOutcome>& steps, const BoundaryRewardOptions& o, bool abstained,
+                               bool abstaining_is_right) {
+  if (o.ec_form != "absolute" && o.ec_form != "brier")
+    fail("boundary_reward: unknown ec_form \"", o.ec_form, "\" (expected absolute or brier)");
+  BoundaryReward r;
+  if (!steps.empty()) {
+    double ka = 0, ec = 0, cs = 0;
+    for (const auto& s : steps) {
+      const double a = s.correct ? 1.0 : 0.0;
+      ka += a;
+      if (s.stated < 0) {
+        ec += 1;
+        cs += 1;
+        continue;
+      }
+      const double gap = std::fabs(s.stated - a);
+      ec += o.ec_form == "brier" ? gap * gap : gap;
+      cs += std::fabs(s.stated - s.internal);
+    }
+    const double n = double(steps.size());
+    r.knowledge = ka / n;
+    r.calibration = 1 - ec / n;
+    r.self = 1 - cs / n;
+  }
+  if (abstained) r.idk = abstaining_is_right ? 1.0 : -1.0;
+  r.total = o.alpha * r.knowledge + o.beta * r.calibration + o.gamma * r.self + o.delta * r.idk;
+  return r;
 }
 
 }  // namespace mmb

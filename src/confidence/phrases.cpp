@@ -103,4 +103,28 @@ std::string attach_phrase(const std::string& sentence, const std::string& phrase
   return sentence.substr(0, body) + ", " + p + tail;
 }
 
+size_t claim_length(std::string_view sentence, const ConfidencePhrases& phrases) {
+  std::string lower(sentence);
+  for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+  size_t end = lower.size();
+  while (end > 0 && (std::isspace(static_cast<unsigned char>(lower[end - 1])) ||
+                     std::strchr(".?!\"')]", lower[end - 1]) != nullptr))
+    --end;
+  size_t best = 0;
+  for (const auto& [phrase, p] : phrases.table()) {
+    (void)p;
+    if (phrase.size() <= best || phrase.size() >= end) continue;
+    const size_t at = end - phrase.size();
+    if (lower.compare(at, phrase.size(), phrase) != 0) continue;
+    size_t before = at;  // the phrase must follow a comma (attach_phrase's form)
+    while (before > 0 && std::isspace(static_cast<unsigned char>(lower[before - 1]))) --before;
+    if (before == at || before == 0 || lower[before - 1] != ',') continue;
+    best = phrase.size();
+  }
+  if (best == 0) return sentence.size();
+  size_t claim = end - best;
+  while (claim > 0 && (std::isspace(static_cast<unsigned char>(lower[claim - 1])) || lower[claim - 1] == ',')) --claim;
+  return claim == 0 ? sentence.size() : claim;
+}
+
 }  // namespace mmb

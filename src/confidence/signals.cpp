@@ -56,6 +56,14 @@ std::vector<StepSpan> step_spans(const Tokenizer& tok, const std::vector<int64_t
     span.token_begin = int64_t(k);
     while (k < tokens.size() && char_end[k] < s.end) ++k;
     span.token_end = int64_t(std::min(k + 1, tokens.size()));
+    // The claim: the tokens that end at or before its last byte.
+    span.claim_end = span.token_end;
+    const size_t claim_bytes = s.begin + claim_length(span.text);
+    if (claim_bytes < s.end) {
+      int64_t c = span.token_begin;
+      while (c < span.token_end && char_end[size_t(c)] <= claim_bytes) ++c;
+      if (c > span.token_begin && char_end[size_t(c - 1)] == claim_bytes) span.claim_end = c;
+    }
     if (span.token_end > span.token_begin) out.push_back(std::move(span));
   }
   return out;
@@ -99,11 +107,14 @@ ResponseSignals response_signals(const Tokenizer& tok, ClipScorer& clip, const t
   // Every step and each of its leave-one-out variants, embedded in one forward of the text tower.
   std::vector<std::string> texts;
   std::vector<size_t> first_variant;
-  for (const auto& s : out.steps) texts.push_back(s.text);
+  for (const auto& s : out.steps)
+    texts.push_back(s.claim_end == s.token_end ? s.text
+                                               : tok.decode(text_ids(tok, tokens, size_t(s.token_begin),
+                                                                     size_t(s.claim_end))));
   for (const auto& s : out.steps) {
     first_variant.push_back(texts.size());
-    for (int64_t l = s.token_begin; l < s.token_end; ++l)
-      texts.push_back(tok.decode(text_ids(tok, tokens, size_t(s.token_begin), size_t(s.token_end), size_t(l))));
+    for (int64_t l = s.token_begin; l < s.claim_end; ++l)
+      texts.push_back(tok.decode(text_ids(tok, tokens, size_t(s.token_begin), size_t(s.claim_end), size_t(l))));
   }
   auto emb = clip.sentence_embeddings(texts);  // (N, C)
   const int64_t S = int64_t(out.steps.size());
@@ -114,7 +125,7 @@ ResponseSignals response_signals(const Tokenizer& tok, ClipScorer& clip, const t
   }
   for (int64_t i = 0; i < S; ++i) {
     const auto& s = out.steps[size_t(i)];
-    const int64_t L = s.token_end - s.token_begin;
+    const int64_t L = s.claim_end - s.token_begin;
     auto sims = torch::mv(emb.narrow(0, int64_t(first_variant[size_t(i)]), L), emb[i]).to(torch::kDouble).contiguous();
     std::vector<double> lp, h, rel;
     for (int64_t l = 0; l < L; ++l) {
