@@ -35,6 +35,10 @@ void setup_train_rl(CLI::App& cmd) {
   cmd.add_option("--alpha", o.reward.alpha, "Weight of R_KA (step accuracy)")->group(r)->capture_default_str();
   cmd.add_option("--beta", o.reward.beta, "Weight of R_EC (stated confidence vs truth)")->group(r)->capture_default_str();
   cmd.add_option("--gamma", o.reward.gamma, "Weight of R_CS (stated vs internal level)")->group(r)->capture_default_str();
+  cmd.add_option("--ka-form", o.reward.ka_form,
+                 "reference (true steps / max(steps, reference steps)) | steps (mean over the response's steps)")
+      ->group(r)
+      ->capture_default_str();
   cmd.add_option("--ec-form", o.reward.ec_form, "absolute (the paper) | brier (a proper scoring rule)")
       ->group(r)
       ->capture_default_str();

@@ -346,6 +346,13 @@ TEST(Boundary, RewardsOnHandMadeStepTruth) {
   const std::vector<mmb::StepOutcome> s = {{true, 0.9, 0.7}, {false, 0.3, 0.3}, {true, -1, 0.5}};
   auto r = mmb::boundary_reward(s, o);
   EXPECT_NEAR(r.knowledge, 2.0 / 3, 1e-12);
+  // Against a 4-step reference chain, skipping a step loses its credit; more steps than the
+  // reference are averaged over the response's own.
+  EXPECT_NEAR(mmb::boundary_reward(s, o, false, false, 4).knowledge, 2.0 / 4, 1e-12);
+  EXPECT_NEAR(mmb::boundary_reward(s, o, false, false, 2).knowledge, 2.0 / 3, 1e-12);
+  mmb::BoundaryRewardOptions literal;
+  literal.ka_form = "steps";
+  EXPECT_NEAR(mmb::boundary_reward(s, literal, false, false, 4).knowledge, 2.0 / 3, 1e-12);
   EXPECT_NEAR(r.calibration, 1 - (0.1 + 0.3 + 1) / 3, 1e-12);
   EXPECT_NEAR(r.self, 1 - (0.2 + 0.0 + 1) / 3, 1e-12);
   EXPECT_NEAR(r.total, (r.knowledge + r.calibration + r.self) / 3, 1e-12);

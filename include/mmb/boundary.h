@@ -51,6 +51,7 @@ struct BoundaryAnswer {
 // unknown task or a task without questions.
 struct BoundaryQuestion {
   std::string id, task, question, image, canonical;
+  int64_t reference_steps = 0;  // reasoning: steps of the reference chain (perception, reasoning, final)
 };
 std::vector<BoundaryQuestion> read_boundary_questions(const std::string& world_dir, const std::string& split,
                                                       const std::vector<std::string>& tasks, int64_t limit);
@@ -72,7 +73,9 @@ StepTable read_boundary_steps(const std::string& path);
 
 // AUROC of each signal (as a confidence: uncertainties negated) for step correctness, per task
 // and over all steps, and of the estimator's fused score when given:
-// {"steps", "accuracy", "auroc": {"lnlp", "mte", "tsar", "clips", "fused"}, "by_task": {...}}.
+// {"steps", "accuracy", "auroc": {"lnlp", "mte", "tsar", "clips", "fused"}, "by_task": {...}};
+// with an estimator also "level_ece": the ECE (10 equal-width bins) of the internal level's
+// probability (0.1 … 0.9) against step truth, the MECE of a model that states its level exactly.
 Json signal_report(const StepTable& table, const ConfidenceEstimator* estimator = nullptr);
 
 // The SFT warm-up data (SPEC.md §1.4) as a LLaVA JSON array: per answer one record whose response
@@ -83,7 +86,9 @@ Json boundary_sft_records(const std::vector<BoundaryAnswer>& answers, const Conf
 
 // ---- MMBoundary's RL reward (SPEC.md §1.5) -----------------------------------------------------
 //   R = α·R_KA + β·R_EC + γ·R_CS (+ δ·R_IDK, beyond the paper)
-//   R_KA = mean_t a_t;  R_EC = 1 − mean_t |conf(c_t) − a_t| ("absolute", the paper) or
+//   R_KA = Σ_t a_t / max(T, T_ref) ("reference", our default: the paper matches steps to a reference
+//   chain of T_ref steps, so a response that skips steps loses credit; without it a policy learns
+//   to say one easy step) or mean_t a_t ("steps", the literal formula);  R_EC = 1 − mean_t |conf(c_t) − a_t| ("absolute", the paper) or
 //   1 − mean_t (conf(c_t) − a_t)² ("brier", a proper scoring rule);  R_CS = 1 − mean_t |conf(c_t) − conf(ĉ_t)|.
 // A step that states no confidence counts as error 1 in R_EC and R_CS (our choice: a policy
 // cannot earn calibration by going silent). A response without steps earns 0 in all three.
@@ -92,7 +97,8 @@ Json boundary_sft_records(const std::vector<BoundaryAnswer>& answers, const Conf
 // the answer was knowable; other answers earn 0.
 struct BoundaryRewardOptions {
   double alpha = 1.0 / 3, beta = 1.0 / 3, gamma = 1.0 / 3;
-  std::string ec_form = "absolute";  // "absolute" | "brier"
+  std::string ka_form = "reference";  // "reference" | "steps"
+  std::string ec_form = "absolute";   // "absolute" | "brier"
   double delta = 0;                  // weight of R_IDK (0 = the paper's reward)
 };
 struct StepOutcome {
@@ -103,8 +109,9 @@ struct StepOutcome {
 struct BoundaryReward {
   double knowledge = 0, calibration = 0, self = 0, idk = 0, total = 0;
 };
-// Throws mmb::Error on an unknown ec_form.
+// `reference_steps` is T_ref (0: none known, R_KA falls back to the mean over the response's steps).
+// Throws mmb::Error on an unknown ka_form or ec_form.
 BoundaryReward boundary_reward(const std::vector<StepOutcome>& steps, const BoundaryRewardOptions& options,
-                               bool abstained = false, bool abstaining_is_right = false);
+                               bool abstained = false, bool abstaining_is_right = false, int64_t reference_steps = 0);
 
 }  // namespace mmb

@@ -30,8 +30,11 @@ std::vector<BoundaryQuestion> read_boundary_questions(const std::string& world_d
       Json j;
       while (!full() && reader.next(j)) {
         const std::string where = path + ":" + std::to_string(reader.line_number());
+        int64_t ref = j.contains("final") ? 1 : 0;
+        for (const char* key : {"perception", "reasoning"})
+          if (j.contains(key) && j[key].is_array()) ref += int64_t(j[key].size());
         out.push_back({json_get<std::string>(j, "question_id", where), task, json_get<std::string>(j, "question", where),
-                       json_get<std::string>(j, "image", where), json_get<std::string>(j, "answer", where)});
+                       json_get<std::string>(j, "image", where), json_get<std::string>(j, "answer", where), ref});
         ++n;
       }
     } else if (task == "description") {
@@ -47,7 +50,7 @@ std::vector<BoundaryQuestion> read_boundary_questions(const std::string& world_d
         std::string q = json_get<std::string>(conv[0], "value", where);
         for (const std::string m : {"<image>\n", "<image>"})
           if (auto k = q.find(m); k != std::string::npos) q.erase(k, m.size());
-        out.push_back({json_get<std::string>(r, "id", where), task, q, json_get<std::string>(r, "image", where), ""});
+        out.push_back({json_get<std::string>(r, "id", where), task, q, json_get<std::string>(r, "image", where), "", 0});
         ++n;
       }
     } else {
@@ -164,16 +167,24 @@ Json signal_report(const StepTable& t, const ConfidenceEstimator* estimator) {
       const double a = auroc(score, label);
       auc[signal_name(s)] = a == a ? Json(a) : Json(nullptr);
     }
+    Json level_ece = nullptr;
     if (estimator) {
-      std::vector<double> score;
-      for (size_t i : idx) score.push_back(estimator->fuse(t.signals[i]));
+      std::vector<double> score, stated;
+      for (size_t i : idx) {
+        score.push_back(estimator->fuse(t.signals[i]));
+        stated.push_back(ConfidencePhrases::builtin().at(estimator->level(score.back())).confidence);
+      }
       const double a = auroc(score, label);
       auc["fused"] = a == a ? Json(a) : Json(nullptr);
+      if (!idx.empty()) level_ece = expected_calibration_error(stated, label);
     }
     int64_t right = 0;
     for (bool c : label) right += c;
-    return Json{{"steps", idx.size()}, {"accuracy", idx.empty() ? 0.0 : double(right) / double(idx.size())},
-                {"auroc", auc}};
+    Json out{{"steps", idx.size()}, {"accuracy", idx.empty() ? 0.0 : double(right) / double(idx.size())},
+             {"auroc", auc}};
+    // The MECE a model would reach stating exactly its internal level's probability.
+    if (estimator) out["level_ece"] = level_ece;
+    return out;
   };
   std::vector<size_t> all;
   std::map<std::string, std::vector<size_t>> by_task;
@@ -210,9 +221,11 @@ Json boundary_sft_records(const std::vector<BoundaryAnswer>& answers, const Conf
 }
 
 BoundaryReward boundary_reward(const std::vector<StepOutcome>& steps, const BoundaryRewardOptions& o, bool abstained,
-                               bool abstaining_is_right) {
+                               bool abstaining_is_right, int64_t reference_steps) {
   if (o.ec_form != "absolute" && o.ec_form != "brier")
     fail("boundary_reward: unknown ec_form \"", o.ec_form, "\" (expected absolute or brier)");
+  if (o.ka_form != "reference" && o.ka_form != "steps")
+    fail("boundary_reward: unknown ka_form \"", o.ka_form, "\" (expected reference or steps)");
   BoundaryReward r;
   if (!steps.empty()) {
     double ka = 0, ec = 0, cs = 0;
@@ -229,7 +242,7 @@ BoundaryReward boundary_reward(const std::vector<StepOutcome>& steps, const Boun
       cs += std::fabs(s.stated - s.internal);
     }
     const double n = double(steps.size());
-    r.knowledge = ka / n;
+    r.knowledge = ka / (o.ka_form == "reference" ? std::max(n, double(reference_steps)) : n);
     r.calibration = 1 - ec / n;
     r.self = 1 - cs / n;
   }

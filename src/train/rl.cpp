@@ -217,7 +217,8 @@ StepStats run_rl(const RlRunOptions& o, RunDir* run) {
       for (int64_t k = 0; k < G; ++k) any_correct = any_correct || correct[b * size_t(G) + size_t(k)];
       for (int64_t k = 0; k < G; ++k) {
         const size_t r = b * size_t(G) + size_t(k);
-        rewards[r] = boundary_reward(outcomes[r], o.reward, abstained[r], !any_correct);
+        rewards[r] = boundary_reward(outcomes[r], o.reward, abstained[r], !any_correct,
+                                     questions[size_t(idx[b])].reference_steps);
       }
     }
     rollout_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -270,6 +271,7 @@ StepStats run_rl(const RlRunOptions& o, RunDir* run) {
     out.metrics["rewards/idk"] = idk / n;
     out.metrics["answer_accuracy"] = acc / n;
     out.metrics["stated_share"] = steps_total ? double(stating) / double(steps_total) : 0.0;
+    out.metrics["mean_steps"] = double(steps_total) / n;
     out.metrics["kl"] = g.kl;
     out.metrics["entropy"] = tokens ? entropy / double(tokens) : 0.0;
     out.metrics["clip_fraction"] = g.clip_fraction;
