@@ -22,7 +22,7 @@ struct AnswerCmd {
 
 struct FitCmd {
   CommonOptions common;
-  std::string steps, out;
+  std::string steps, out, test_steps;
   std::vector<std::string> without;
   ConfidenceFitOptions o;
 };
@@ -47,6 +47,7 @@ void print_report(const Json& r) {
   auto line = [](const std::string& name, const Json& s) {
     std::printf("%-12s steps %6lld  accuracy %.3f  AUROC", name.c_str(), static_cast<long long>(s["steps"].get<int64_t>()),
                 s["accuracy"].get<double>());
+    if (s.contains("level_ece") && s["level_ece"].is_number()) std::printf("  level ECE %.3f", s["level_ece"].get<double>());
     for (auto& [k, v] : s["auroc"].items()) {
       if (v.is_null())
         std::printf("  %s -", k.c_str());
@@ -94,6 +95,7 @@ void setup_fit(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--without", c->without, "Signals left out of the fusion: lnlp, mte, tsar, clips")->delimiter(',');
   cmd.add_option("--out", c->out, "Output: confidence.json (e.g. MODEL_DIR/confidence.json)")->required();
+  cmd.add_option("--test-steps", c->test_steps, "Another step file to report the fitted estimator on (e.g. the test split)");
   cmd.callback([c] {
     apply_common_options(c->common);
     for (const auto& s : c->without) c->o.use[size_t(signal_index(s))] = false;
@@ -104,6 +106,12 @@ void setup_fit(CLI::App& cmd) {
     const auto cuts = e.cuts();
     std::printf("fused mean %.4f sd %.4f  level cuts %.4f %.4f %.4f %.4f\n", e.mu, e.sigma, cuts[0], cuts[1], cuts[2],
                 cuts[3]);
+    if (!c->test_steps.empty()) {
+      const Json r = signal_report(read_boundary_steps(c->test_steps), &e);
+      std::printf("%s:\n", c->test_steps.c_str());
+      print_report(r);
+      write_json_file(c->out + ".test_report.json", r);
+    }
     std::cerr << "wrote " << c->out << "\n";
   });
 }
