@@ -73,11 +73,11 @@ TEST(Cli, UnknownCommandsAreErrorsThatNameThemAndListTheRealOnes) {
   // --help after an unknown subcommand must not print the parent's help and succeed.
   Result sub = run_mmb("train ppo --help");
   EXPECT_EQ(sub.status, 2) << sub.out;
-  EXPECT_NE(sub.out.find("unknown command 'mmb train ppo' (mmb train has: sft, clip, dpo, base)"), std::string::npos)
+  EXPECT_NE(sub.out.find("unknown command 'mmb train ppo' (mmb train has: sft, clip, dpo, rl, base)"), std::string::npos)
       << sub.out;
   Result none = run_mmb("train");
   EXPECT_EQ(none.status, 2) << none.out;
-  EXPECT_NE(none.out.find("'mmb train' needs a command: sft, clip, dpo, base"), std::string::npos) << none.out;
+  EXPECT_NE(none.out.find("'mmb train' needs a command: sft, clip, dpo, rl, base"), std::string::npos) << none.out;
   EXPECT_EQ(run_mmb("train --help").status, 0);
   EXPECT_EQ(run_mmb("world stats --help").status, 0);
 }

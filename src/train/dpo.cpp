@@ -295,25 +295,17 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     for (int64_t i : idx) images.push_back(read_image(o.world_dir + "/" + prompts[size_t(i)].image));
     std::vector<std::string> qs;
     std::vector<const Image*> ims;
-    for (size_t b = 0; b < idx.size(); ++b)
-      for (int64_t k = 0; k < K; ++k) {
-        qs.push_back(prompts[size_t(idx[b])].question);
-        ims.push_back(&images[b]);
-      }
+    for (size_t b = 0; b < idx.size(); ++b) {
+      qs.push_back(prompts[size_t(idx[b])].question);
+      ims.push_back(&images[b]);
+    }
     SampleOptions so;
     so.temperature = o.temperature;
     so.top_p = o.top_p;
-    // Deterministic in (seed, step, first prompt), so a resumed run samples what the first run did.
-    so.seed = o.seed * 1000003ULL + uint64_t(trainer.step_count()) * 7919ULL + uint64_t(idx.front());
     so.stop = sampler.default_stop(o.max_new_tokens);
     const auto t0 = std::chrono::steady_clock::now();
-    model->eval();
-    std::vector<VlmAnswer> answers;
-    {
-      torch::NoGradGuard no_grad;
-      answers = sampler.answer(qs, ims, so);
-    }
-    model->train();
+    const std::vector<VlmAnswer> answers =
+        sample_rollouts(sampler, *model, qs, ims, K, so, o.seed, trainer.step_count(), idx.front());
     sample_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     // 2. Judge; best vs worst of each prompt.
     std::vector<Side> chosen, rejected;

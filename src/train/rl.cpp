@@ -149,27 +149,20 @@ StepStats run_rl(const RlRunOptions& o, RunDir* run) {
       images.push_back(read_image(o.world_dir + "/" + questions[size_t(i)].image));
       pix_u8.push_back(load_image_u8(o.world_dir + "/" + questions[size_t(i)].image, image_size));
     }
-    std::vector<std::string> qs;
+    std::vector<std::string> prompts, qs;
     std::vector<const Image*> ims;
-    for (size_t b = 0; b < idx.size(); ++b)
-      for (int64_t k = 0; k < G; ++k) {
-        qs.push_back(questions[size_t(idx[b])].question);
-        ims.push_back(&images[b]);
-      }
+    for (size_t b = 0; b < idx.size(); ++b) {
+      prompts.push_back(questions[size_t(idx[b])].question);
+      ims.push_back(&images[b]);
+      for (int64_t k = 0; k < G; ++k) qs.push_back(prompts.back());
+    }
     SampleOptions so;
     so.temperature = o.temperature;
     so.top_p = o.top_p;
-    // Deterministic in (seed, step, first prompt): a resumed run samples what the first run did.
-    so.seed = o.seed * 1000003ULL + uint64_t(trainer.step_count()) * 7919ULL + uint64_t(idx.front());
     so.stop = sampler.default_stop(o.max_new_tokens);
     const auto t0 = std::chrono::steady_clock::now();
-    model->eval();
-    std::vector<VlmAnswer> answers;
-    {
-      torch::NoGradGuard no_grad;
-      answers = sampler.answer(qs, ims, so);
-    }
-    model->train();
+    const auto answers =
+        sample_rollouts(sampler, *model, prompts, ims, G, so, o.seed, trainer.step_count(), idx.front());
     // 2. Rewards: step truth, stated confidence, the internal level from the policy's own signals.
     const size_t N = answers.size();
     std::vector<BoundaryReward> rewards(N);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -12,6 +13,7 @@
 #include "mmb/json.h"
 #include "mmb/run_dir.h"
 #include "mmb/train.h"
+#include "mmb/vlm.h"
 
 namespace mmb {
 
@@ -31,5 +33,13 @@ void check_batch(const char* who, int64_t batch, const Distributed& dist);
 StepStats train_and_save(Trainer& trainer, RunDir* run, Distributed& dist, torch::nn::Module& model, const Json& config,
                          const std::string& model_dir, const std::string& out,
                          const std::function<void()>& before_save = {});
+
+// The rollouts of online trainers (online DPO, GRPO): `k` samples of each prompt from the policy
+// `sampler` (which shares the trained model's weights), rows b·k … b·k + k − 1 for prompt b, in
+// eval mode without gradients; `model` is back in train mode afterwards. The sampling seed is
+// deterministic in (seed, step, first prompt index), so a resumed run samples what the first did.
+std::vector<VlmAnswer> sample_rollouts(Vlm& sampler, torch::nn::Module& model, const std::vector<std::string>& prompts,
+                                       const std::vector<const Image*>& images, int64_t k, SampleOptions options,
+                                       uint64_t seed, int64_t step, int64_t first_index);
 
 }  // namespace mmb
