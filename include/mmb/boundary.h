@@ -7,12 +7,14 @@
 // (as `mmb eval`'s step accuracy: vague text earns nothing).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "mmb/confidence.h"
 #include "mmb/json.h"
 #include "mmb/verifier.h"
+#include "mmb/world.h"
 
 namespace mmb {
 
@@ -55,6 +57,23 @@ struct BoundaryQuestion {
 };
 std::vector<BoundaryQuestion> read_boundary_questions(const std::string& world_dir, const std::string& split,
                                                       const std::vector<std::string>& tasks, int64_t limit);
+
+// The world's truth for MMBoundary: the scenes of a world and a verifier that strips stated
+// confidence (every phrase of ConfidencePhrases::builtin()). Shared by the step collection and
+// the RL rewards. Throws mmb::Error on a missing scenes.jsonl, or on an image with no scene.
+class BoundaryJudge {
+ public:
+  explicit BoundaryJudge(const std::string& world_dir);
+  // Truth of one step about the scene of `image` ("images/<id>.png"); an empty sentence is
+  // unverifiable. `canonical` lets answer sentences be judged (as Verifier::verify).
+  world::Truth step_truth(const std::string& image, const std::string& step, const std::string& canonical) const;
+  const world::Verifier& verifier() const { return verifier_; }
+
+ private:
+  std::vector<world::Scene> scenes_;
+  std::map<std::string, const world::Scene*> scene_of_;
+  world::Verifier verifier_;
+};
 
 // Generates, splits, scores and verifies. Throws mmb::Error on a missing file or unknown task.
 std::vector<BoundaryAnswer> collect_boundary_answers(const BoundaryAnswerOptions& options);

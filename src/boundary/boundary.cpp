@@ -61,16 +61,28 @@ std::vector<BoundaryQuestion> read_boundary_questions(const std::string& world_d
   return out;
 }
 
+BoundaryJudge::BoundaryJudge(const std::string& world_dir) : scenes_(world::read_scenes(world_dir + "/scenes.jsonl")) {
+  for (const auto& s : scenes_) scene_of_["images/" + s.id + ".png"] = &s;
+  for (const auto& p : ConfidencePhrases::builtin().table()) verifier_.add_hedge(p.first);
+}
+
+world::Truth BoundaryJudge::step_truth(const std::string& image, const std::string& step,
+                                       const std::string& canonical) const {
+  auto it = scene_of_.find(image);
+  if (it == scene_of_.end()) fail("BoundaryJudge: no scene for image ", image);
+  try {
+    return verifier_.verify(*it->second, step, canonical).truth;
+  } catch (const Error&) {
+    return world::Truth::kUnverifiable;  // an empty sentence
+  }
+}
+
 std::vector<BoundaryAnswer> collect_boundary_answers(const BoundaryAnswerOptions& o) {
   if (o.batch_size < 1) fail("collect_boundary_answers: batch_size must be >= 1, got ", o.batch_size);
   const auto questions = read_boundary_questions(o.world_dir, o.split, o.tasks, o.limit);
   Vlm vlm = Vlm::load(o.model_dir);
   ClipScorer clip = ClipScorer::load(o.clip_dir);
-  const auto scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
-  std::map<std::string, const world::Scene*> scene_of;
-  for (const auto& s : scenes) scene_of["images/" + s.id + ".png"] = &s;
-  world::Verifier verifier;
-  for (const auto& p : ConfidencePhrases::builtin().table()) verifier.add_hedge(p.first);
+  const BoundaryJudge judge(o.world_dir);
 
   std::vector<BoundaryAnswer> out;
   std::unique_ptr<Progress> bar;
@@ -92,23 +104,16 @@ std::vector<BoundaryAnswer> collect_boundary_answers(const BoundaryAnswerOptions
     for (size_t i = b; i < e; ++i) {
       const BoundaryQuestion& q = questions[i];
       const auto& a = answers[i - b];
-      auto it = scene_of.find(q.image);
-      if (it == scene_of.end()) fail("collect_boundary_answers: no scene for image ", q.image);
       BoundaryAnswer r{q.id, q.task, q.question, q.image, q.canonical, a.text, false, {}};
       auto pixels = image_to_pixel_values(images[i - b], clip.image_size()).unsqueeze(0);
       const auto sig = response_signals(vlm.tokenizer(), clip, pixels, a.generation.tokens,
                                         a.generation.logprobs, a.generation.entropies);
       for (size_t s = 0; s < sig.steps.size(); ++s) {
-        BoundaryStep step{sig.steps[s].text, world::Truth::kUnverifiable, sig.signals[s]};
-        try {
-          step.truth = verifier.verify(*it->second, step.text, q.canonical).truth;
-        } catch (const Error&) {
-          // an empty sentence: unverifiable
-        }
-        r.steps.push_back(std::move(step));
+        r.steps.push_back({sig.steps[s].text, judge.step_truth(q.image, sig.steps[s].text, q.canonical),
+                           sig.signals[s]});
       }
       if (!q.canonical.empty())
-        r.answer_correct = verifier.check_answer(a.text, q.canonical).truth == world::Truth::kTrue;
+        r.answer_correct = judge.verifier().check_answer(a.text, q.canonical).truth == world::Truth::kTrue;
       out.push_back(std::move(r));
     }
     if (bar) bar->tick(int64_t(e - b));

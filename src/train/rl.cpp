@@ -120,11 +120,7 @@ StepStats run_rl(const RlRunOptions& o, RunDir* run) {
   const ConfidenceEstimator estimator = ConfidenceEstimator::load(o.confidence);
   const ConfidencePhrases& phrases = ConfidencePhrases::builtin();
   const auto questions = read_boundary_questions(o.world_dir, o.split, o.tasks, -1);
-  const auto scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
-  std::map<std::string, const world::Scene*> scene_of;
-  for (const auto& s : scenes) scene_of["images/" + s.id + ".png"] = &s;
-  world::Verifier verifier;
-  for (const auto& p : phrases.table()) verifier.add_hedge(p.first);
+  const BoundaryJudge judge(o.world_dir);
   const int64_t image_size = model->config().vision.image_size;
   log_info("rl: grpo on " + std::to_string(questions.size()) + " questions, " + std::to_string(o.group_size) +
            " samples each");
@@ -175,7 +171,7 @@ StepStats run_rl(const RlRunOptions& o, RunDir* run) {
       for (float h : a.generation.entropies) entropy += h;
       tokens += int64_t(a.generation.tokens.size());
       if (!q.canonical.empty()) {
-        const auto check = verifier.check_answer(a.text, q.canonical);
+        const auto check = judge.verifier().check_answer(a.text, q.canonical);
         correct[r] = check.truth == world::Truth::kTrue;
         abstained[r] = check.is_idk;
       }
@@ -190,11 +186,7 @@ StepStats run_rl(const RlRunOptions& o, RunDir* run) {
                                         a.generation.entropies);
       for (size_t s = 0; s < sig.steps.size(); ++s) {
         StepOutcome out;
-        try {
-          out.correct = verifier.verify(*scene_of.at(q.image), sig.steps[s].text, q.canonical).truth == world::Truth::kTrue;
-        } catch (const Error&) {
-          out.correct = false;
-        }
+        out.correct = judge.step_truth(q.image, sig.steps[s].text, q.canonical) == world::Truth::kTrue;
         const auto stated = parse_verbal_confidence(sig.steps[s].text);
         if (stated.found) {
           out.stated = stated.value;
