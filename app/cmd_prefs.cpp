@@ -86,7 +86,7 @@ void setup_prefs_csr(CLI::App& cmd) {
     apply_common_options(c->common);
     c->o.seed = c->common.seed;
     c->o.progress = !c->quiet;
-    const CsrBuildReport r = build_csr_pairs(c->o);
+    const PairBuildReport r = build_csr_pairs(c->o);
     std::cout << r.to_json().dump() << "\n";
     std::cerr << "wrote " << c->o.out << "\n";
   });
@@ -121,6 +121,7 @@ void setup_prefs(CLI::App& cmd) {
   cmd.require_subcommand(1);
   setup_prefs_csr(
       *cmd.add_subcommand("csr", "CSR pairs: sentence-level beam search rewarded by likelihood and CLIPScore"));
+  setup_prefs_world(cmd);
   setup_prefs_stats(
       *cmd.add_subcommand("stats", "Pair quality: chosen truly better / equal / worse, lengths, edit distance"));
 }

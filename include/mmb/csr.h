@@ -29,6 +29,7 @@
 #include "mmb/generate.h"
 #include "mmb/image.h"
 #include "mmb/model.h"
+#include "mmb/prefs.h"
 #include "mmb/tokenizer.h"
 #include "mmb/vlm.h"
 
@@ -100,11 +101,7 @@ struct CsrBuildOptions {
   CsrOptions search;
   bool progress = true;
 };
-struct CsrBuildReport {
-  int64_t prompts = 0, pairs = 0, no_pair = 0, generated_tokens = 0;
-  double seconds = 0;
-  Json to_json() const;  // with pairs_per_minute and tokens_per_s
-};
-CsrBuildReport build_csr_pairs(const CsrBuildOptions& options);
+// Dropped: "no_pair" (a tree whose best and worst paths are the same text).
+PairBuildReport build_csr_pairs(const CsrBuildOptions& options);
 
 }  // namespace mmb

@@ -66,11 +66,26 @@ struct DescriptionPrompt {
   std::string question;  // without "<image>"
   std::string image;     // relative to the world directory
   size_t scene = 0;      // index into the scenes of `scene_index`
+  std::string reference;  // the record's answer: the scene's ground-truth description
 };
 // scene_index maps a scene id to its index. Throws mmb::Error naming the record on a malformed
 // one, an image with no scene, or a split without description prompts.
 std::vector<DescriptionPrompt> read_description_prompts(const std::string& world_dir, const std::string& split,
                                                         const std::map<std::string, size_t>& scene_index);
+
+// `limit` of `n` indices drawn with `seed`, in increasing order (all when limit < 0 or >= n):
+// the builders' prompt draw.
+std::vector<size_t> draw_indices(size_t n, int64_t limit, uint64_t seed);
+
+// The scenes of a world (scenes.jsonl, every split) and `limit` description prompts of `split`
+// drawn with `seed` (draw_indices): what the world builders answer. Throws as
+// read_description_prompts.
+struct WorldPromptSet {
+  std::vector<world::Scene> scenes;
+  std::vector<DescriptionPrompt> prompts;
+};
+WorldPromptSet draw_world_prompts(const std::string& world_dir, const std::string& split, int64_t limit,
+                                  uint64_t seed);
 
 // ---- judging responses with the world's exact truth ----------------------------------------
 
@@ -95,6 +110,14 @@ ResponseJudgement judge_response(const world::Verifier& verifier, const world::S
 // The verifier judge's order, by score(error_weight): > 0 when a is better than b, < 0 when
 // worse, 0 on a tie (a pair of tied responses teaches nothing and is dropped).
 int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight = 1.0);
+
+// What a preference builder did; printed as one JSON line (with pairs_per_minute and tokens_per_s).
+struct PairBuildReport {
+  int64_t prompts = 0, pairs = 0, generated_tokens = 0;
+  std::map<std::string, int64_t> dropped;  // candidate pairs not written, by reason
+  double seconds = 0;
+  Json to_json() const;
+};
 
 // ---- pair quality (`mmb prefs stats`) ------------------------------------------------------
 

@@ -87,6 +87,26 @@ struct SceneTasks {
 SceneTasks make_tasks(const Scene& scene, const WorldConfig& config, const ShapeStats& train_stats,
                       uint64_t seed);
 
+// ---- the description grammar ----------------------------------------------------------------
+// The sentence forms describe() writes, public so that every builder of sentences (the
+// preference builders' corrections and injected errors) writes through the same code: a change
+// of the grammar flows to them. Each is one fact the Verifier parses.
+
+constexpr int kObjectSentenceStyles = 5;
+// A visible object in style 0..4: "There is a large red circle at the top left.",
+// "A large red circle is at the top left.", "I can see ...", "At the top left, there is ...",
+// "The image shows ...". Another style counts as 0. Attributes are read from `o` as given, so a
+// modified copy states a false fact in the same words.
+std::string object_sentence(const Object& o, int style);
+// The scene's object count in form 0 ("There are three objects in the image.") or 1 ("The image
+// shows three objects.").
+std::string object_count_sentence(int n, int form);
+// The occluder's sentences: "There is a grey box at the top." and "An object is hidden behind
+// the grey box."
+std::vector<std::string> occluder_sentences(const Object& box);
+// "There are two circles." / "There is one star." / "There are no stars."
+std::string shape_count_sentence(int n, Shape shape);
+
 // ---- the whole world on disk ---------------------------------------------------------------
 struct GenerateSummary {
   int64_t scenes = 0;

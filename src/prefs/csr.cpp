@@ -210,17 +210,7 @@ CsrTree csr_search(Vlm& vlm, ClipScorer& clip, const std::string& prompt, const 
 
 namespace mmb {
 
-Json CsrBuildReport::to_json() const {
-  return {{"prompts", prompts},
-          {"pairs", pairs},
-          {"no_pair", no_pair},
-          {"generated_tokens", generated_tokens},
-          {"seconds", seconds},
-          {"pairs_per_minute", seconds > 0 ? 60.0 * double(pairs) / seconds : 0.0},
-          {"tokens_per_s", seconds > 0 ? double(generated_tokens) / seconds : 0.0}};
-}
-
-CsrBuildReport build_csr_pairs(const CsrBuildOptions& o) {
+PairBuildReport build_csr_pairs(const CsrBuildOptions& o) {
   validate(o.search);
   if (o.out.empty()) fail("prefs csr: no output file (--out)");
   if (o.world_dir.empty() == o.data.empty()) fail("prefs csr: give either a world (--world) or LLaVA data (--data)");
@@ -258,20 +248,13 @@ CsrBuildReport build_csr_pairs(const CsrBuildOptions& o) {
     }
     if (items.empty()) fail("prefs csr: ", o.data, ": no records");
   }
-  // A seeded draw of `limit` prompts, in the file's order.
-  if (o.limit >= 0 && o.limit < int64_t(items.size())) {
-    std::vector<size_t> idx(items.size());
-    std::iota(idx.begin(), idx.end(), size_t(0));
-    std::mt19937_64 rng(o.seed);
-    std::shuffle(idx.begin(), idx.end(), rng);
-    idx.resize(size_t(o.limit));
-    std::sort(idx.begin(), idx.end());
+  {  // a seeded draw of `limit` prompts, in the file's order
     std::vector<Item> picked;
-    for (size_t i : idx) picked.push_back(items[i]);
+    for (size_t i : draw_indices(items.size(), o.limit, o.seed)) picked.push_back(items[i]);
     items = std::move(picked);
   }
   const world::Verifier verifier;
-  CsrBuildReport report;
+  PairBuildReport report;
   std::vector<PreferencePair> pairs;
   std::unique_ptr<Progress> bar;
   if (o.progress) bar = std::make_unique<Progress>("csr", int64_t(items.size()), "prompts");
@@ -281,7 +264,7 @@ CsrBuildReport build_csr_pairs(const CsrBuildOptions& o) {
     report.prompts++;
     report.generated_tokens += tree.generated_tokens;
     if (tree.chosen < 0) {
-      report.no_pair++;
+      report.dropped["no_pair"]++;
     } else {
       PreferencePair p;
       p.prompt = {{it.question, ""}};

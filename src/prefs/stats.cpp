@@ -96,4 +96,14 @@ Json preference_pair_stats(const std::vector<PreferencePair>& pairs, double erro
   return out;
 }
 
+Json PairBuildReport::to_json() const {
+  return {{"prompts", prompts},
+          {"pairs", pairs},
+          {"dropped", dropped},
+          {"generated_tokens", generated_tokens},
+          {"seconds", seconds},
+          {"pairs_per_minute", seconds > 0 ? 60.0 * double(pairs) / seconds : 0.0},
+          {"tokens_per_s", seconds > 0 ? double(generated_tokens) / seconds : 0.0}};
+}
+
 }  // namespace mmb

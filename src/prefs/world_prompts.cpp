@@ -1,6 +1,9 @@
 // The world's description prompts for online DPO and the preference builders, and the image-path
 // guard every reader of outside paths uses.
+#include <algorithm>
 #include <filesystem>
+#include <numeric>
+#include <random>
 
 #include "mmb/error.h"
 #include "mmb/prefs.h"
@@ -32,6 +35,7 @@ std::vector<DescriptionPrompt> read_description_prompts(const std::string& world
     p.question = json_get<std::string>(conv[0], "value", where);
     for (const std::string m : {"<image>\n", "<image>"})
       if (auto k = p.question.find(m); k != std::string::npos) p.question.erase(k, m.size());
+    if (conv.size() > 1 && conv[1].is_object()) p.reference = conv[1].value("value", std::string());
     p.image = json_get<std::string>(r, "image", where);
     check_under_root(p.image, where, "read_description_prompts");
     auto it = scene_index.find(fs::path(p.image).stem().string());
@@ -41,6 +45,28 @@ std::vector<DescriptionPrompt> read_description_prompts(const std::string& world
   }
   if (out.empty()) fail("read_description_prompts: ", path, ": no description prompts");
   return out;
+}
+
+std::vector<size_t> draw_indices(size_t n, int64_t limit, uint64_t seed) {
+  std::vector<size_t> idx(n);
+  std::iota(idx.begin(), idx.end(), size_t(0));
+  if (limit < 0 || limit >= int64_t(n)) return idx;
+  std::mt19937_64 rng(seed);
+  std::shuffle(idx.begin(), idx.end(), rng);
+  idx.resize(size_t(limit));
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+WorldPromptSet draw_world_prompts(const std::string& world_dir, const std::string& split, int64_t limit,
+                                  uint64_t seed) {
+  WorldPromptSet set;
+  set.scenes = world::read_scenes(world_dir + "/scenes.jsonl");
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < set.scenes.size(); ++i) index[set.scenes[i].id] = i;
+  const auto all = read_description_prompts(world_dir, split, index);
+  for (size_t i : draw_indices(all.size(), limit, seed)) set.prompts.push_back(all[i]);
+  return set;
 }
 
 }  // namespace mmb

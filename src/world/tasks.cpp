@@ -405,37 +405,21 @@ void describe(const Scene& s, Rng& rng, SceneTasks& t) {
   std::sort(order.begin(), order.end(),
             [&](int a, int b) { return s.objects[a].cell < s.objects[b].cell; });
   const int n = int(s.objects.size());
-  if (rng.bernoulli(0.5)) {
-    if (n == 1)
-      t.description.push_back(rng.bernoulli(0.5) ? "There is one object in the image."
-                                                 : "The image shows one object.");
-    else
-      t.description.push_back(fill(rng.bernoulli(0.5) ? "There are {} objects in the image."
-                                                      : "The image shows {} objects.",
-                                   {number_word(n)}));
-  }
-  static const char* const kVisible[] = {"There is {} {} {}.", "{} {} is {}.",
-                                         "I can see {} {} {}.", "{}, there is {} {}.",
-                                         "The image shows {} {} {}."};
+  if (rng.bernoulli(0.5)) t.description.push_back(object_count_sentence(n, rng.bernoulli(0.5) ? 0 : 1));
   std::vector<std::string> caption_parts;
-  const int style = rng.below(5);
+  const int style = rng.below(kObjectSentenceStyles);
   for (int i : order) {
     const Object& o = s.objects[i];
     if (o.occluded) {
-      t.description.push_back(std::string("There is a grey box ") + cell_phrase(o.cell) + ".");
-      t.description.push_back("An object is hidden behind the grey box.");
+      for (std::string& line : occluder_sentences(o)) t.description.push_back(std::move(line));
       caption_parts.push_back(std::string("a grey box ") + cell_phrase(o.cell));
       continue;
     }
-    std::string np = full_np(o);
-    std::string a = article(np), pos = cell_phrase(o.cell);
-    int which = rng.bernoulli(0.7) ? style : rng.below(5);  // mostly one style per description
-    switch (which) {
-      case 1: t.description.push_back(fill(kVisible[1], {cap(a), np, pos})); break;
-      case 3: t.description.push_back(fill(kVisible[3], {cap(pos), a, np})); break;
-      default: t.description.push_back(fill(kVisible[which], {a, np, pos})); break;
-    }
-    caption_parts.push_back(a + " " + np + " " + pos);
+    // mostly one style per description
+    const int which = rng.bernoulli(0.7) ? style : rng.below(kObjectSentenceStyles);
+    t.description.push_back(object_sentence(o, which));
+    const std::string np = full_np(o);
+    caption_parts.push_back(article(np) + (" " + np) + " " + cell_phrase(o.cell));
   }
   for (size_t i = 0; i < caption_parts.size(); ++i) {
     if (i > 0) t.caption += i + 1 == caption_parts.size() ? " and " : ", ";
@@ -605,6 +589,32 @@ bool reasoning_chain(const Scene& s, Rng& rng, ReasoningChain& c) {
 }
 
 }  // namespace
+
+// ---- the description grammar (world_tasks.h) ----
+std::string object_sentence(const Object& o, int style) {
+  static const char* const kVisible[kObjectSentenceStyles] = {
+      "There is {} {} {}.", "{} {} is {}.", "I can see {} {} {}.", "{}, there is {} {}.", "The image shows {} {} {}."};
+  if (style < 0 || style >= kObjectSentenceStyles) style = 0;
+  const std::string np = full_np(o), a = article(np), pos = cell_phrase(o.cell);
+  switch (style) {
+    case 1: return fill(kVisible[1], {cap(a), np, pos});
+    case 3: return fill(kVisible[3], {cap(pos), a, np});
+    default: return fill(kVisible[style], {a, np, pos});
+  }
+}
+
+std::string object_count_sentence(int n, int form) {
+  if (n == 1) return form == 0 ? "There is one object in the image." : "The image shows one object.";
+  return fill(form == 0 ? "There are {} objects in the image." : "The image shows {} objects.", {number_word(n)});
+}
+
+std::vector<std::string> occluder_sentences(const Object& box) {
+  return {std::string("There is a grey box ") + cell_phrase(box.cell) + ".", "An object is hidden behind the grey box."};
+}
+
+std::string shape_count_sentence(int n, Shape shape) {
+  return count_sentence(n, shape_name(shape), shape_plural(shape));
+}
 
 std::string McQuestion::prompt() const {
   std::string p = question;

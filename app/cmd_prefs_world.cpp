@@ -1,0 +1,113 @@
+// mmb prefs corrected | bpo: the builders that write through the world's grammar — verifier-
+// corrected on-policy pairs and BPO's noised-image and injected-error negatives (docs/prefs.md).
+#include <iostream>
+
+#include "commands.h"
+#include "common.h"
+#include "mmb/pair_builders.h"
+
+namespace mmb::app {
+namespace {
+
+struct CorrectedCmd {
+  CommonOptions common;
+  CorrectedBuildOptions o;
+  bool quiet = false;
+};
+
+struct BpoCmd {
+  CommonOptions common;
+  BpoBuildOptions o;
+  bool quiet = false, no_noise = false, no_inject = false;
+};
+
+// The options every world builder has.
+template <class Options>
+void add_world_builder_options(CLI::App& cmd, Options& o) {
+  cmd.add_option("--model", o.model_dir, "The policy's model directory")->required();
+  cmd.add_option("--world", o.world_dir, "World directory (mmb world generate --out): prompts, scenes, verifier")
+      ->required();
+  cmd.add_option("--split", o.split, "World split whose description prompts are answered")->capture_default_str();
+  cmd.add_option("--limit", o.limit, "Prompts, drawn with --seed (-1: all)")->capture_default_str();
+  cmd.add_option("--pairs", o.out, "Output: TRL preference JSONL")->required();
+  cmd.add_option("--batch", o.batch_size, "Prompts per generation batch")->capture_default_str();
+  cmd.add_option("--max-new-tokens", o.max_new_tokens, "Tokens per generated answer")->capture_default_str();
+  cmd.add_option("--top-p", o.top_p, "Nucleus sampling of the generated answers")->capture_default_str();
+  cmd.add_option("--judge-error-weight", o.judge_error_weight,
+                 "The verifier judge's error weight (ResponseJudgement::score)")
+      ->capture_default_str();
+}
+
+void print_report(const PairBuildReport& r, const std::string& out) {
+  std::cout << r.to_json().dump() << "\n";
+  std::cerr << "wrote " << out << "\n";
+}
+
+void setup_prefs_corrected(CLI::App& cmd) {
+  auto c = std::make_shared<CorrectedCmd>();
+  add_common_options(cmd, c->common, /*with_out=*/false);
+  add_examples(cmd,
+               "mmb prefs corrected --model models/base/vlm --world runs/world --limit 1000 "
+               "--pairs runs/corrected/pairs.jsonl\n");
+  add_world_builder_options(cmd, c->o);
+  cmd.add_option("--samples-per-prompt", c->o.samples_per_prompt, "Answers per prompt (> 1 needs --temperature)")
+      ->capture_default_str();
+  cmd.add_option("--temperature", c->o.temperature, "Sampling of the policy's answers (0 = greedy)")
+      ->capture_default_str();
+  cmd.add_flag("--quiet", c->quiet, "No progress line");
+  cmd.callback([c] {
+    apply_common_options(c->common);
+    c->o.seed = c->common.seed;
+    c->o.progress = !c->quiet;
+    print_report(build_corrected_pairs(c->o), c->o.out);
+  });
+}
+
+void setup_prefs_bpo(CLI::App& cmd) {
+  auto c = std::make_shared<BpoCmd>();
+  add_common_options(cmd, c->common, /*with_out=*/false);
+  add_examples(cmd,
+               "mmb prefs bpo --model models/base/vlm --world runs/world --limit 1000 --pairs runs/bpo/pairs.jsonl\n"
+               "mmb prefs bpo ... --sampler two_pass --alpha 1      # the released code's sampler\n"
+               "mmb prefs bpo ... --no-noise --inject-kind add_object\n");
+  add_world_builder_options(cmd, c->o);
+  const char* n = "Negative 1: the answer to the diffusion-noised image";
+  cmd.add_option("--noise-step", c->o.noise_step, "Diffusion step t of the noised image (0-based, of 1000)")
+      ->group(n)
+      ->capture_default_str();
+  cmd.add_option("--sampler", c->o.sampler,
+                 "noised: from the noised image alone (the paper's intent) | two_pass: (1+a)l - a l', cut at log 0.2")
+      ->group(n)
+      ->capture_default_str();
+  cmd.add_option("--alpha", c->o.alpha, "a of the two-pass sampler (+1: the released code, contrastive)")
+      ->group(n)
+      ->capture_default_str();
+  cmd.add_option("--temperature", c->o.temperature, "Sampling temperature")->group(n)->capture_default_str();
+  cmd.add_flag("--no-noise", c->no_noise, "Do not write negative 1")->group(n);
+  const char* i = "Negative 2: the ground truth with one injected error";
+  cmd.add_option("--inject-kind", c->o.inject_kind,
+                 "add_object | delete | color | shape | size | position | count (default: drawn per pair)")
+      ->group(i);
+  cmd.add_flag("--no-inject", c->no_inject, "Do not write negative 2")->group(i);
+  cmd.add_option("--max-words", c->o.max_words, "Drop pairs with a longer response")->capture_default_str();
+  cmd.add_flag("--quiet", c->quiet, "No progress line");
+  cmd.callback([c] {
+    apply_common_options(c->common);
+    c->o.seed = c->common.seed;
+    c->o.progress = !c->quiet;
+    c->o.noise_negative = !c->no_noise;
+    c->o.inject_negative = !c->no_inject;
+    print_report(build_bpo_pairs(c->o), c->o.out);
+  });
+}
+
+}  // namespace
+
+void setup_prefs_world(CLI::App& prefs) {
+  setup_prefs_corrected(*prefs.add_subcommand(
+      "corrected", "On-policy pairs: the policy's answer vs the same answer with its false sentences corrected"));
+  setup_prefs_bpo(*prefs.add_subcommand(
+      "bpo", "BPO pairs: the ground truth vs the answer to a noised image and vs an injected error"));
+}
+
+}  // namespace mmb::app

@@ -1,0 +1,126 @@
+// Preference builders beyond CSR, and the edits of a response they are made of, all written
+// through the world's description grammar (world_tasks.h), so a change of the grammar flows to
+// them (docs/prefs.md):
+//   corrected  the policy's own answer (rejected) against the same answer with each false sentence
+//              rewritten to the nearest true one (chosen): same sentence count, every rewritten
+//              sentence true, the others byte for byte unchanged.
+//   bpo        BPO: the data's ground-truth description (chosen) against the policy's answer on the
+//              diffusion-noised image (negative 1) and against the ground truth with one injected
+//              error (negative 2).
+// Every pair carries the verifier's judgement of both sides (prefs.h) and its "source".
+#pragma once
+#include <cstdint>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mmb/json.h"
+#include "mmb/prefs.h"
+#include "mmb/verifier.h"
+#include "mmb/world_tasks.h"
+
+namespace mmb {
+
+// ---- edits of a response in the world's grammar ---------------------------------------------
+
+struct SentenceEdit {
+  int64_t sentence = -1;  // index among the response's sentences (split_sentences); for an
+                          // inserted sentence, the index it takes in the edited response
+  std::string before;     // "" for an inserted sentence
+  std::string after;      // "" for a deleted sentence
+  std::string kind;       // correct | add_object | delete | color | shape | size | position | count
+};
+
+struct EditedResponse {
+  std::string text;                // the edited response
+  std::vector<SentenceEdit> edits;  // in sentence order
+  Json edits_json() const;         // [{"sentence", "kind", "before", "after"}]
+};
+
+// The true sentences of the scene's grammar: every visible object in every style, the object
+// count in both forms, the count of each shape (zero included) and the occluder's sentences.
+std::vector<std::string> true_grammar_sentences(const world::Scene& scene);
+
+// Each false sentence of `text` (by the verifier) rewritten to the true grammar sentence closest
+// to it by word edit distance (lower-cased words, punctuation ignored). A candidate about an
+// object that a true sentence of the response already names costs one word more (so a
+// correction adds information rather than repeating it), and a candidate already in the response
+// is never used. Unverifiable and true sentences, and the bytes between sentences, are unchanged.
+EditedResponse correct_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text);
+
+// The kinds inject_error knows, in its default order of preference (none = draw uniformly).
+const std::vector<std::string>& injected_error_kinds();
+
+// BPO's error injection on a response whose sentences are the scene's grammar sentences (a
+// ground-truth description): one plausible error of `kind` ("" = a kind drawn uniformly among
+// those the response allows):
+//   add_object  a sentence stating an absent shape, drawn by its co-occurrence with the present
+//               shapes (stats.cooccur[present][absent], the training split's statistics), with a
+//               colour, size and position of the scene's objects;
+//   delete      one object sentence removed (an omission: judged by object recall, not by truth);
+//   color | shape | size | position   one object sentence restated with that attribute changed;
+//   count       the object count sentence with the count one off.
+// Every sentence it writes is judged false by the verifier (a change that happens to be true of
+// another object is redrawn). Returns false when `text` allows no such error.
+bool inject_error(const world::Verifier& verifier, const world::Scene& scene, const std::string& text,
+                  const world::ShapeStats& stats, std::mt19937_64& rng, EditedResponse& out,
+                  const std::string& kind = "");
+
+// ---- the builders ---------------------------------------------------------------------------
+
+// `mmb prefs corrected`: for each drawn description prompt of a world split, the policy answers
+// (greedy by default, `temperature` > 0 samples); an answer with at least one false sentence
+// becomes a pair (chosen = correct_response of it, rejected = it). Dropped: answers with no
+// false sentence ("all_true"), corrections the verifier judge does not rank above the answer
+// ("not_better"). "source": "corrected", "corrected": {"rewritten", "edits"}.
+struct CorrectedBuildOptions {
+  std::string model_dir;  // the policy
+  std::string world_dir;
+  std::string split = "train";
+  int64_t limit = 1000;  // prompts, drawn with `seed` (-1: all)
+  uint64_t seed = 1234;
+  std::string out;                 // pairs.jsonl
+  int64_t samples_per_prompt = 1;  // answers per prompt (each a candidate pair)
+  double temperature = 0.0;        // 0 = greedy (the answers evaluation sees)
+  double top_p = 1.0;
+  int64_t max_new_tokens = 128;  // as `mmb eval`'s descriptions
+  int64_t batch_size = 16;       // prompts per generation batch
+  double judge_error_weight = 1.0;
+  bool progress = true;
+};
+PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& options);
+
+// `mmb prefs bpo` (BPO, SPEC §5): chosen = the ground-truth description of the prompt's scene;
+// negative 1 ("bpo_noise") = the policy's answer to the image noised at `noise_step` (t = 900):
+// sampler "noised" samples from the noised image alone (the paper's intent, the default);
+// "two_pass" decodes the clean and the noised image in lock-step with SecondContextProcessor,
+// s = (1 + a)·l − a·l' with tokens below log(0.2) + max(l) cut (a = `alpha`; the released
+// code's a = +1 is contrastive decoding, which removes the prior instead); temperature 0.2 as
+// the paper. Negative 2 ("bpo_inject") = inject_error on the ground truth. A pair whose negative
+// the verifier judge does not rank below the positive is dropped ("not_worse"), as is one with a
+// response of more than `max_words` words ("too_long").
+struct BpoBuildOptions {
+  std::string model_dir;
+  std::string world_dir;
+  std::string split = "train";
+  int64_t limit = 1000;
+  uint64_t seed = 1234;
+  std::string out;
+  int64_t noise_step = 900;
+  std::string sampler = "noised";  // noised | two_pass
+  double alpha = 1.0;              // a of the two-pass sampler
+  double temperature = 0.2;        // sampling of negative 1
+  double top_p = 1.0;
+  int64_t max_new_tokens = 128;
+  int64_t batch_size = 16;
+  bool noise_negative = true;   // write negative 1
+  bool inject_negative = true;  // write negative 2
+  std::string inject_kind;      // "" = drawn per pair (injected_error_kinds)
+  int64_t max_words = 350;
+  double judge_error_weight = 1.0;
+  bool progress = true;
+};
+PairBuildReport build_bpo_pairs(const BpoBuildOptions& options);
+
+}  // namespace mmb

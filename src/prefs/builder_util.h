@@ -1,0 +1,33 @@
+// Pieces the world's preference builders share (corrected, bpo): a batch of drawn prompts with
+// their images, the progress note, and writing the pairs. Internal to src/prefs/.
+#pragma once
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "mmb/image.h"
+#include "mmb/prefs.h"
+
+namespace mmb {
+
+// Prompts [begin, end) of `set`, each repeated `copies` times (rows prompt_of[r]), with their
+// images read from the world directory.
+struct PromptBatch {
+  std::vector<std::string> questions;
+  std::vector<const Image*> images;  // into `owned`
+  std::vector<size_t> prompt_of;     // index into set.prompts, per row
+  std::vector<Image> owned;          // one per prompt
+  PromptBatch(const WorldPromptSet& set, const std::string& world_dir, size_t begin, size_t end, int64_t copies = 1);
+  PromptBatch(const PromptBatch&) = delete;
+  PromptBatch& operator=(const PromptBatch&) = delete;
+};
+
+// "N pairs, M pairs/min" since t0.
+std::string pairs_note(const PairBuildReport& report, std::chrono::steady_clock::time_point t0);
+
+// Writes the pairs (atomically) and fills report.seconds; throws mmb::Error naming `who` when no
+// prompt gave a pair, with the drop counts.
+void finish_build(const char* who, const std::string& out, const std::vector<PreferencePair>& pairs,
+                  PairBuildReport& report, std::chrono::steady_clock::time_point t0);
+
+}  // namespace mmb
