@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "mmb/strings.h"
 #include "common.h"
 #include "mmb/eval.h"
 #include "mmb/jsonl.h"
@@ -21,15 +22,6 @@ struct EvalCliOptions {
   bool json = false;
   bool uncalibrated = false;
 };
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 void run(const CLI::App& cmd, EvalCliOptions& o) {
   apply_common_options(o.common);

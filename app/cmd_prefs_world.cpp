@@ -54,6 +54,8 @@ void setup_prefs_corrected(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--temperature", c->o.temperature, "Sampling of the policy's answers (0 = greedy)")
       ->capture_default_str();
+  cmd.add_option("--fix", c->o.fix, "false: every false sentence | hallucinated: those naming an absent kind")
+      ->capture_default_str();
   cmd.add_flag("--quiet", c->quiet, "No progress line");
   cmd.callback([c] {
     apply_common_options(c->common);

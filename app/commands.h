@@ -19,6 +19,7 @@ void setup_prompt_search(CLI::App& cmd);
 void setup_prefs(CLI::App& cmd);
 void setup_prefs_world(CLI::App& prefs);  // `mmb prefs corrected | bpo` (cmd_prefs_world.cpp)
 void setup_boundary(CLI::App& cmd);
+void setup_align(CLI::App& cmd);
 void setup_train(CLI::App& cmd);
 void setup_train_rl(CLI::App& cmd);  // `mmb train rl` (cmd_train_rl.cpp)
 

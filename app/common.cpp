@@ -12,6 +12,7 @@
 
 #include <toml++/toml.h>
 
+#include "mmb/dpo.h"
 #include "mmb/progress.h"
 #include "mmb/threads.h"
 
@@ -194,6 +195,55 @@ void print_step_stats(const StepStats& s) {
   std::cout << "step " << s.step << "  loss " << s.loss << "  lr " << s.lr << "  grad_norm " << s.grad_norm;
   for (auto& [k, v] : s.extra.items()) std::cout << "  " << k << " " << v.dump();
   std::cout << "\n";
+}
+
+
+void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
+  const char* l = "Loss";
+  cmd.add_option("--loss", o.loss.loss, "sigmoid | robust | hinge | ipo (per-token, TRL) | ipo_sum")
+      ->group(l)
+      ->capture_default_str();
+  cmd.add_option("--beta", o.loss.beta, "β")->group(l)->capture_default_str();
+  cmd.add_option("--label-smoothing", o.loss.label_smoothing, "ε of sigmoid (cDPO) and robust")
+      ->group(l)
+      ->capture_default_str();
+  cmd.add_option("--rpo-alpha", o.loss.rpo_alpha, "Weight of the chosen response's NLL (RPO; 0 = off)")
+      ->group(l)
+      ->capture_default_str();
+  cmd.add_option("--anchor", o.loss.anchor, "Weight of mDPO's anchor on the chosen reward (0 = off)")
+      ->group(l)
+      ->capture_default_str();
+  const char* on = "Online DPO";
+  cmd.add_flag("--online", o.online, "Sample responses with the policy each step; the verifier judge picks the pairs")
+      ->group(on);
+  cmd.add_option("--online-split", o.online_split, "World split the prompts come from")->group(on)->capture_default_str();
+  cmd.add_option("--samples-per-prompt", o.samples_per_prompt, "Responses k sampled per prompt (>= 2)")
+      ->group(on)
+      ->capture_default_str();
+  cmd.add_option("--temperature", o.temperature, "Sampling temperature")->group(on)->capture_default_str();
+  cmd.add_option("--top-p", o.top_p, "Nucleus sampling mass")->group(on)->capture_default_str();
+  cmd.add_option("--max-new-tokens", o.max_new_tokens, "Longest sampled response")->group(on)->capture_default_str();
+  cmd.add_option("--online-weight", o.online_weight,
+                 "A step's loss: mean over its kept pairs (pairs) or their sum over its prompts (prompts)")
+      ->group(on)
+      ->capture_default_str();
+  cmd.add_option("--judge-error-weight", o.judge_error_weight,
+                 "Verifier judge: score = recall - w * errors / visible objects")
+      ->group(on)
+      ->capture_default_str();
+  const char* t = "Training";
+  cmd.add_option("--steps", o.steps, "Optimiser steps")->group(t)->capture_default_str();
+  cmd.add_option("--batch", o.batch_size, "Pairs (online: prompts) per global batch")->group(t)->capture_default_str();
+  cmd.add_option("--lr", o.lr, "Peak learning rate")->group(t)->capture_default_str();
+  cmd.add_option("--weight-decay", o.weight_decay, "Decoupled weight decay")->group(t)->capture_default_str();
+  cmd.add_option("--warmup-ratio", o.warmup_ratio, "Warmup steps / steps")->group(t)->capture_default_str();
+  cmd.add_option("--grad-clip", o.grad_clip, "Global gradient-norm clip")->group(t)->capture_default_str();
+  cmd.add_option("--grad-accum", o.grad_accum, "Micro-batches per step")->group(t)->capture_default_str();
+  cmd.add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")
+      ->group(t)
+      ->capture_default_str();
+  cmd.add_flag("--freeze-vision,!--train-vision", o.freeze_vision, "Keep the vision tower fixed (default)")->group(t);
+  cmd.add_option("--ref-batch", o.ref_batch, "Pairs per reference forward")->group(t)->capture_default_str();
 }
 
 }  // namespace mmb::app

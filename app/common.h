@@ -14,6 +14,10 @@
 #include "mmb/run_dir.h"
 #include "mmb/train.h"
 
+namespace mmb {
+struct DpoRunOptions;
+}
+
 namespace mmb::app {
 
 // Options shared by every subcommand. Not every command uses `out`.
@@ -40,6 +44,10 @@ std::unique_ptr<RunDir> open_run_dir(const CLI::App& cmd, const CommonOptions& o
 
 // Prints a training run's last step: "step N  loss L  lr R  grad_norm G  <extra keys>".
 void print_step_stats(const StepStats& s);
+
+// The loss, online-DPO and training flags of `mmb train dpo` (groups "Loss", "Online DPO",
+// "Training"), shared with `mmb align`. The model, data and world flags are each command's own.
+void add_dpo_options(CLI::App& cmd, DpoRunOptions& o);
 
 // Installs the TOML config reader (toml++) on the root app; see common.cpp.
 void install_toml_config(CLI::App& app);

@@ -43,12 +43,15 @@ const Command kCommands[] = {
      mmb::app::setup_metrics},
     {"report", "Measure", "One HTML page of run directories: metrics, reliability and risk-coverage charts, examples",
      mmb::app::setup_report},
-    {"prefs", "Train", "Preference data: CSR pairs; the quality of a pair file, by the verifier",
+    {"prefs", "Train",
+     "Preference data: CSR, verifier-corrected and BPO pairs; the quality of a pair file, by the verifier",
      mmb::app::setup_prefs},
     {"boundary", "Train",
      "MMBoundary: step signals with their truth, confidence.json, verbal-confidence SFT data",
      mmb::app::setup_boundary},
     {"train", "Train", "Train CLIP and the VLM (SFT, DPO); the default base recipe", mmb::app::setup_train},
+    {"align", "Train", "Rounds of preference pairs -> DPO -> evaluation with any builder, or online DPO",
+     mmb::app::setup_align},
 };
 
 std::string subcommand_names(const std::vector<CLI::App*>& subs) {

@@ -13,14 +13,14 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Lower layers first; a folder may include headers of its own layer and of those before it.
 ORDER = ["io", "common", "world", "text", "model", "generate", "confidence", "eval", "report", "boundary", "prefs",
-         "train"]
+         "train", "align"]
 # Headers without a same-named source file: the folder that implements them.
 OWNER = {"error": "io", "strings": "io", "calibrate": "eval", "world_tasks": "world",
          "model_config": "model", "verifier": "world", "elicitation": "eval",
          "sentences": "text", "generate": "generate", "vlm": "generate", "model": "model",
          "recipe": "train", "report": "report", "world": "world",
          "calibration": "eval", "train": "train", "dpo": "train", "prefs": "prefs",
-         "confidence": "confidence", "clip_scorer": "model"}
+         "confidence": "confidence", "clip_scorer": "model", "pair_builders": "prefs"}
 
 
 def header_folder():

@@ -47,7 +47,10 @@ std::vector<std::string> true_grammar_sentences(const world::Scene& scene);
 // object that a true sentence of the response already names costs one word more (so a
 // correction adds information rather than repeating it), and a candidate already in the response
 // is never used. Unverifiable and true sentences, and the bytes between sentences, are unchanged.
-EditedResponse correct_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text);
+// With only_hallucinated, only the false sentences that name a kind the scene does not have
+// (CHAIR's hallucinations) are rewritten; wrong attributes of present objects stay.
+EditedResponse correct_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text,
+                                bool only_hallucinated = false);
 
 // The kinds inject_error knows, in its default order of preference (none = draw uniformly).
 const std::vector<std::string>& injected_error_kinds();
@@ -71,8 +74,9 @@ bool inject_error(const world::Verifier& verifier, const world::Scene& scene, co
 
 // `mmb prefs corrected`: for each drawn description prompt of a world split, the policy answers
 // (greedy by default, `temperature` > 0 samples); an answer with at least one false sentence
-// becomes a pair (chosen = correct_response of it, rejected = it). Dropped: answers with no
-// false sentence ("all_true"), corrections the verifier judge does not rank above the answer
+// becomes a pair (chosen = correct_response of it, rejected = it); with fix = "hallucinated", an
+// answer with a hallucinated kind, only those sentences rewritten. Dropped: answers with nothing
+// to fix ("all_true"), corrections the verifier judge does not rank above the answer
 // ("not_better"). "source": "corrected", "corrected": {"rewritten", "edits"}.
 struct CorrectedBuildOptions {
   std::string model_dir;  // the policy
@@ -86,6 +90,7 @@ struct CorrectedBuildOptions {
   double top_p = 1.0;
   int64_t max_new_tokens = 128;  // as `mmb eval`'s descriptions
   int64_t batch_size = 16;       // prompts per generation batch
+  std::string fix = "false";     // false: every false sentence | hallucinated: those naming an absent kind
   double judge_error_weight = 1.0;
   bool progress = true;
 };

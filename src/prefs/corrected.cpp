@@ -25,6 +25,9 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
   if (o.samples_per_prompt < 1) fail("prefs corrected: --samples-per-prompt must be >= 1, got ", o.samples_per_prompt);
   if (o.batch_size < 1) fail("prefs corrected: --batch must be >= 1, got ", o.batch_size);
   if (o.temperature < 0) fail("prefs corrected: --temperature must be >= 0, got ", o.temperature);
+  if (o.fix != "false" && o.fix != "hallucinated")
+    fail("prefs corrected: --fix must be false or hallucinated, got '", o.fix, "'");
+  const bool only_hallucinated = o.fix == "hallucinated";
   if (o.samples_per_prompt > 1 && o.temperature == 0)
     fail("prefs corrected: ", o.samples_per_prompt, " samples per prompt need --temperature > 0 (greedy repeats itself)");
   const auto t0 = std::chrono::steady_clock::now();
@@ -55,11 +58,11 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
       report.generated_tokens += int64_t(answers[r].generation.tokens.size());
       const std::string& answer = answers[r].text;
       const ResponseJudgement before = judge_response(verifier, scene, answer);
-      if (before.false_sentences == 0) {
+      if (before.false_sentences == 0 || (only_hallucinated && before.hallucinated == 0)) {
         report.dropped["all_true"]++;
         continue;
       }
-      const EditedResponse fixed = correct_response(verifier, scene, answer);
+      const EditedResponse fixed = correct_response(verifier, scene, answer, only_hallucinated);
       const ResponseJudgement after = judge_response(verifier, scene, fixed.text);
       if (fixed.edits.empty() || compare_judgements(after, before, o.judge_error_weight) <= 0) {
         report.dropped["not_better"]++;
@@ -72,7 +75,7 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
       pair.image = p.image;
       pair.extra = Json{{"source", "corrected"},
                         {"scene", scene.id},
-                        {"corrected", {{"rewritten", int64_t(fixed.edits.size())}, {"edits", fixed.edits_json()}}},
+                        {"corrected", {{"fix", o.fix}, {"rewritten", int64_t(fixed.edits.size())}, {"edits", fixed.edits_json()}}},
                         {"chosen_judgement", after.to_json()},
                         {"rejected_judgement", before.to_json()}};
       pairs.push_back(std::move(pair));

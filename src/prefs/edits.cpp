@@ -114,7 +114,8 @@ std::vector<std::string> true_grammar_sentences(const Scene& scene) {
   return out;
 }
 
-EditedResponse correct_response(const world::Verifier& verifier, const Scene& scene, const std::string& text) {
+EditedResponse correct_response(const world::Verifier& verifier, const Scene& scene, const std::string& text,
+                                bool only_hallucinated) {
   const Pieces p(text);
   const std::vector<Candidate> candidates = grammar_candidates(scene);
   // What the response already says truly: its sentences' words, the objects its true sentences name.
@@ -127,7 +128,7 @@ EditedResponse correct_response(const world::Verifier& verifier, const Scene& sc
     try {
       const world::Verdict v = verifier.verify(scene, s);
       if (v.truth == world::Truth::kTrue) named |= v.referents;
-      wrong[i] = v.truth == world::Truth::kFalse;
+      wrong[i] = v.truth == world::Truth::kFalse && (!only_hallucinated || v.hallucinated != 0);
     } catch (const Error&) {
     }
   }

@@ -11,6 +11,7 @@
 #include "mmb/error.h"
 #include "mmb/fingerprint.h"
 #include "mmb/json.h"
+#include "mmb/phase.h"
 #include "mmb/progress.h"
 #include "mmb/run_dir.h"
 #include "mmb/sft.h"
@@ -20,51 +21,6 @@
 
 namespace mmb {
 namespace {
-
-// A phase writes into `dir`; `done_marker` (inside it) says it finished. Its fingerprint (its
-// resolved settings and the fingerprint of the phase before it, so a change re-runs every later
-// phase too) is stored as <dir>/phase_fingerprint.json when it starts. A phase whose stored
-// fingerprint differs is re-run from scratch: its old directory becomes <dir>.replaced (the
-// previous one of those is removed). A finished phase with no stored fingerprint (a run
-// directory from before fingerprints) is kept as it is, with a warning.
-void check_phase_fingerprint(const std::string& name, const std::string& dir, const std::string& done_marker,
-                             const Fingerprint& fp) {
-  namespace fs = std::filesystem;
-  const std::string file = dir + "/phase_fingerprint.json";
-  if (fs::exists(file)) {
-    const Fingerprint stored = Fingerprint::from_json(read_json_file(file), file);
-    const auto changed = stored.differences(fp);
-    if (changed.empty()) return;
-    std::string parts;
-    for (const auto& c : changed) parts += (parts.empty() ? "" : ", ") + c;
-    log_info("phase " + name + ": settings changed (" + parts + "): re-running it; the old output is in " + dir +
-             ".replaced");
-    fs::remove_all(dir + ".replaced");
-    fs::rename(dir, dir + ".replaced");
-  } else if (fs::exists(done_marker)) {
-    log_info("phase " + name + ": no stored fingerprint (an older run directory): kept as it is");
-    write_json_file(file, fp.to_json());
-  }
-}
-
-// Runs `fn` unless the phase is done with the same fingerprint; logs the phase and its wall time.
-void phase(const std::string& name, const std::string& dir, const std::string& done_marker, const Fingerprint& fp,
-           RunDir* run, Json& times, const std::function<void()>& fn) {
-  check_phase_fingerprint(name, dir, done_marker, fp);
-  if (std::filesystem::exists(done_marker)) {
-    log_info("phase " + name + ": already done (" + done_marker + ")");
-    return;
-  }
-  make_dirs(dir);
-  write_json_file(dir + "/phase_fingerprint.json", fp.to_json());
-  log_info("phase " + name + " ...");
-  auto t0 = std::chrono::steady_clock::now();
-  fn();
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  times[name] = s;
-  log_info("phase " + name + " done in " + std::to_string(int(s)) + " s");
-  if (run) run->log_metrics({{"phase", name}, {"seconds", s}});
-}
 
 // Vicuna v1's format with a short system message: the world model pays fewer tokens per sample.
 ChatTemplate world_template() {
@@ -117,19 +73,14 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     wc.reasoning_per_scene = o.reasoning_per_scene;
   }
   // Each phase's fingerprint: its settings and the phase before it.
-  auto after = [](const Fingerprint& previous, const char* name, const Json& settings) {
-    Fingerprint f;
-    f.add("previous phase", Json(previous.id()));
-    f.add(name, settings);
-    return f;
-  };
+  const auto after = chained_fingerprint;
   Fingerprint world_fp;
   world_fp.add("world", Json{{"seed", o.seed}, {"config", world::config_to_json(wc)}});
-  phase("world", world, world + "/world.json", world_fp, run, times,
+  run_phase("world", world, world + "/world.json", world_fp, run, times,
         [&] { world::generate_world(wc, o.seed, world, true); });
 
   const Fingerprint tok_fp = after(world_fp, "tokenizer", Json{{"vocab_size", o.vocab_size}});
-  phase("tokenizer", tokdir, tokdir + "/tokenizer.model", tok_fp, run, times, [&] {
+  run_phase("tokenizer", tokdir, tokdir + "/tokenizer.model", tok_fp, run, times, [&] {
     TokenizerTrainOptions t;
     t.corpus_files = {world + "/train/llava.json"};
     // The template's role markers are one piece each: at 600 pieces (256 of them bytes) BPE has
@@ -167,7 +118,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
                                          {"tag_layer", o.vlm.vision_feature_layer},
                                          {"tag_pool", o.clip_tag_pool},
                                          {"seed", o.seed}});
-  phase("clip", clip, clip + "/model/model.safetensors", clip_fp, run, times, [&] {
+  run_phase("clip", clip, clip + "/model/model.safetensors", clip_fp, run, times, [&] {
     const ClipConfig& cc = clip_config;
     if (!std::filesystem::exists(clip + "/init/config.json")) {
       ClipModel m(cc);
@@ -255,7 +206,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
     s.tasks = o.sft_curriculum_tasks;
     if (o.sft_curriculum_batch > 0) s.batch_size = o.sft_curriculum_batch;
     vlm_fp = after(clip_fp, "sft-curriculum", sft_settings(s));
-    phase("sft-curriculum", curriculum, curriculum + "/model/model.safetensors", vlm_fp, run, times, [&] {
+    run_phase("sft-curriculum", curriculum, curriculum + "/model/model.safetensors", vlm_fp, run, times, [&] {
       make_init(curriculum);
       run_sft_phase(s, "sft-curriculum");
     });
@@ -263,7 +214,7 @@ Json run_base_recipe(const BaseRecipeOptions& o, RunDir* run) {
   SftRunOptions s = staged ? sft_options(curriculum + "/model", "", sft, o.sft_steps)
                            : sft_options(sft + "/init", clip + "/model", sft, o.sft_steps);
   s.task_repeat = o.sft_task_repeat;
-  phase("sft", sft, sft + "/model/model.safetensors", after(vlm_fp, "sft", sft_settings(s)), run, times, [&] {
+  run_phase("sft", sft, sft + "/model/model.safetensors", after(vlm_fp, "sft", sft_settings(s)), run, times, [&] {
     if (!staged) make_init(sft);
     run_sft_phase(s, "sft");
   });
