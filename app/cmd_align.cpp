@@ -45,7 +45,7 @@ void setup_align(CLI::App& cmd) {
   auto& o = c->o;
   o.eval = default_align_eval();
   o.dpo.steps = 200;
-  o.dpo.lr = 3e-5;
+  o.dpo.lr = 5e-6;  // larger rates over-optimise this model's DPO (docs/results/prefs.md)
   add_common_options(cmd, c->common, /*with_out=*/true);
   std::string methods;
   for (const auto& m : align_methods()) methods += "  " + m.name + ": " + m.help + "\n";
@@ -58,7 +58,7 @@ void setup_align(CLI::App& cmd) {
   cmd.add_option("--model", o.model_dir, "Start model (round 1's policy and reference)")->required();
   cmd.add_option("--world", o.world_dir, "World directory: training prompts, the verifier, the test split")
       ->required();
-  cmd.add_option("--clip", o.clip_dir, "CLIP of CSR's image reward (method csr)");
+  cmd.add_option("--clip", o.clip_dir, "CLIP of CSR's image reward and BDHS's similarity (methods csr, bdhs)");
   cmd.add_option("--method", o.method, "Builder(s) joined by '+', or online")->capture_default_str();
   cmd.add_option("--rounds", o.rounds, "Rounds; each starts from the previous round's model")->capture_default_str();
   cmd.add_option("--limit", o.limit, "Training prompts each builder answers per round")->capture_default_str();
@@ -73,6 +73,9 @@ void setup_align(CLI::App& cmd) {
   cmd.add_option("--bpo-sampler", o.bpo.sampler, "bpo: noised | two_pass")->group(b)->capture_default_str();
   cmd.add_option("--bpo-alpha", o.bpo.alpha, "bpo: a of the two-pass sampler")->group(b)->capture_default_str();
   cmd.add_option("--bpo-noise-step", o.bpo.noise_step, "bpo: diffusion step of the noised image")
+      ->group(b)
+      ->capture_default_str();
+  cmd.add_option("--bdhs-noise-step", o.bdhs.noise_step, "bdhs: diffusion step of the noised image (-1: none)")
       ->group(b)
       ->capture_default_str();
   cmd.add_option("--csr-reward", o.csr.reward, "csr: score | rank")->group(b)->capture_default_str();

@@ -1,10 +1,11 @@
-// mmb prefs corrected | bpo: the builders that write through the world's grammar — verifier-
-// corrected on-policy pairs and BPO's noised-image and injected-error negatives (docs/prefs.md).
+// mmb prefs corrected | bpo | bdhs: the world's builders — verifier-corrected on-policy pairs,
+// BPO's noised-image and injected-error negatives, BDHS's masked rewrites (docs/prefs.md).
 #include <iostream>
 
 #include "commands.h"
 #include "common.h"
 #include "mmb/pair_builders.h"
+#include "mmb/strings.h"
 
 namespace mmb::app {
 namespace {
@@ -12,6 +13,13 @@ namespace {
 struct CorrectedCmd {
   CommonOptions common;
   CorrectedBuildOptions o;
+  bool quiet = false;
+};
+
+struct BdhsCmd {
+  CommonOptions common;
+  BdhsBuildOptions o;
+  std::string tasks = "description,qa";
   bool quiet = false;
 };
 
@@ -54,7 +62,7 @@ void setup_prefs_corrected(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--temperature", c->o.temperature, "Sampling of the policy's answers (0 = greedy)")
       ->capture_default_str();
-  cmd.add_option("--fix", c->o.fix, "false: every false sentence | hallucinated: those naming an absent kind")
+  cmd.add_option("--fix", c->o.fix, "hallucinated: the false sentences naming an absent kind | false: every false sentence")
       ->capture_default_str();
   cmd.add_flag("--quiet", c->quiet, "No progress line");
   cmd.callback([c] {
@@ -103,9 +111,52 @@ void setup_prefs_bpo(CLI::App& cmd) {
   });
 }
 
+void setup_prefs_bdhs(CLI::App& cmd) {
+  auto c = std::make_shared<BdhsCmd>();
+  auto& o = c->o;
+  add_common_options(cmd, c->common, /*with_out=*/false);
+  add_examples(cmd,
+               "mmb prefs bdhs --model models/base/vlm --clip models/base/clip --world runs/world --limit 1000 "
+               "--pairs runs/bdhs/pairs.jsonl\n"
+               "mmb prefs bdhs ... --noise-step 500      # BDHS_noise\n");
+  add_world_builder_options(cmd, o);
+  cmd.add_option("--clip", o.clip_dir, "CLIP whose text tower measures similarity")->required();
+  cmd.add_option("--tasks", c->tasks, "Prompts: description (descriptions), qa (first QA turn)")->capture_default_str();
+  const char* m = "Masked sampling (SPEC: rho 0.99, swap 0.5, similarity 0.97, 5 tries)";
+  cmd.add_option("--keep-threshold", o.keep_threshold, "Image key kept when u >= this (u ~ U(0,1))")
+      ->group(m)
+      ->capture_default_str();
+  cmd.add_option("--noise-step", o.noise_step, "Diffusion noise on the image at this step (-1: none; 500: BDHS_noise)")
+      ->group(m)
+      ->capture_default_str();
+  cmd.add_option("--swap-prob", o.swap_prob, "Probability of swapping a leading yes/no")->group(m)->capture_default_str();
+  cmd.add_option("--similarity", o.similarity, "Resample when sim(negative, ground truth) >= this")
+      ->group(m)
+      ->capture_default_str();
+  cmd.add_option("--max-tries", o.max_tries, "Draws per prompt; the last is a free generation")
+      ->group(m)
+      ->capture_default_str();
+  cmd.add_option("--temperature", o.temperature, "Sampling of the masked continuation (0 = greedy)")
+      ->group(m)
+      ->capture_default_str();
+  cmd.add_option("--max-sentence-tokens", o.max_sentence_tokens, "Tokens per continued sentence")
+      ->group(m)
+      ->capture_default_str();
+  cmd.add_flag("--quiet", c->quiet, "No progress line");
+  cmd.callback([c] {
+    apply_common_options(c->common);
+    c->o.seed = c->common.seed;
+    c->o.progress = !c->quiet;
+    c->o.tasks = split_list(c->tasks);
+    print_report(build_bdhs_pairs(c->o), c->o.out);
+  });
+}
+
 }  // namespace
 
 void setup_prefs_world(CLI::App& prefs) {
+  setup_prefs_bdhs(*prefs.add_subcommand(
+      "bdhs", "BDHS pairs: the ground truth vs the policy's rewrite of it with the image masked"));
   setup_prefs_corrected(*prefs.add_subcommand(
       "corrected", "On-policy pairs: the policy's answer vs the same answer with its false sentences corrected"));
   setup_prefs_bpo(*prefs.add_subcommand(

@@ -30,7 +30,8 @@ TEST(Align, MethodsParseAndBadOnesAreNamed) {
   ASSERT_EQ(two.size(), 2u);
   EXPECT_EQ(two[1]->name, "bpo");
   EXPECT_TRUE(mmb::parse_align_method("online")[0]->online);
-  mmb::testing::expect_throw_with([] { mmb::parse_align_method("bdhs"); }, "unknown method 'bdhs' (csr, corrected, bpo, online");
+  mmb::testing::expect_throw_with([] { mmb::parse_align_method("povid"); },
+                                  "unknown method 'povid' (csr, corrected, bpo, bdhs, online");
   mmb::testing::expect_throw_with([] { mmb::parse_align_method("bpo+bpo"); }, "named twice");
   mmb::testing::expect_throw_with([] { mmb::parse_align_method("online+csr"); }, "cannot be combined");
 }

@@ -9,6 +9,7 @@
 #include "mmb/pair_builders.h"
 #include "mmb/prefs.h"
 #include "mmb/sentences.h"
+#include "mmb/vlm.h"
 #include "test_util.h"
 #include "world_test_util.h"
 
@@ -119,6 +120,7 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
   c.limit = 24;
   c.out = tmp.file("corrected.jsonl");
   c.progress = false;
+  c.fix = "false";  // every false sentence: most answers have one
   const auto rc = mmb::build_corrected_pairs(c);
   EXPECT_EQ(rc.prompts, 24);
   EXPECT_GT(rc.pairs, 0);
@@ -134,6 +136,20 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
     const auto rejected = mmb::ResponseJudgement::from_json(p.extra["rejected_judgement"], p.where);
     EXPECT_GT(rejected.false_sentences, chosen.false_sentences);
     EXPECT_EQ(p.extra["corrected"]["rewritten"].get<int64_t>(), int64_t(p.extra["corrected"]["edits"].size()));
+  }
+  // Only hallucinated kinds: fewer pairs, each rejected naming an absent kind and its chosen none.
+  c.fix = "hallucinated";
+  c.limit = 40;
+  c.out = tmp.file("corrected_h.jsonl");
+  const auto rh = mmb::build_corrected_pairs(c);
+  EXPECT_GT(rh.pairs, 0);
+  EXPECT_LT(rh.pairs, 40);
+  for (const auto& p : mmb::read_preference_pairs(c.out)) {
+    const auto chosen = mmb::ResponseJudgement::from_json(p.extra["chosen_judgement"], p.where);
+    const auto rejected = mmb::ResponseJudgement::from_json(p.extra["rejected_judgement"], p.where);
+    EXPECT_GT(rejected.hallucinated, 0);
+    EXPECT_EQ(chosen.hallucinated, 0) << p.chosen;
+    EXPECT_EQ(chosen.sentences, rejected.sentences);
   }
   mmb::BpoBuildOptions b;
   b.model_dir = c.model_dir;
@@ -156,4 +172,92 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
   EXPECT_GT(sources["bpo_noise"], 0);
   b.sampler = "sideways";
   mmb::testing::expect_throw_with([&] { mmb::build_bpo_pairs(b); }, "--sampler must be noised or two_pass");
+}
+
+TEST(Bdhs, KeepsAboutOnePercentOfImageKeysAndSwapsYesNoAtItsRate) {
+  const int64_t image_id = 7;
+  auto ids = torch::full({4, 5000}, image_id, torch::kLong);
+  ids.narrow(1, 0, 10).fill_(3);  // text positions
+  auto gen = at::detail::createCPUGenerator(5);
+  const auto keep = mmb::bdhs_key_keep(ids, image_id, 0.99, gen);
+  EXPECT_TRUE(keep.narrow(1, 0, 10).all().item<bool>());  // text is never hidden
+  const double kept = keep.narrow(1, 10, 4990).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(kept, 0.01, 0.003);
+  std::mt19937_64 rng(9);
+  int swapped = 0, complete = 0;
+  for (int i = 0; i < 4000; ++i) {
+    const auto h = mmb::bdhs_sentence_head("Yes.", 0.5, rng);
+    swapped += h.swapped;
+    complete += h.complete;
+    if (h.swapped) EXPECT_EQ(h.text, "No.");
+    else EXPECT_EQ(h.text, "");  // a one-word sentence is cut before its word
+  }
+  EXPECT_NEAR(swapped / 4000.0, 0.5, 0.03);
+  EXPECT_EQ(complete, swapped);
+  for (int i = 0; i < 200; ++i) {
+    const auto h = mmb::bdhs_sentence_head("No, the circle is red.", 1.0, rng);
+    EXPECT_EQ(h.text.substr(0, 4), "Yes,");  // the swapped word is always kept
+    EXPECT_FALSE(h.complete);
+    const auto k = mmb::bdhs_sentence_head("There is a large red circle at the top.", 0.5, rng);
+    EXPECT_FALSE(k.swapped);
+    EXPECT_EQ(std::string("There is a large red circle at the top.").rfind(k.text, 0), 0u);  // a prefix
+    EXPECT_NE(k.text, "There is a large red circle at the top.");  // cut before the last word
+  }
+}
+
+TEST(Bdhs, PairsFollowTheResampleRule) {
+  mmb::testing::TempDir tmp;
+  int status = 0;
+  std::string out = mmb::testing::run_capture(kMmb + " world generate --config " + kShipped +
+                                                  "/world.toml --train 20 --val 0 --test 0 --shifted 0 --quiet --out " +
+                                                  tmp.file("world"),
+                                              &status);
+  ASSERT_EQ(status, 0) << out;
+  mmb::BdhsBuildOptions b;
+  b.model_dir = kShipped + "/vlm";
+  b.clip_dir = kShipped + "/clip";
+  b.world_dir = tmp.file("world");
+  b.limit = 12;
+  b.out = tmp.file("bdhs.jsonl");
+  b.progress = false;
+  b.similarity = 2.0;  // every first draw is dissimilar enough
+  const auto r = mmb::build_bdhs_pairs(b);
+  EXPECT_EQ(r.prompts, 12);
+  EXPECT_GT(r.pairs, 0);
+  std::map<std::string, int> tasks;
+  int first_try = 0;
+  const auto pairs = mmb::read_preference_pairs(b.out);
+  for (const auto& p : pairs) {
+    // Only a rewrite identical to the ground truth is drawn again at this threshold.
+    const int64_t tries = p.extra["bdhs"]["tries"].get<int64_t>();
+    EXPECT_GE(tries, 1);
+    EXPECT_LE(tries, b.max_tries);
+    first_try += tries == 1;
+    tasks[p.extra["task"].get<std::string>()]++;
+    const auto chosen = mmb::ResponseJudgement::from_json(p.extra["chosen_judgement"], p.where);
+    const auto rejected = mmb::ResponseJudgement::from_json(p.extra["rejected_judgement"], p.where);
+    EXPECT_GT(mmb::compare_judgements(chosen, rejected), 0) << p.rejected;
+  }
+  EXPECT_GT(tasks["description"] + tasks["qa"], 0);
+  EXPECT_GE(2 * first_try, int(pairs.size()));
+  b.similarity = -2.0;  // nothing is ever dissimilar enough: every prompt uses its tries and is dropped
+  b.max_tries = 2;
+  mmb::testing::expect_throw_with([&] { mmb::build_bdhs_pairs(b); }, "\"similar\":12");
+}
+
+TEST(VlmPrefix, AnswerPrefixesTokenizeAsTheExchangeWithoutItsEos) {
+  const mmb::Vlm vlm = mmb::Vlm::load(kShipped + "/vlm");
+  mmb::Image image(64, 64, 3);
+  int64_t begin = 0;
+  const auto full = vlm.encode_exchange("Describe the image.", &image, "There is a red circle", &begin);
+  const auto pre = vlm.encode_prompts({"Describe the image.", "Is there a star?"}, {&image, &image},
+                                      {"There is a red circle", ""});
+  const int64_t n = full.input_ids.size(1) - 1;  // without EOS
+  ASSERT_EQ(full.input_ids[0][n].item<int64_t>(), vlm.tokenizer().eos_id());
+  const int64_t T = pre.input_ids.size(1);
+  EXPECT_TRUE(pre.input_ids[0].narrow(0, T - n, n).equal(full.input_ids[0].narrow(0, 0, n)));
+  const auto plain = vlm.encode_prompts({"Is there a star?"}, {&image});
+  const int64_t m = plain.input_ids.size(1);
+  EXPECT_TRUE(pre.input_ids[1].narrow(0, T - m, m).equal(plain.input_ids[0]));
+  EXPECT_EQ(pre.attention_mask[1].sum().item<int64_t>(), m);  // left-padded
 }

@@ -37,7 +37,7 @@ class RunDir;
 
 struct AlignOptions {
   std::string model_dir;  // round 1's start (policy and reference)
-  std::string clip_dir;   // CLIP of CSR's image reward (method csr only)
+  std::string clip_dir;   // CLIP of CSR's image reward and BDHS's similarity (methods csr, bdhs)
   std::string world_dir;  // a world: training prompts, the verifier, the test split
   std::string out;
   std::string method = "corrected";  // a name of align_methods(), or several joined by '+'
@@ -48,6 +48,7 @@ struct AlignOptions {
   CsrOptions csr;
   CorrectedBuildOptions corrected;
   BpoBuildOptions bpo;
+  BdhsBuildOptions bdhs;
   // DPO settings; model, reference, data, image root, output and seed are set per round (seed + r).
   DpoRunOptions dpo;
   // Evaluation of every round's model (default: POPE, CHAIR, MC and reasoning on the whole test split).

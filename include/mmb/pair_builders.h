@@ -7,6 +7,8 @@
 //   bpo        BPO: the data's ground-truth description (chosen) against the policy's answer on the
 //              diffusion-noised image (negative 1) and against the ground truth with one injected
 //              error (negative 2).
+//   bdhs       the alignment study's BDHS: the ground truth (chosen) against the policy's
+//              rewrite of it sentence by sentence with its attention to the image mostly masked.
 // Every pair carries the verifier's judgement of both sides (prefs.h) and its "source".
 #pragma once
 #include <cstdint>
@@ -14,6 +16,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <torch/torch.h>
 
 #include "mmb/json.h"
 #include "mmb/prefs.h"
@@ -90,7 +94,9 @@ struct CorrectedBuildOptions {
   double top_p = 1.0;
   int64_t max_new_tokens = 128;  // as `mmb eval`'s descriptions
   int64_t batch_size = 16;       // prompts per generation batch
-  std::string fix = "false";     // false: every false sentence | hallucinated: those naming an absent kind
+  // hallucinated: the false sentences naming an absent kind (the default: it lowers CHAIR, see
+  // docs/results/prefs.md) | false: every false sentence (SPEC §7's literal form)
+  std::string fix = "hallucinated";
   double judge_error_weight = 1.0;
   bool progress = true;
 };
@@ -127,5 +133,56 @@ struct BpoBuildOptions {
   bool progress = true;
 };
 PairBuildReport build_bpo_pairs(const BpoBuildOptions& options);
+
+// `mmb prefs bdhs` (BDHS, SPEC §4.2): chosen = the ground truth y+ of a drawn prompt (the world's
+// descriptions and the first turn of its QA conversations); rejected = y+ rewritten by the policy
+// with its attention to the image hidden: each image key kept only when u >= keep_threshold,
+// u ~ U(0, 1) (0.99: about 1% visible), the image optionally noised at noise_step (BDHS_noise:
+// t = 500). In each sentence of y+ a leading yes/no is swapped with probability swap_prob and the
+// sentence is cut after a uniformly drawn number of its words (0 … words − 1); the masked model
+// continues from the ground-truth prefix (the earlier sentences and the cut sentence's head) to
+// the sentence end; y− joins the rewritten sentences. When sim(y−, y+) >= similarity (0.97;
+// ClipScorer::similarity, mean-pooled CLIP text states) it is drawn again with a new mask, at
+// most max_tries times, the last a free generation under the mask. Dropped: negatives still too
+// similar after the last try ("similar"), negatives the verifier judge does not rank below y+
+// ("not_worse"; a QA negative is worse when its answer is wrong or missing).
+struct BdhsBuildOptions {
+  std::string model_dir;
+  std::string clip_dir;  // the CLIP whose text tower measures similarity
+  std::string world_dir;
+  std::string split = "train";
+  std::vector<std::string> tasks = {"description", "qa"};
+  int64_t limit = 1000;
+  uint64_t seed = 1234;
+  std::string out;
+  double keep_threshold = 0.99;  // ρ_th
+  int64_t noise_step = -1;       // -1: no noise; 500: BDHS_noise
+  double swap_prob = 0.5;
+  double similarity = 0.97;
+  int64_t max_tries = 5;
+  double temperature = 0.0;  // the masked continuation (0 = greedy: the prior's most likely words)
+  double top_p = 1.0;
+  int64_t max_sentence_tokens = 70;
+  int64_t max_new_tokens = 128;  // the last try's free generation
+  int64_t batch_size = 16;       // prompts per batch (each sentence a row)
+  double judge_error_weight = 1.0;
+  bool progress = true;
+};
+PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& options);
+
+// BDHS's rewrite start of one ground-truth sentence: a leading yes/no swapped with probability
+// swap_prob, then the sentence's first k words, k uniform in [0, words − 1] (at least the swapped
+// word). A lone yes/no that was swapped is the whole rewritten sentence (complete).
+struct BdhsHead {
+  std::string text;
+  bool complete = false;
+  bool swapped = false;
+};
+BdhsHead bdhs_sentence_head(const std::string& sentence, double swap_prob, std::mt19937_64& rng);
+
+// BDHS's image-key mask for `in` (key_keep, model.h): every non-image position kept, each image
+// position kept when its u ~ U(0, 1) from `generator` is >= keep_threshold. (B, T) bool.
+torch::Tensor bdhs_key_keep(const torch::Tensor& input_ids, int64_t image_token_index, double keep_threshold,
+                            at::Generator generator);
 
 }  // namespace mmb

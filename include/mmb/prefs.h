@@ -60,16 +60,22 @@ void write_preference_pairs(const std::string& path, const std::vector<Preferenc
 // mmb::Error "<who>: <where>: ..." otherwise.
 void check_under_root(const std::string& path, const std::string& where, const char* who);
 
-// A world split's description prompts (its llava.json "description" records), each with its
-// scene: the prompts online DPO and the builders answer.
+// A world split's prompts with their scenes: its llava.json records of task "description" (the
+// prompts online DPO and the builders answer) or the first turn of its "qa" records (a short
+// question: presence, colour, shape, size, position, count, relation).
 struct DescriptionPrompt {
   std::string question;  // without "<image>"
   std::string image;     // relative to the world directory
   size_t scene = 0;      // index into the scenes of `scene_index`
-  std::string reference;  // the record's answer: the scene's ground-truth description
+  std::string reference;  // the record's answer: the scene's ground-truth description (or short answer)
+  std::string task = "description";  // description | qa
 };
 // scene_index maps a scene id to its index. Throws mmb::Error naming the record on a malformed
-// one, an image with no scene, or a split without description prompts.
+// one, an image with no scene, an unknown task, or a split without prompts of the task.
+std::vector<DescriptionPrompt> read_task_prompts(const std::string& world_dir, const std::string& split,
+                                                 const std::string& task,
+                                                 const std::map<std::string, size_t>& scene_index);
+// read_task_prompts(..., "description", ...).
 std::vector<DescriptionPrompt> read_description_prompts(const std::string& world_dir, const std::string& split,
                                                         const std::map<std::string, size_t>& scene_index);
 
@@ -77,15 +83,15 @@ std::vector<DescriptionPrompt> read_description_prompts(const std::string& world
 // the builders' prompt draw.
 std::vector<size_t> draw_indices(size_t n, int64_t limit, uint64_t seed);
 
-// The scenes of a world (scenes.jsonl, every split) and `limit` description prompts of `split`
-// drawn with `seed` (draw_indices): what the world builders answer. Throws as
-// read_description_prompts.
+// The scenes of a world (scenes.jsonl, every split) and `limit` prompts of `split` drawn with
+// `seed` (draw_indices) from the prompts of `tasks` in that order: what the world builders
+// answer. Throws as read_task_prompts.
 struct WorldPromptSet {
   std::vector<world::Scene> scenes;
   std::vector<DescriptionPrompt> prompts;
 };
 WorldPromptSet draw_world_prompts(const std::string& world_dir, const std::string& split, int64_t limit,
-                                  uint64_t seed);
+                                  uint64_t seed, const std::vector<std::string>& tasks = {"description"});
 
 // ---- judging responses with the world's exact truth ----------------------------------------
 

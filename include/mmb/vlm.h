@@ -40,6 +40,10 @@ class Vlm {
   VlmInput encode_prompt(const std::string& question, const Image* image) const;
   // Left-padded batch of prompts; images[i] may be null only if every row is text-only.
   VlmInput encode_prompts(const std::vector<std::string>& questions, const std::vector<const Image*>& images) const;
+  // The same, each prompt followed by the start of its answer, prefixes[i] ("" = none), tokenized
+  // as the answer of encode_exchange without its closing EOS: generation continues the answer.
+  VlmInput encode_prompts(const std::vector<std::string>& questions, const std::vector<const Image*>& images,
+                          const std::vector<std::string>& prefixes) const;
   // Prompt + response (teacher forcing): ids, and response_begin (index of the first response token).
   VlmInput encode_exchange(const std::string& question, const Image* image, const std::string& response,
                            int64_t* response_begin) const;

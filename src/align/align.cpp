@@ -41,6 +41,14 @@ Json bpo_settings(const BpoBuildOptions& o) {
           {"max_words", o.max_words},       {"judge_error_weight", o.judge_error_weight}};
 }
 
+Json bdhs_settings(const BdhsBuildOptions& o) {
+  return {{"tasks", o.tasks},         {"keep_threshold", o.keep_threshold}, {"noise_step", o.noise_step},
+          {"swap_prob", o.swap_prob}, {"similarity", o.similarity},         {"max_tries", o.max_tries},
+          {"temperature", o.temperature}, {"top_p", o.top_p},               {"max_sentence_tokens", o.max_sentence_tokens},
+          {"max_new_tokens", o.max_new_tokens}, {"batch_size", o.batch_size},
+          {"judge_error_weight", o.judge_error_weight}};
+}
+
 Json dpo_settings(const DpoRunOptions& o) {
   return {{"loss", o.loss},
           {"batch_size", o.batch_size},
@@ -148,6 +156,20 @@ const std::vector<AlignMethod>& align_methods() {
          b.progress = a.progress;
          return build_bpo_pairs(b);
        }},
+      {"bdhs", "BDHS: the ground truth vs the policy's rewrite of it with the image masked", false,
+       [](const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
+         if (a.clip_dir.empty()) fail("run_align: method bdhs needs a CLIP (--clip) for its similarity test");
+         BdhsBuildOptions b = a.bdhs;
+         b.model_dir = model;
+         b.clip_dir = a.clip_dir;
+         b.world_dir = a.world_dir;
+         b.split = "train";
+         b.limit = a.limit;
+         b.seed = seed;
+         b.out = pairs;
+         b.progress = a.progress;
+         return build_bdhs_pairs(b);
+       }},
       {"online", "Online DPO: each step samples the policy, the verifier judge pairs best vs worst", true, nullptr},
   };
   return methods;
@@ -239,6 +261,7 @@ Json run_align(const AlignOptions& o, RunDir* run) {
         if (m->name == "csr") builder[m->name] = o.csr;
         else if (m->name == "corrected") builder[m->name] = corrected_settings(o.corrected);
         else if (m->name == "bpo") builder[m->name] = bpo_settings(o.bpo);
+        else if (m->name == "bdhs") builder[m->name] = bdhs_settings(o.bdhs);
         else builder[m->name] = Json::object();
       }
       data_fp = chained_fingerprint(previous, "pairs",

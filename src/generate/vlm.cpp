@@ -55,13 +55,28 @@ Vlm::Vlm(LlavaForConditionalGeneration model, Tokenizer tokenizer, ChatTemplate 
     : model_(std::move(model)), tok_(std::move(tokenizer)), tmpl_(std::move(tmpl)) {}
 
 VlmInput Vlm::encode_prompts(const std::vector<std::string>& questions, const std::vector<const Image*>& images) const {
-  if (questions.empty() || questions.size() != images.size())
-    fail("Vlm::encode_prompts: ", questions.size(), " questions for ", images.size(), " images");
+  return encode_prompts(questions, images, std::vector<std::string>(questions.size()));
+}
+
+VlmInput Vlm::encode_prompts(const std::vector<std::string>& questions, const std::vector<const Image*>& images,
+                             const std::vector<std::string>& prefixes) const {
+  if (questions.empty() || questions.size() != images.size() || prefixes.size() != questions.size())
+    fail("Vlm::encode_prompts: ", questions.size(), " questions for ", images.size(), " images and ", prefixes.size(),
+         " answer prefixes");
   const auto& cfg = model_->config();
   std::vector<std::vector<int32_t>> rows;
   std::vector<torch::Tensor> pixels;
   for (size_t i = 0; i < questions.size(); ++i) {
-    auto ids = tokenize_prompt(tok_, tmpl_, {{questions[i], ""}}, images[i] != nullptr);
+    std::vector<int32_t> ids;
+    if (prefixes[i].empty()) {
+      ids = tokenize_prompt(tok_, tmpl_, {{questions[i], ""}}, images[i] != nullptr);
+    } else {  // the exchange's tokens up to the end of the answer, its EOS dropped
+      ChatExample ex = tokenize_chat(tok_, tmpl_, {{questions[i], prefixes[i]}}, images[i] != nullptr);
+      size_t end = ex.ids.size();
+      while (end > ex.response_begin && ex.loss_mask[end - 1] == 0) --end;
+      if (end > ex.response_begin && ex.ids[end - 1] == tok_.eos_id()) --end;
+      ids.assign(ex.ids.begin(), ex.ids.begin() + long(end));
+    }
     rows.push_back(expand_image_tokens(ids, tok_.image_id(), cfg.image_seq_length()));
     if (images[i]) pixels.push_back(image_to_pixel_values(*images[i], cfg.vision.image_size));
   }

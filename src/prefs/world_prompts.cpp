@@ -19,32 +19,40 @@ void check_under_root(const std::string& path, const std::string& where, const c
     if (part == "..") fail(who, ": ", where, ": image path '", path, "' leaves the image root");
 }
 
-std::vector<DescriptionPrompt> read_description_prompts(const std::string& world_dir, const std::string& split,
-                                                        const std::map<std::string, size_t>& scene_index) {
+std::vector<DescriptionPrompt> read_task_prompts(const std::string& world_dir, const std::string& split,
+                                                 const std::string& task,
+                                                 const std::map<std::string, size_t>& scene_index) {
+  if (task != "description" && task != "qa") fail("read_task_prompts: unknown task '", task, "' (description, qa)");
   const std::string path = world_dir + "/" + split + "/llava.json";
   const Json records = read_json_file(path);
-  if (!records.is_array()) fail("read_description_prompts: ", path, ": expected a JSON array");
+  if (!records.is_array()) fail("read_task_prompts: ", path, ": expected a JSON array");
   std::vector<DescriptionPrompt> out;
   for (size_t i = 0; i < records.size(); ++i) {
     const Json& r = records[i];
-    if (!r.is_object() || r.value("task", std::string()) != "description") continue;
+    if (!r.is_object() || r.value("task", std::string()) != task) continue;
     const std::string where = path + " record " + std::to_string(i);
     const Json conv = json_get<Json>(r, "conversations", where);
-    if (!conv.is_array() || conv.empty()) fail("read_description_prompts: ", where, ": empty conversations");
+    if (!conv.is_array() || conv.empty()) fail("read_task_prompts: ", where, ": empty conversations");
     DescriptionPrompt p;
+    p.task = task;
     p.question = json_get<std::string>(conv[0], "value", where);
     for (const std::string m : {"<image>\n", "<image>"})
       if (auto k = p.question.find(m); k != std::string::npos) p.question.erase(k, m.size());
     if (conv.size() > 1 && conv[1].is_object()) p.reference = conv[1].value("value", std::string());
     p.image = json_get<std::string>(r, "image", where);
-    check_under_root(p.image, where, "read_description_prompts");
+    check_under_root(p.image, where, "read_task_prompts");
     auto it = scene_index.find(fs::path(p.image).stem().string());
-    if (it == scene_index.end()) fail("read_description_prompts: ", where, ": no scene for image ", p.image);
+    if (it == scene_index.end()) fail("read_task_prompts: ", where, ": no scene for image ", p.image);
     p.scene = it->second;
     out.push_back(std::move(p));
   }
-  if (out.empty()) fail("read_description_prompts: ", path, ": no description prompts");
+  if (out.empty()) fail("read_task_prompts: ", path, ": no ", task, " prompts");
   return out;
+}
+
+std::vector<DescriptionPrompt> read_description_prompts(const std::string& world_dir, const std::string& split,
+                                                        const std::map<std::string, size_t>& scene_index) {
+  return read_task_prompts(world_dir, split, "description", scene_index);
 }
 
 std::vector<size_t> draw_indices(size_t n, int64_t limit, uint64_t seed) {
@@ -59,12 +67,14 @@ std::vector<size_t> draw_indices(size_t n, int64_t limit, uint64_t seed) {
 }
 
 WorldPromptSet draw_world_prompts(const std::string& world_dir, const std::string& split, int64_t limit,
-                                  uint64_t seed) {
+                                  uint64_t seed, const std::vector<std::string>& tasks) {
   WorldPromptSet set;
   set.scenes = world::read_scenes(world_dir + "/scenes.jsonl");
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < set.scenes.size(); ++i) index[set.scenes[i].id] = i;
-  const auto all = read_description_prompts(world_dir, split, index);
+  std::vector<DescriptionPrompt> all;
+  for (const auto& task : tasks)
+    for (auto& p : read_task_prompts(world_dir, split, task, index)) all.push_back(std::move(p));
   for (size_t i : draw_indices(all.size(), limit, seed)) set.prompts.push_back(all[i]);
   return set;
 }
