@@ -227,6 +227,14 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
                  "A step's loss: mean over its kept pairs (pairs) or their sum over its prompts (prompts)")
       ->group(on)
       ->capture_default_str();
+  cmd.add_option("--mix-online", o.mix_online,
+                 "Mixed DPO (with --online and --data): share of a step's slots that take an online pair")
+      ->group(on)
+      ->capture_default_str();
+  cmd.add_option("--avg-gamma", o.avg_gamma,
+                 "avg DPO (with --data and --world): g L(y+, y-) + (1 - g) L(y+, worst own sample); 1 = off")
+      ->group(on)
+      ->capture_default_str();
   cmd.add_option("--judge-error-weight", o.judge_error_weight,
                  "Verifier judge: score = recall - w * errors / visible objects")
       ->group(on)

@@ -10,6 +10,7 @@
 
 #include "mmb/atomic_file.h"
 #include "mmb/checkpoint.h"
+#include "mmb/jsonl.h"
 #include "mmb/model.h"
 #include "mmb/tokenizer.h"
 #include "mmb/vlm.h"
@@ -147,4 +148,35 @@ TEST(Dpo, OnlineSamplesJudgesAndTrainsFromTheWorld) {
   auto bad = run("train dpo --online --model " + d.file("base/sft/model") + " --out " + d.file("dpo2"));
   EXPECT_NE(bad.first, 0);
   EXPECT_NE(bad.second.find("online DPO needs a world directory (--world)"), std::string::npos) << bad.second;
+
+  // Mixed DPO: offline pairs (BPO's injected errors, no sampling needed to build them) in some slots.
+  auto pairs = run("prefs bpo --no-noise --quiet --limit 12 --model " + d.file("base/sft/model") + " --world " +
+                   d.file("base/world") + " --pairs " + d.file("pairs.jsonl"));
+  ASSERT_EQ(pairs.first, 0) << pairs.second;
+  const std::string common = " --world " + d.file("base/world") + " --model " + d.file("base/sft/model") +
+                             " --data " + d.file("pairs.jsonl") + " --image-root " + d.file("base/world") +
+                             " --steps 2 --batch 4 --samples-per-prompt 2 --max-new-tokens 12";
+  auto mixed = run("train dpo --online --mix-online 0.5" + common + " --out " + d.file("mixed"));
+  ASSERT_EQ(mixed.first, 0) << mixed.second;
+  const Json mm = mmb::read_json_file(d.file("mixed/manifest.json"));
+  const int64_t used = mm["results"]["online"]["offline_pairs_used"].get<int64_t>();
+  EXPECT_GT(used, 0) << mm.dump(2);
+  EXPECT_LT(used, 2 * 4);  // some slots were online (8 slots at p = 0.5: all offline has p 1/256)
+  EXPECT_EQ(mm["results"]["online"]["responses_sampled"].get<int64_t>(), (2 * 4 - used) * 2);
+  // avg DPO: every offline pair also gets the policy's worst sample as a second rejected.
+  auto avg = run("train dpo --avg-gamma 0.5" + common + " --out " + d.file("avg"));
+  ASSERT_EQ(avg.first, 0) << avg.second;
+  const Json am = mmb::read_json_file(d.file("avg/manifest.json"));
+  EXPECT_EQ(am["results"]["avg"]["responses_sampled"].get<int64_t>(), 2 * 4 * 2) << am.dump(2);
+  EXPECT_TRUE(std::filesystem::exists(d.file("avg/model/model.safetensors")));
+  bool logged = false;
+  for (const auto& line : mmb::read_jsonl_file(d.file("avg/metrics.jsonl")))
+    logged = logged || line.contains("avg/pairs_with_sampled_rejected");
+  EXPECT_TRUE(logged);
+  // The combinations that make no sense are named.
+  auto both = run("train dpo --online --avg-gamma 0.5" + common + " --out " + d.file("both"));
+  EXPECT_NE(both.second.find("avg DPO (avg_gamma < 1) and online DPO exclude each other"), std::string::npos)
+      << both.second;
+  auto nomix = run("train dpo --online" + common + " --out " + d.file("nomix"));
+  EXPECT_NE(nomix.second.find("--data with --online is mixed DPO"), std::string::npos) << nomix.second;
 }

@@ -100,6 +100,16 @@ struct DpoRunOptions {
   // How a step averages: "pairs" = the mean over its kept pairs (a step with one kept pair moves
   // the model as much as one with eight); "prompts" = their sum over the batch's prompts.
   std::string online_weight = "pairs";
+
+  // Mixed DPO (the alignment study; online = true with `data`): each prompt slot of a step takes an
+  // online pair (best vs worst of the policy's samples) with probability mix_online, else an
+  // offline pair of `data` drawn uniformly. 1 = online only; the study uses 0.5.
+  double mix_online = 1.0;
+  // avg DPO (the alignment study; `data` without online, `world_dir` for the judge): per offline
+  // pair (y+, y−) the policy samples samples_per_prompt responses to its prompt, the verifier judge
+  // takes the worst ỹ−, and the loss is γ·L(y+, y−) + (1 − γ)·L(y+, ỹ−) with γ = avg_gamma
+  // (1 = plain offline DPO; the study uses 0.5). Pairs need the world's "scene" field.
+  double avg_gamma = 1.0;
 };
 
 // What the reference pass did (also in the run's manifest under "reference").

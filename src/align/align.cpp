@@ -68,7 +68,9 @@ Json dpo_settings(const DpoRunOptions& o) {
                       {"top_p", o.top_p},
                       {"max_new_tokens", o.max_new_tokens},
                       {"judge_error_weight", o.judge_error_weight},
-                      {"online_weight", o.online_weight}}}};
+                      {"online_weight", o.online_weight},
+                      {"mix_online", o.mix_online},
+                      {"avg_gamma", o.avg_gamma}}}};
 }
 
 Json eval_settings(const EvalOptions& o) {
@@ -290,8 +292,8 @@ Json run_align(const AlignOptions& o, RunDir* run) {
     d.ref_cache = "";
     d.seed = seed;
     d.online = online;
+    d.world_dir = o.world_dir;  // online DPO's prompts, avg DPO's judge
     if (online) {
-      d.world_dir = o.world_dir;
       d.data = "";
     } else {
       d.data = pairs;

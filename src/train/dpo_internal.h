@@ -1,0 +1,90 @@
+// The DPO trainers' shared pieces (dpo.cpp: offline DPO; dpo_online.cpp: online, mixed and avg
+// DPO): tokenized pair sides, the concatenated batch of chosen and rejected rows, the policy's
+// sequence log-probs, the offline pair set, the step's loss and metrics. Internal to src/train/.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "mmb/chat_template.h"
+#include "mmb/distributed.h"
+#include "mmb/dpo.h"
+#include "mmb/model.h"
+#include "mmb/optim.h"
+#include "mmb/prefs.h"
+#include "mmb/tokenizer.h"
+#include "mmb/train.h"
+
+namespace mmb {
+
+// One tokenized side of a pair: prompt + response + EOS, image tokens expanded.
+struct Side {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> target;  // 1 on the response's tokens and its EOS
+};
+
+struct DpoBatch {
+  torch::Tensor input_ids;       // (2B, T): chosen rows, then rejected rows; right-padded
+  torch::Tensor attention_mask;  // (2B, T)
+  torch::Tensor target;          // (2B, T) bool: response tokens (predicted from t - 1)
+  torch::Tensor pixel_values;    // (n, 3, S, S) for the pairs with an image, in row order
+  int64_t pairs = 0;
+};
+
+// Tokenizes prompt + response into `out`; false when it does not fit (and cannot be cut to fit).
+bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaConfig& cfg, const PreferencePair& p,
+                   const std::string& response, int64_t max_length, bool truncate, Side& out, int64_t* truncated);
+
+// The 2B rows of B pairs: chosen rows, then rejected rows, right-padded. `pixels` holds the
+// images of the pairs that have one, in pair order.
+DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector<const Side*>& rejected,
+                       const torch::Tensor& pixels, int64_t pad_id);
+
+// Summed log-probs of each row's response tokens and their count: (2B,), (2B,).
+std::pair<torch::Tensor, torch::Tensor> sequence_logps(LlavaForConditionalGeneration& model, const DpoBatch& b);
+
+// An offline preference file, tokenized once, images loaded once (uint8).
+class PairDataset {
+ public:
+  PairDataset(const std::vector<PreferencePair>& pairs, const std::string& image_root, const Tokenizer& tok,
+              const ChatTemplate& tmpl, const LlavaConfig& cfg, int64_t max_length, bool truncate);
+
+  int64_t size() const { return int64_t(chosen_.size()); }
+  int64_t rejected_too_long() const { return rejected_too_long_; }
+  int64_t truncated() const { return truncated_; }
+  const std::vector<std::string>& rejected_examples() const { return rejected_examples_; }
+
+  DpoBatch batch(const std::vector<int64_t>& indices) const;
+  const Side& chosen(int64_t i) const { return chosen_.at(size_t(i)); }
+  const Side& rejected(int64_t i) const { return rejected_.at(size_t(i)); }
+  // The pair's image (3, S, S) uint8, undefined for a text-only pair.
+  torch::Tensor image_u8(int64_t i) const;
+  // Index of pair i in the vector the set was built from (over-long pairs are left out).
+  int64_t source(int64_t i) const { return source_.at(size_t(i)); }
+
+ private:
+  std::vector<Side> chosen_, rejected_;
+  std::vector<int64_t> image_of_, source_;
+  torch::Tensor images_;  // (n, 3, S, S) uint8
+  int64_t pad_id_;
+  int64_t rejected_too_long_ = 0, truncated_ = 0;
+  std::vector<std::string> rejected_examples_;
+};
+
+// The optimiser's parameter groups and the trainer's options of a DPO run.
+std::vector<ParamGroup> dpo_param_groups(const DpoRunOptions& o, LlavaForConditionalGeneration& model);
+TrainOptions dpo_train_options(const DpoRunOptions& o, const Distributed& dist);
+
+// The step's loss (mean over its pairs; micro-batches and ranks weigh by their pairs) and TRL's
+// metrics, each a mean over the pairs.
+LossOutput dpo_step_output(const DpoInputs& in, const DpoLossOptions& options);
+
+// Online DPO, and mixed and avg DPO when `data` is given too (dpo_online.cpp). `offline` is the
+// tokenized `data` (null without it), `offline_pairs` the file's pairs.
+StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist, LlavaForConditionalGeneration& model,
+                         const Tokenizer& tok, const ChatTemplate& tmpl, const PairDataset* offline,
+                         const std::vector<PreferencePair>& offline_pairs);
+
+}  // namespace mmb

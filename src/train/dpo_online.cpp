@@ -1,0 +1,288 @@
+// Online, mixed and avg DPO (`mmb train dpo --online`, `--mix-online P`, `--avg-gamma γ`; the
+// alignment study, SPEC §4.1). Every step the policy samples k responses per prompt in eval mode
+// (batched, KV cache), the verifier judge ranks them, and DPO trains on pairs against the start
+// model kept in memory as the reference (no cache: the responses are new every step).
+//   online  each prompt of the batch: best vs worst of its samples (ties dropped and counted).
+//   mixed   each slot of the batch: an online pair with probability mix_online, else an offline
+//           pair of the preference file drawn uniformly (the study's p = 0.5).
+//   avg     the batch is offline pairs; for each, the worst of the policy's samples for the same
+//           prompt ỹ− gives a second loss: γ·L(y+, y−) + (1 − γ)·L(y+, ỹ−).
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <random>
+
+#include "dpo_internal.h"
+#include "mmb/checkpoint.h"
+#include "mmb/data.h"
+#include "mmb/error.h"
+#include "mmb/progress.h"
+#include "mmb/run_dir.h"
+#include "mmb/vlm.h"
+#include "mmb/world.h"
+#include "run_util.h"
+
+namespace mmb {
+namespace {
+
+// The loss of a set of pairs (policy log-probs with gradients, the reference's without).
+DpoInputs pair_inputs(LlavaForConditionalGeneration& model, LlavaForConditionalGeneration& ref, const DpoBatch& batch) {
+  auto [lp, n] = sequence_logps(model, batch);
+  torch::Tensor ref_lp;
+  {
+    torch::NoGradGuard no_grad;
+    ref_lp = sequence_logps(ref, batch).first;
+  }
+  const int64_t B = batch.pairs;
+  DpoInputs in;
+  in.policy_chosen = lp.narrow(0, 0, B);
+  in.policy_rejected = lp.narrow(0, B, B);
+  in.ref_chosen = ref_lp.narrow(0, 0, B);
+  in.ref_rejected = ref_lp.narrow(0, B, B);
+  in.chosen_tokens = n.narrow(0, 0, B);
+  in.rejected_tokens = n.narrow(0, B, B);
+  return in;
+}
+
+}  // namespace
+
+StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist, LlavaForConditionalGeneration& model,
+                         const Tokenizer& tok, const ChatTemplate& tmpl, const PairDataset* offline,
+                         const std::vector<PreferencePair>& offline_pairs) {
+  const bool avg = o.avg_gamma < 1.0;
+  const bool mixed = o.online && offline != nullptr;
+  if (o.world_dir.empty()) fail("run_dpo: online DPO needs a world directory (--world)");
+  if (o.online_weight != "pairs" && o.online_weight != "prompts")
+    fail("run_dpo: online_weight must be 'pairs' or 'prompts', got '", o.online_weight, "'");
+  if (o.samples_per_prompt < (avg ? 1 : 2))
+    fail("run_dpo: online DPO needs samples_per_prompt >= ", avg ? 1 : 2, ", got ", o.samples_per_prompt);
+  const std::vector<world::Scene> scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
+  std::map<std::string, size_t> scene_index;
+  for (size_t i = 0; i < scenes.size(); ++i) scene_index[scenes[i].id] = i;
+  // The prompts the policy answers: the world's description prompts, or (avg DPO) the offline pairs'.
+  std::vector<DescriptionPrompt> prompts;
+  if (avg) {
+    for (int64_t i = 0; i < offline->size(); ++i) {
+      const PreferencePair& p = offline_pairs[size_t(offline->source(i))];
+      auto sid = p.extra.find("scene");
+      if (sid == p.extra.end() || !sid->is_string() || !scene_index.count(sid->get<std::string>()))
+        fail("run_dpo: avg DPO: ", p.where, ": no \"scene\" of the world ", o.world_dir,
+             " (the judge needs the pair's scene; the world builders write it)");
+      if (p.prompt.size() != 1) fail("run_dpo: avg DPO: ", p.where, ": a multi-turn prompt cannot be sampled");
+      if (p.image.empty()) fail("run_dpo: avg DPO: ", p.where, ": a text-only pair has no scene to judge");
+      prompts.push_back({p.prompt[0].user, p.image, scene_index[sid->get<std::string>()], p.chosen, "description"});
+    }
+  } else {
+    prompts = read_description_prompts(o.world_dir, o.online_split, scene_index);
+  }
+  log_info(std::string(avg ? "avg" : mixed ? "mixed" : "online") + " dpo: " + std::to_string(prompts.size()) +
+           (avg ? " offline pairs, " : " description prompts, ") + std::to_string(o.samples_per_prompt) +
+           " samples each, verifier judge");
+  const std::string ref_dir = o.ref_model_dir.empty() ? o.model_dir : o.ref_model_dir;
+  auto ref = load_llava(ref_dir);
+  ref->eval();
+  const world::Verifier verifier;
+  TokenizerOptions topts;
+  topts.image_id = int32_t(model->config().image_token_index);
+  Vlm sampler(model, Tokenizer::load(o.model_dir + "/tokenizer.model", topts), tmpl);  // shares the policy's weights
+  const int64_t image_size = model->config().vision.image_size;
+  const int64_t max_length = std::min<int64_t>(o.max_length, model->config().text.max_position_embeddings);
+  const std::string image_root = avg ? o.image_root : o.world_dir;
+
+  Trainer trainer(*model, dpo_param_groups(o, model), dpo_train_options(o, dist));
+  ShardedIndexBatches batches(int64_t(prompts.size()), o.batch_size, o.seed, dist.rank(), dist.world_size());
+  int64_t sampled = 0, tied = 0, saying_less = 0, sampled_tokens = 0, offline_used = 0;
+  double sample_seconds = 0;
+  trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) {
+    // 0. Mixed DPO: which slots take an offline pair (seeded by the step, so a resumed run agrees).
+    std::vector<int64_t> offline_of(idx.size(), -1);
+    if (mixed) {
+      std::mt19937_64 rng(o.seed * 1000003ULL + uint64_t(trainer.step_count()) * 7919ULL + uint64_t(idx.front()));
+      std::uniform_int_distribution<int64_t> pick(0, offline->size() - 1);
+      for (auto& j : offline_of)
+        if (std::uniform_real_distribution<double>(0, 1)(rng) >= o.mix_online) j = pick(rng);
+    }
+    // 1. Sample k responses per online prompt with the current policy (eval mode, no gradients).
+    const int64_t K = o.samples_per_prompt;
+    std::vector<size_t> online_slots;
+    for (size_t b = 0; b < idx.size(); ++b)
+      if (offline_of[b] < 0) online_slots.push_back(b);
+    std::vector<Image> images;
+    std::vector<std::string> qs;
+    std::vector<const Image*> ims;
+    images.reserve(online_slots.size());
+    for (size_t b : online_slots) images.push_back(read_image(image_root + "/" + prompts[size_t(idx[b])].image));
+    for (size_t s = 0; s < online_slots.size(); ++s) {
+      qs.push_back(prompts[size_t(idx[online_slots[s]])].question);
+      ims.push_back(&images[s]);
+    }
+    std::vector<VlmAnswer> answers;
+    if (!qs.empty()) {
+      SampleOptions so;
+      so.temperature = o.temperature;
+      so.top_p = o.top_p;
+      so.stop = sampler.default_stop(o.max_new_tokens);
+      const auto t0 = std::chrono::steady_clock::now();
+      answers = sample_rollouts(sampler, *model, qs, ims, K, so, o.seed, trainer.step_count(), idx.front());
+      sample_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    // 2. Judge; best vs worst of each prompt (avg: the worst beside the offline pair).
+    std::vector<Side> chosen, rejected, worst_sides;  // online pairs; avg: the sampled ỹ−
+    std::vector<torch::Tensor> pix, avg_pix;
+    std::vector<int64_t> avg_pairs;                   // avg: offline pair of each ỹ−
+    std::vector<const Side*> off_c, off_r;            // mixed: the offline slots
+    std::vector<torch::Tensor> off_pix;
+    double best_errors = 0, worst_errors = 0, best_recall = 0, worst_recall = 0;
+    int64_t dummy_truncated = 0;
+    for (size_t b = 0; b < idx.size(); ++b) {
+      if (offline_of[b] >= 0) {
+        off_c.push_back(&offline->chosen(offline_of[b]));
+        off_r.push_back(&offline->rejected(offline_of[b]));
+        off_pix.push_back(offline->image_u8(offline_of[b]));
+        ++offline_used;
+      }
+    }
+    for (size_t s = 0; s < online_slots.size(); ++s) {
+      const DescriptionPrompt& p = prompts[size_t(idx[online_slots[s]])];
+      std::vector<ResponseJudgement> j;
+      for (int64_t k = 0; k < K; ++k) {
+        const VlmAnswer& a = answers[s * size_t(K) + size_t(k)];
+        sampled_tokens += int64_t(a.generation.tokens.size());
+        j.push_back(judge_response(verifier, scenes[p.scene], a.text));
+      }
+      sampled += K;
+      size_t best = 0, worst = 0;
+      for (size_t k = 1; k < j.size(); ++k) {
+        if (compare_judgements(j[k], j[best], o.judge_error_weight) > 0) best = k;
+        if (compare_judgements(j[k], j[worst], o.judge_error_weight) < 0) worst = k;
+      }
+      PreferencePair pair;
+      pair.prompt = {{p.question, ""}};
+      pair.image = p.image;
+      const std::string& cw = answers[s * size_t(K) + worst].text;
+      if (avg) {  // ỹ−: the worst sample, against the offline chosen y+ (the ground truth's judgement)
+        const int64_t i = idx[online_slots[s]];
+        const ResponseJudgement yplus = judge_response(verifier, scenes[p.scene], p.reference);
+        Side w;
+        if (compare_judgements(yplus, j[worst], o.judge_error_weight) <= 0 || cw == p.reference ||
+            !tokenize_side(tok, tmpl, model->config(), pair, cw, max_length, true, w, &dummy_truncated)) {
+          ++tied;  // no worse than y+: the pair keeps its offline term only
+          continue;
+        }
+        worst_sides.push_back(std::move(w));
+        avg_pairs.push_back(i);
+        worst_errors += double(j[worst].errors());
+        worst_recall += j[worst].recall;
+        continue;
+      }
+      const std::string& cb = answers[s * size_t(K) + best].text;
+      if (compare_judgements(j[best], j[worst], o.judge_error_weight) == 0 || cb == cw) {
+        ++tied;
+        continue;
+      }
+      // A chosen response must describe something: one that names no visible object truly, or
+      // names fewer than the rejected one, would teach the policy that saying less is better.
+      if (j[best].recall <= 0 || j[best].recall < j[worst].recall) {
+        ++saying_less;
+        continue;
+      }
+      Side c, r;
+      if (!tokenize_side(tok, tmpl, model->config(), pair, cb, max_length, true, c, &dummy_truncated) ||
+          !tokenize_side(tok, tmpl, model->config(), pair, cw, max_length, true, r, &dummy_truncated))
+        continue;
+      chosen.push_back(std::move(c));
+      rejected.push_back(std::move(r));
+      pix.push_back(load_image_u8(o.world_dir + "/" + p.image, image_size));
+      best_errors += double(j[best].errors());
+      worst_errors += double(j[worst].errors());
+      best_recall += j[best].recall;
+      worst_recall += j[worst].recall;
+    }
+    LossOutput out;
+    out.samples = int64_t(idx.size());
+    const int64_t pad = model->config().text.pad_token_id;
+    if (avg) {
+      // 3a. avg DPO: the offline pairs of the batch, and ỹ− where one was found.
+      const DpoInputs base = pair_inputs(model, ref, offline->batch(idx));
+      const DpoLossTerms t = dpo_loss(base, o.loss);
+      torch::Tensor loss = t.loss;  // (B,)
+      if (!avg_pairs.empty()) {
+        std::vector<const Side*> c, w;
+        std::vector<torch::Tensor> px;
+        for (size_t k = 0; k < avg_pairs.size(); ++k) {
+          c.push_back(&offline->chosen(avg_pairs[k]));
+          w.push_back(&worst_sides[k]);
+          px.push_back(offline->image_u8(avg_pairs[k]));
+        }
+        const DpoLossTerms t2 =
+            dpo_loss(pair_inputs(model, ref, collate_pairs(c, w, normalise_u8(torch::stack(px)), pad)), o.loss);
+        std::vector<int64_t> slot;  // position of each ỹ− pair in the batch
+        for (int64_t i : avg_pairs) slot.push_back(int64_t(std::find(idx.begin(), idx.end(), i) - idx.begin()));
+        auto rows = torch::tensor(slot, torch::kLong);
+        // γ·L(y+, y−) + (1 − γ)·L(y+, ỹ−) where ỹ− exists, L(y+, y−) elsewhere.
+        loss = loss.index_copy(0, rows, o.avg_gamma * loss.index_select(0, rows) + (1.0 - o.avg_gamma) * t2.loss);
+        out.metrics["avg/sampled_rejected_rewards"] = t2.rejected_rewards.mean().item<double>();
+      }
+      const LossOutput step = dpo_step_output(base, o.loss);
+      out.loss = loss.mean();
+      out.weight = double(idx.size());
+      out.tokens = step.tokens;
+      out.metrics.update(step.metrics);
+      out.metrics["avg/pairs_with_sampled_rejected"] = double(avg_pairs.size()) / double(idx.size());
+      if (!avg_pairs.empty()) {
+        out.metrics["online/rejected_errors"] = worst_errors / double(avg_pairs.size());
+        out.metrics["online/rejected_recall"] = worst_recall / double(avg_pairs.size());
+      }
+      out.metrics["online/rollout_tokens_per_s"] = double(sampled_tokens) / std::max(1e-9, sample_seconds);
+      return out;
+    }
+    // 3b. online and mixed DPO: the online pairs, then the offline slots, in one batch.
+    const int64_t n_online = int64_t(chosen.size());
+    out.metrics["online/dropped_prompts"] = double(int64_t(online_slots.size()) - n_online);
+    if (mixed) out.metrics["mixed/offline_share"] = double(off_c.size()) / double(idx.size());
+    if (chosen.empty() && off_c.empty()) {  // nothing to learn from this micro-batch: no gradient
+      out.loss = torch::zeros({}, torch::requires_grad());
+      out.weight = 1e-9;
+      return out;
+    }
+    std::vector<const Side*> cp, rp;
+    for (size_t i = 0; i < chosen.size(); ++i) cp.push_back(&chosen[i]), rp.push_back(&rejected[i]);
+    cp.insert(cp.end(), off_c.begin(), off_c.end());
+    rp.insert(rp.end(), off_r.begin(), off_r.end());
+    for (auto& t : off_pix) pix.push_back(t);
+    const DpoBatch batch = collate_pairs(cp, rp, normalise_u8(torch::stack(pix)), pad);
+    const DpoInputs in = pair_inputs(model, ref, batch);
+    const int64_t B = batch.pairs;
+    const LossOutput step = dpo_step_output(in, o.loss);
+    out.loss = step.loss;
+    out.weight = step.weight;
+    if (o.online_weight == "prompts") {  // the pairs' losses summed over the batch's slots
+      out.loss = step.loss * double(B) / double(idx.size());
+      out.weight = double(idx.size());
+    }
+    out.tokens = step.tokens;
+    out.metrics.update(step.metrics);
+    if (n_online > 0) {
+      out.metrics["online/chosen_errors"] = best_errors / double(n_online);
+      out.metrics["online/rejected_errors"] = worst_errors / double(n_online);
+      out.metrics["online/chosen_recall"] = best_recall / double(n_online);
+      out.metrics["online/rejected_recall"] = worst_recall / double(n_online);
+    }
+    out.metrics["online/rollout_tokens_per_s"] = double(sampled_tokens) / std::max(1e-9, sample_seconds);
+    return out;
+  });
+  StepStats last = train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
+  log_info(std::string(avg ? "avg" : mixed ? "mixed" : "online") + " dpo: " + std::to_string(sampled) +
+           " responses sampled, " + std::to_string(tied) + (avg ? " sampled negatives no worse than y+, " : " prompts dropped as ties, ") +
+           std::to_string(saying_less) + " as saying less" +
+           (mixed ? ", " + std::to_string(offline_used) + " offline pairs used" : ""));
+  if (run)
+    run->set_result(avg ? "avg" : "online", {{"responses_sampled", sampled},
+                                             {"tied_prompts", tied},
+                                             {"saying_less_prompts", saying_less},
+                                             {"offline_pairs_used", offline_used},
+                                             {"rollout_tokens_per_s", double(sampled_tokens) / std::max(1e-9, sample_seconds)}});
+  return last;
+}
+
+}  // namespace mmb
