@@ -47,7 +47,7 @@ TEST(Cli, HelpListsSubcommandsAndDefaults) {
   Result r = run_mmb("--help");
   EXPECT_EQ(r.status, 0);
   for (const char* c : {"info", "world", "tokenizer", "model", "generate", "score", "eval", "calibrate",
-                        "prompt-search", "metrics", "report", "prefs", "train"})
+                        "prompt-search", "metrics", "report", "prefs", "boundary", "train", "align"})
     EXPECT_NE(r.out.find(std::string("\n  ") + c + " "), std::string::npos) << c << " not listed:\n" << r.out;
   Result s = run_mmb("info --help");
   EXPECT_EQ(s.status, 0);
@@ -58,6 +58,12 @@ TEST(Cli, HelpListsSubcommandsAndDefaults) {
   Result t = run_mmb("train --help");
   for (const char* c : {"sft", "clip", "dpo", "base"})
     EXPECT_NE(t.out.find(std::string("\n  ") + c + " "), std::string::npos) << c << " not listed:\n" << t.out;
+  Result p = run_mmb("prefs --help");
+  for (const char* c : {"csr", "corrected", "bpo", "bdhs", "stats"})
+    EXPECT_NE(p.out.find(std::string("\n  ") + c + " "), std::string::npos) << c << " not listed:\n" << p.out;
+  Result a = run_mmb("align --help");
+  for (const char* c : {"csr:", "corrected:", "bpo:", "bdhs:", "online:", "--rounds", "--mix-online", "--avg-gamma"})
+    EXPECT_NE(a.out.find(c), std::string::npos) << c << " not in align's help:\n" << a.out;
   Result g = run_mmb("generate --help");
   for (const char* o :
        {"--max-new-tokens", "--temperature", "--top-p", "--repetition-penalty", "--no-repeat-ngram-size"})
