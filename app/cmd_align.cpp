@@ -14,6 +14,7 @@ namespace {
 struct AlignCmd {
   CommonOptions common;
   AlignOptions o;
+  std::string corrected_tasks = "description";
   std::string suite = "pope,chair,mc,reasoning";
   bool no_eval_start = false, quiet = false;
 };
@@ -69,6 +70,7 @@ void setup_align(CLI::App& cmd) {
   cmd.add_option("--corrected-samples", o.corrected.samples_per_prompt, "corrected: answers per prompt")
       ->group(b)
       ->capture_default_str();
+  cmd.add_option("--corrected-tasks", c->corrected_tasks, "corrected: description, qa")->group(b)->capture_default_str();
   cmd.add_option("--corrected-fix", o.corrected.fix, "corrected: false | hallucinated")->group(b)->capture_default_str();
   cmd.add_option("--bpo-sampler", o.bpo.sampler, "bpo: noised | two_pass")->group(b)->capture_default_str();
   cmd.add_option("--bpo-alpha", o.bpo.alpha, "bpo: a of the two-pass sampler")->group(b)->capture_default_str();
@@ -93,6 +95,7 @@ void setup_align(CLI::App& cmd) {
     c->o.out = c->common.out;
     c->o.seed = c->common.seed;
     c->o.eval.suite = split_list(c->suite);
+    c->o.corrected.tasks = split_list(c->corrected_tasks);
     c->o.eval_start = !c->no_eval_start;
     c->o.progress = c->o.eval.progress = !c->quiet;
     auto run = open_run_dir(cmd, c->common);

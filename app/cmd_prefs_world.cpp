@@ -13,6 +13,7 @@ namespace {
 struct CorrectedCmd {
   CommonOptions common;
   CorrectedBuildOptions o;
+  std::string tasks = "description";
   bool quiet = false;
 };
 
@@ -62,6 +63,8 @@ void setup_prefs_corrected(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--temperature", c->o.temperature, "Sampling of the policy's answers (0 = greedy)")
       ->capture_default_str();
+  cmd.add_option("--tasks", c->tasks, "Prompts: description, qa (a wrong short answer vs the ground truth's)")
+      ->capture_default_str();
   cmd.add_option("--fix", c->o.fix, "hallucinated: the false sentences naming an absent kind | false: every false sentence")
       ->capture_default_str();
   cmd.add_flag("--quiet", c->quiet, "No progress line");
@@ -69,6 +72,7 @@ void setup_prefs_corrected(CLI::App& cmd) {
     apply_common_options(c->common);
     c->o.seed = c->common.seed;
     c->o.progress = !c->quiet;
+    c->o.tasks = split_list(c->tasks);
     print_report(build_corrected_pairs(c->o), c->o.out);
   });
 }

@@ -151,6 +151,17 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
     EXPECT_EQ(chosen.hallucinated, 0) << p.chosen;
     EXPECT_EQ(chosen.sentences, rejected.sentences);
   }
+  // QA prompts: a wrong short answer is paired with the ground truth's.
+  c.tasks = {"qa"};
+  c.out = tmp.file("corrected_qa.jsonl");
+  const auto rq = mmb::build_corrected_pairs(c);
+  EXPECT_GT(rq.pairs, 0);
+  EXPECT_GT(rq.dropped.at("all_true"), 0);  // most short answers are right
+  for (const auto& p : mmb::read_preference_pairs(c.out)) {
+    EXPECT_EQ(p.extra["task"], "qa");
+    const auto scene = mmb::testing::hand_scene();  // any scene: only the answers are compared
+    EXPECT_EQ(mmb::judge_answer(v, scene, p.chosen, p.rejected).false_sentences, 1) << p.chosen << " / " << p.rejected;
+  }
   mmb::BpoBuildOptions b;
   b.model_dir = c.model_dir;
   b.world_dir = c.world_dir;

@@ -79,13 +79,17 @@ bool inject_error(const world::Verifier& verifier, const world::Scene& scene, co
 // `mmb prefs corrected`: for each drawn description prompt of a world split, the policy answers
 // (greedy by default, `temperature` > 0 samples); an answer with at least one false sentence
 // becomes a pair (chosen = correct_response of it, rejected = it); with fix = "hallucinated", an
-// answer with a hallucinated kind, only those sentences rewritten. Dropped: answers with nothing
-// to fix ("all_true"), corrections the verifier judge does not rank above the answer
+// answer with a hallucinated kind, only those sentences rewritten. A wrong answer to a QA prompt
+// is paired with the ground truth's answer. Dropped: answers with nothing to fix ("all_true"),
+// corrections the verifier judge does not rank above the answer
 // ("not_better"). "source": "corrected", "corrected": {"rewritten", "edits"}.
 struct CorrectedBuildOptions {
   std::string model_dir;  // the policy
   std::string world_dir;
   std::string split = "train";
+  // Prompts: description (descriptions) and qa (the first turn of the QA conversations: a wrong
+  // short answer is paired with the ground truth's).
+  std::vector<std::string> tasks = {"description"};
   int64_t limit = 1000;  // prompts, drawn with `seed` (-1: all)
   uint64_t seed = 1234;
   std::string out;                 // pairs.jsonl

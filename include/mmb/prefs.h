@@ -113,6 +113,12 @@ struct ResponseJudgement {
 };
 ResponseJudgement judge_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text);
 
+// A short answer (the first turn of a QA conversation) judged against the ground truth's answer:
+// one sentence, true when its answer is the reference's (Verifier::check_answer), false when it
+// differs or is missing (vague text cannot win); recall 0.
+ResponseJudgement judge_answer(const world::Verifier& verifier, const world::Scene& scene, const std::string& reference,
+                               const std::string& answer);
+
 // The verifier judge's order, by score(error_weight): > 0 when a is better than b, < 0 when
 // worse, 0 on a tie (a pair of tied responses teaches nothing and is dropped).
 int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight = 1.0);

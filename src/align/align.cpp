@@ -29,6 +29,7 @@ namespace {
 Json corrected_settings(const CorrectedBuildOptions& o) {
   return {{"samples_per_prompt", o.samples_per_prompt}, {"temperature", o.temperature}, {"top_p", o.top_p},
           {"max_new_tokens", o.max_new_tokens},         {"batch_size", o.batch_size},   {"fix", o.fix},
+          {"tasks", o.tasks},
           {"judge_error_weight", o.judge_error_weight}};
 }
 

@@ -59,19 +59,6 @@ BdhsHead bdhs_sentence_head(const std::string& sentence, double swap_prob, std::
 
 namespace {
 
-// Judges a QA answer against the ground truth's: one sentence, false when the answer differs or
-// is missing (vague text cannot win), true when it is the same.
-ResponseJudgement judge_qa(const world::Verifier& v, const world::Scene& scene, const std::string& reference,
-                           const std::string& answer) {
-  ResponseJudgement j;
-  j.sentences = 1;
-  for (const auto& o : scene.objects) j.visible += o.occluded ? 0 : 1;
-  const std::string expected = v.check_answer(reference, "yes").answer;  // the reference's own answer
-  const bool right = !expected.empty() && v.check_answer(answer, expected).truth == world::Truth::kTrue;
-  (right ? j.true_sentences : j.false_sentences) = 1;
-  return j;
-}
-
 }  // namespace
 
 torch::Tensor bdhs_key_keep(const torch::Tensor& input_ids, int64_t image_token_index, double keep_threshold,
@@ -192,9 +179,9 @@ PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& o) {
         continue;
       }
       const bool qa = p.task == "qa";
-      const ResponseJudgement pos = qa ? judge_qa(verifier, scene, p.reference, p.reference)
+      const ResponseJudgement pos = qa ? judge_answer(verifier, scene, p.reference, p.reference)
                                        : judge_response(verifier, scene, p.reference);
-      const ResponseJudgement neg = qa ? judge_qa(verifier, scene, p.reference, negative[k])
+      const ResponseJudgement neg = qa ? judge_answer(verifier, scene, p.reference, negative[k])
                                        : judge_response(verifier, scene, negative[k]);
       if (compare_judgements(pos, neg, o.judge_error_weight) <= 0) {
         report.dropped["not_worse"]++;

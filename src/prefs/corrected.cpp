@@ -33,7 +33,7 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   Vlm vlm = Vlm::load(o.model_dir);
   vlm.model()->eval();
-  const WorldPromptSet set = draw_world_prompts(o.world_dir, o.split, o.limit, o.seed);
+  const WorldPromptSet set = draw_world_prompts(o.world_dir, o.split, o.limit, o.seed, o.tasks);
   const world::Verifier verifier;
   PairBuildReport report;
   std::vector<PreferencePair> pairs;
@@ -57,6 +57,26 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
       const world::Scene& scene = set.scenes[p.scene];
       report.generated_tokens += int64_t(answers[r].generation.tokens.size());
       const std::string& answer = answers[r].text;
+      if (p.task == "qa") {  // a short answer: wrong ones are corrected to the ground truth's
+        const ResponseJudgement a = judge_answer(verifier, scene, p.reference, answer);
+        if (a.false_sentences == 0 || answer == p.reference || answer.find_first_not_of(" \t\n") == std::string::npos) {
+          report.dropped[a.false_sentences == 0 ? "all_true" : "empty"]++;
+          continue;
+        }
+        PreferencePair pair;
+        pair.prompt = {{p.question, ""}};
+        pair.chosen = p.reference;
+        pair.rejected = answer;
+        pair.image = p.image;
+        pair.extra = Json{{"source", "corrected"},
+                          {"scene", scene.id},
+                          {"task", "qa"},
+                          {"chosen_judgement", judge_answer(verifier, scene, p.reference, p.reference).to_json()},
+                          {"rejected_judgement", a.to_json()}};
+        pairs.push_back(std::move(pair));
+        report.pairs++;
+        continue;
+      }
       const ResponseJudgement before = judge_response(verifier, scene, answer);
       if (before.false_sentences == 0 || (only_hallucinated && before.hallucinated == 0)) {
         report.dropped["all_true"]++;
@@ -75,6 +95,7 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
       pair.image = p.image;
       pair.extra = Json{{"source", "corrected"},
                         {"scene", scene.id},
+                        {"task", "description"},
                         {"corrected", {{"fix", o.fix}, {"rewritten", int64_t(fixed.edits.size())}, {"edits", fixed.edits_json()}}},
                         {"chosen_judgement", after.to_json()},
                         {"rejected_judgement", before.to_json()}};

@@ -62,6 +62,17 @@ ResponseJudgement judge_response(const world::Verifier& verifier, const world::S
   return j;
 }
 
+ResponseJudgement judge_answer(const world::Verifier& verifier, const world::Scene& scene, const std::string& reference,
+                               const std::string& answer) {
+  ResponseJudgement j;
+  j.sentences = 1;
+  for (const auto& o : scene.objects) j.visible += o.occluded ? 0 : 1;
+  const std::string expected = verifier.check_answer(reference, "yes").answer;  // the reference's own answer
+  const bool right = !expected.empty() && verifier.check_answer(answer, expected).truth == world::Truth::kTrue;
+  (right ? j.true_sentences : j.false_sentences) = 1;
+  return j;
+}
+
 int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight) {
   const double d = a.score(error_weight) - b.score(error_weight);
   return d > 1e-12 ? 1 : d < -1e-12 ? -1 : 0;
