@@ -14,7 +14,7 @@ namespace {
 struct AlignCmd {
   CommonOptions common;
   AlignOptions o;
-  std::string corrected_tasks = "description";
+  std::string corrected_tasks = "description,qa";
   std::string suite = "pope,chair,mc,reasoning";
   bool no_eval_start = false, quiet = false;
 };

@@ -13,7 +13,7 @@ namespace {
 struct CorrectedCmd {
   CommonOptions common;
   CorrectedBuildOptions o;
-  std::string tasks = "description";
+  std::string tasks = "description,qa";
   bool quiet = false;
 };
 

@@ -121,6 +121,7 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
   c.out = tmp.file("corrected.jsonl");
   c.progress = false;
   c.fix = "false";  // every false sentence: most answers have one
+  c.tasks = {"description"};
   const auto rc = mmb::build_corrected_pairs(c);
   EXPECT_EQ(rc.prompts, 24);
   EXPECT_GT(rc.pairs, 0);

@@ -89,7 +89,7 @@ struct CorrectedBuildOptions {
   std::string split = "train";
   // Prompts: description (descriptions) and qa (the first turn of the QA conversations: a wrong
   // short answer is paired with the ground truth's).
-  std::vector<std::string> tasks = {"description"};
+  std::vector<std::string> tasks = {"description", "qa"};
   int64_t limit = 1000;  // prompts, drawn with `seed` (-1: all)
   uint64_t seed = 1234;
   std::string out;                 // pairs.jsonl
