@@ -63,9 +63,9 @@ struct AlignMethod {
   std::string help;
   bool online = false;  // trains online DPO; no builder
   // Builds the round's pairs into `pairs` with `model_dir` as the policy; seed is per round.
-  std::function<PairBuildReport(const AlignOptions&, const std::string& model_dir, const std::string& pairs,
-                                uint64_t seed)>
-      build;
+  using Build = std::function<PairBuildReport(const AlignOptions&, const std::string& model_dir,
+                                              const std::string& pairs, uint64_t seed)>;
+  Build build;
 };
 const std::vector<AlignMethod>& align_methods();
 

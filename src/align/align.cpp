@@ -119,60 +119,53 @@ std::string model_weights(const std::string& dir) {
 
 }  // namespace
 
+namespace {
+
+// A builder's options for one round: its own settings from the alignment options, the round's
+// policy, prompts (the world's training split), seed and output.
+template <class Options>
+Options for_round(Options b, const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
+  b.model_dir = model;
+  b.world_dir = a.world_dir;
+  b.split = "train";
+  b.limit = a.limit;
+  b.seed = seed;
+  b.out = pairs;
+  b.progress = a.progress;
+  return b;
+}
+
+const std::string& need_clip(const AlignOptions& a, const char* method) {
+  if (a.clip_dir.empty()) fail("run_align: method ", method, " needs a CLIP (--clip)");
+  return a.clip_dir;
+}
+
+}  // namespace
+
 const std::vector<AlignMethod>& align_methods() {
+  using Build = AlignMethod::Build;
   static const std::vector<AlignMethod> methods = {
       {"csr", "CSR: sentence-level beam search rewarded by likelihood and CLIPScore, best vs worst path", false,
-       [](const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
-         if (a.clip_dir.empty()) fail("run_align: method csr needs a CLIP (--clip)");
+       Build([](const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
          CsrBuildOptions c;
-         c.model_dir = model;
-         c.clip_dir = a.clip_dir;
-         c.world_dir = a.world_dir;
-         c.limit = a.limit;
-         c.seed = seed;
-         c.out = pairs;
          c.search = a.csr;
-         c.progress = a.progress;
-         return build_csr_pairs(c);
-       }},
+         c.clip_dir = need_clip(a, "csr");
+         return build_csr_pairs(for_round(c, a, model, pairs, seed));
+       })},
       {"corrected", "The policy's own answer vs the same answer with its false sentences corrected", false,
-       [](const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
-         CorrectedBuildOptions c = a.corrected;
-         c.model_dir = model;
-         c.world_dir = a.world_dir;
-         c.split = "train";
-         c.limit = a.limit;
-         c.seed = seed;
-         c.out = pairs;
-         c.progress = a.progress;
-         return build_corrected_pairs(c);
-       }},
+       Build([](const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
+         return build_corrected_pairs(for_round(a.corrected, a, model, pairs, seed));
+       })},
       {"bpo", "BPO: the ground truth vs the answer to a noised image and vs an injected error", false,
-       [](const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
-         BpoBuildOptions b = a.bpo;
-         b.model_dir = model;
-         b.world_dir = a.world_dir;
-         b.split = "train";
-         b.limit = a.limit;
-         b.seed = seed;
-         b.out = pairs;
-         b.progress = a.progress;
-         return build_bpo_pairs(b);
-       }},
+       Build([](const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
+         return build_bpo_pairs(for_round(a.bpo, a, model, pairs, seed));
+       })},
       {"bdhs", "BDHS: the ground truth vs the policy's rewrite of it with the image masked", false,
-       [](const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
-         if (a.clip_dir.empty()) fail("run_align: method bdhs needs a CLIP (--clip) for its similarity test");
+       Build([](const AlignOptions& a, const std::string& model, const std::string& pairs, uint64_t seed) {
          BdhsBuildOptions b = a.bdhs;
-         b.model_dir = model;
-         b.clip_dir = a.clip_dir;
-         b.world_dir = a.world_dir;
-         b.split = "train";
-         b.limit = a.limit;
-         b.seed = seed;
-         b.out = pairs;
-         b.progress = a.progress;
-         return build_bdhs_pairs(b);
-       }},
+         b.clip_dir = need_clip(a, "bdhs");
+         return build_bdhs_pairs(for_round(b, a, model, pairs, seed));
+       })},
       {"online", "Online DPO: each step samples the policy, the verifier judge pairs best vs worst", true, nullptr},
   };
   return methods;

@@ -187,18 +187,9 @@ PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& o) {
         report.dropped["not_worse"]++;
         continue;
       }
-      PreferencePair pair;
-      pair.prompt = {{p.question, ""}};
-      pair.chosen = p.reference;
-      pair.rejected = negative[k];
-      pair.image = p.image;
-      pair.extra = Json{{"source", "bdhs"},
-                        {"scene", scene.id},
-                        {"task", p.task},
-                        {"bdhs", {{"tries", tries[k]}, {"keep_threshold", o.keep_threshold}, {"noise_step", o.noise_step}}},
-                        {"chosen_judgement", pos.to_json()},
-                        {"rejected_judgement", neg.to_json()}};
-      pairs.push_back(std::move(pair));
+      pairs.push_back(world_pair(
+          p, scene, p.reference, negative[k], "bdhs", pos, neg,
+          {{"bdhs", {{"tries", tries[k]}, {"keep_threshold", o.keep_threshold}, {"noise_step", o.noise_step}}}}));
       report.pairs++;
     }
     report.prompts += int64_t(end - start);

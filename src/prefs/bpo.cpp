@@ -96,17 +96,7 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
       report.dropped[std::string("not_worse_") + source]++;
       return;
     }
-    PreferencePair pair;
-    pair.prompt = {{p.question, ""}};
-    pair.chosen = positive;
-    pair.rejected = negative;
-    pair.image = p.image;
-    pair.extra = Json{{"source", source},
-                      {"scene", scene.id},
-                      {"bpo", std::move(detail)},
-                      {"chosen_judgement", pos.to_json()},
-                      {"rejected_judgement", neg.to_json()}};
-    pairs.push_back(std::move(pair));
+    pairs.push_back(world_pair(p, scene, positive, negative, source, pos, neg, {{"bpo", std::move(detail)}}));
     report.pairs++;
   };
 

@@ -17,6 +17,23 @@ PromptBatch::PromptBatch(const WorldPromptSet& set, const std::string& world_dir
     }
 }
 
+PreferencePair world_pair(const DescriptionPrompt& p, const world::Scene& scene, const std::string& chosen,
+                          const std::string& rejected, const std::string& source, const ResponseJudgement& chosen_judgement,
+                          const ResponseJudgement& rejected_judgement, const Json& detail) {
+  PreferencePair pair;
+  pair.prompt = {{p.question, ""}};
+  pair.chosen = chosen;
+  pair.rejected = rejected;
+  pair.image = p.image;
+  pair.extra = detail.is_object() ? detail : Json::object();
+  pair.extra["source"] = source;
+  pair.extra["scene"] = scene.id;
+  pair.extra["task"] = p.task;
+  pair.extra["chosen_judgement"] = chosen_judgement.to_json();
+  pair.extra["rejected_judgement"] = rejected_judgement.to_json();
+  return pair;
+}
+
 std::string pairs_note(const PairBuildReport& report, std::chrono::steady_clock::time_point t0) {
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return std::to_string(report.pairs) + " pairs, " + std::to_string(int(60.0 * double(report.pairs) / std::max(s, 1e-9))) +

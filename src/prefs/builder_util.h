@@ -22,6 +22,12 @@ struct PromptBatch {
   PromptBatch& operator=(const PromptBatch&) = delete;
 };
 
+// A pair on a world prompt: its question and image, the two sides, and in `extra` the "source",
+// "scene", "task" and both judgements besides the builder's own fields (`detail`).
+PreferencePair world_pair(const DescriptionPrompt& p, const world::Scene& scene, const std::string& chosen,
+                          const std::string& rejected, const std::string& source, const ResponseJudgement& chosen_judgement,
+                          const ResponseJudgement& rejected_judgement, const Json& detail = Json::object());
+
 // "N pairs, M pairs/min" since t0.
 std::string pairs_note(const PairBuildReport& report, std::chrono::steady_clock::time_point t0);
 

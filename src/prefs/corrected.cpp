@@ -63,17 +63,8 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
           report.dropped[a.false_sentences == 0 ? "all_true" : "empty"]++;
           continue;
         }
-        PreferencePair pair;
-        pair.prompt = {{p.question, ""}};
-        pair.chosen = p.reference;
-        pair.rejected = answer;
-        pair.image = p.image;
-        pair.extra = Json{{"source", "corrected"},
-                          {"scene", scene.id},
-                          {"task", "qa"},
-                          {"chosen_judgement", judge_answer(verifier, scene, p.reference, p.reference).to_json()},
-                          {"rejected_judgement", a.to_json()}};
-        pairs.push_back(std::move(pair));
+        pairs.push_back(world_pair(p, scene, p.reference, answer, "corrected",
+                                   judge_answer(verifier, scene, p.reference, p.reference), a));
         report.pairs++;
         continue;
       }
@@ -88,18 +79,9 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
         report.dropped["not_better"]++;
         continue;
       }
-      PreferencePair pair;
-      pair.prompt = {{p.question, ""}};
-      pair.chosen = fixed.text;
-      pair.rejected = answer;
-      pair.image = p.image;
-      pair.extra = Json{{"source", "corrected"},
-                        {"scene", scene.id},
-                        {"task", "description"},
-                        {"corrected", {{"fix", o.fix}, {"rewritten", int64_t(fixed.edits.size())}, {"edits", fixed.edits_json()}}},
-                        {"chosen_judgement", after.to_json()},
-                        {"rejected_judgement", before.to_json()}};
-      pairs.push_back(std::move(pair));
+      pairs.push_back(world_pair(
+          p, scene, fixed.text, answer, "corrected", after, before,
+          {{"corrected", {{"fix", o.fix}, {"rewritten", int64_t(fixed.edits.size())}, {"edits", fixed.edits_json()}}}}));
       report.pairs++;
     }
     report.prompts += int64_t(end - start);
