@@ -70,7 +70,10 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
              " (the judge needs the pair's scene; the world builders write it)");
       if (p.prompt.size() != 1) fail("run_dpo: avg DPO: ", p.where, ": a multi-turn prompt cannot be sampled");
       if (p.image.empty()) fail("run_dpo: avg DPO: ", p.where, ": a text-only pair has no scene to judge");
-      prompts.push_back({p.prompt[0].user, p.image, scene_index[sid->get<std::string>()], p.chosen, "description"});
+      auto task = p.extra.find("task");  // a QA pair's sides are short answers, judged as answers
+      const bool qa = task != p.extra.end() && task->is_string() && task->get<std::string>() == "qa";
+      prompts.push_back({p.prompt[0].user, p.image, scene_index[sid->get<std::string>()], p.chosen,
+                         qa ? "qa" : "description"});
     }
   } else {
     prompts = read_description_prompts(o.world_dir, o.online_split, scene_index);
@@ -148,7 +151,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       for (int64_t k = 0; k < K; ++k) {
         const VlmAnswer& a = answers[s * size_t(K) + size_t(k)];
         sampled_tokens += int64_t(a.generation.tokens.size());
-        j.push_back(judge_response(verifier, scenes[p.scene], a.text));
+        j.push_back(p.task == "qa" ? judge_answer(verifier, scenes[p.scene], p.reference, a.text)
+                                   : judge_response(verifier, scenes[p.scene], a.text));
       }
       sampled += K;
       size_t best = 0, worst = 0;
@@ -162,7 +166,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       const std::string& cw = answers[s * size_t(K) + worst].text;
       if (avg) {  // ỹ−: the worst sample, against the offline chosen y+ (the ground truth's judgement)
         const int64_t i = idx[online_slots[s]];
-        const ResponseJudgement yplus = judge_response(verifier, scenes[p.scene], p.reference);
+        const ResponseJudgement yplus = p.task == "qa" ? judge_answer(verifier, scenes[p.scene], p.reference, p.reference)
+                                                       : judge_response(verifier, scenes[p.scene], p.reference);
         Side w;
         if (compare_judgements(yplus, j[worst], o.judge_error_weight) <= 0 || cw == p.reference ||
             !tokenize_side(tok, tmpl, model->config(), pair, cw, max_length, true, w, &dummy_truncated)) {
