@@ -7,7 +7,7 @@ DEMO_OUT ?= runs/demo
 # FROM_SCRATCH=1: `make demo` trains the base model (configs/base.toml) instead of starting from models/base
 FROM_SCRATCH ?= 0
 
-.PHONY: all setup configure build test demo bench format-check clean
+.PHONY: all setup configure build test demo bench format-check clean test-sanitize fuzz-smoke fuzz
 
 all: build
 
@@ -28,6 +28,32 @@ test: build
 # The main job on the built-in world: from the shipped base model (models/base), the methods.
 demo: build
 	FROM_SCRATCH=$(FROM_SCRATCH) scripts/demo $(BUILD) $(DEMO_OUT)
+
+# Sanitizer and fuzz builds (docs/reliability.md): clang, AddressSanitizer + UndefinedBehaviorSanitizer
+# and libFuzzer's coverage, in their own build directory. Not part of `make test`.
+SAN_BUILD ?= build-asan
+FUZZ_SECONDS ?= 30
+FUZZ_JOBS ?= $(JOBS)
+FUZZ_TARGETS ?= safetensors checkpoint_index model_config jsonl prefs image tokenizer verifier sentences chat_template toml_config
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0
+
+$(SAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(SAN_BUILD) -G "$(GENERATOR)" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
+	  -DMMB_SANITIZE=ON -DMMB_BUILD_FUZZ=ON -DMMB_BUILD_BENCH=OFF
+
+test-sanitize: setup $(SAN_BUILD)/CMakeCache.txt
+	cmake --build $(SAN_BUILD) -j $(JOBS)
+	cd $(SAN_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 3000
+
+# Each fuzz target for FUZZ_SECONDS on a scratch copy of its seed corpus (tests/fuzz/corpus/NAME).
+fuzz-smoke: setup $(SAN_BUILD)/CMakeCache.txt
+	cmake --build $(SAN_BUILD) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz $(SAN_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz: FUZZ_SECONDS = 600
+fuzz: fuzz-smoke
 
 bench: build
 	@echo "benchmarks: see docs/performance.md for each command"

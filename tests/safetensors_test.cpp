@@ -98,7 +98,7 @@ TEST(Safetensors, RejectsMalformedFiles) {
   expect_rejected(make_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data),
                   "needs 12");
   // 8. bad JSON
-  expect_rejected(make_file(R"({"a":{"dtype":"F32",)", data), "not valid JSON");
+  expect_rejected(make_file(R"({"a":{"dtype":"F32",)", data), "invalid JSON");
   // 9. unknown dtype
   expect_rejected(make_file(R"({"a":{"dtype":"F13","shape":[2],"data_offsets":[0,8]}})", data),
                   "unknown dtype 'F13'");

@@ -23,6 +23,11 @@ struct ImageLimits {
   int max_width = 16384;            // pixels
   int max_height = 16384;           // pixels
   int64_t max_file_bytes = 256 << 20;  // refuse larger files before decoding
+  // Pixels (width x height) of the declared size: a small file can declare a huge image (a
+  // decompression bomb), and the decoder allocates for the declared size before it reads the
+  // data. 2^25 (8K video, 7680x4320, fits) bounds one decode to about 0.5 GB at worst (16-bit
+  // RGBA as read, then the output).
+  int64_t max_pixels = int64_t(1) << 25;
 };
 
 // Decodes PNG or JPEG bytes into an image with `want_channels` channels (3 = RGB).

@@ -41,11 +41,28 @@ Image decode_image(std::string_view bytes, const std::string& name, int want_cha
   auto data = reinterpret_cast<const stbi_uc*>(bytes.data());
   int len = int(bytes.size());
   int w = 0, h = 0, c = 0;
+  // A PNG's size is in its first chunk (IHDR). stb_image refuses one too large to decode as
+  // "unknown image type"; read it here so that a decompression bomb is named as such.
+  static const char kPngSignature[] = "\x89PNG\r\n\x1a\n";
+  if (bytes.size() >= 24 && bytes.compare(0, 8, std::string_view(kPngSignature, 8)) == 0 &&
+      bytes.compare(12, 4, "IHDR") == 0) {
+    const auto be32 = [&](size_t at) {
+      return (uint32_t(uint8_t(bytes[at])) << 24) | (uint32_t(uint8_t(bytes[at + 1])) << 16) |
+             (uint32_t(uint8_t(bytes[at + 2])) << 8) | uint32_t(uint8_t(bytes[at + 3]));
+    };
+    const uint32_t pw = be32(16), ph = be32(20);
+    if (pw > uint32_t(limits.max_width) || ph > uint32_t(limits.max_height))
+      fail("decode_image: ", name, ": size ", pw, "x", ph, " outside the limit ", limits.max_width,
+           "x", limits.max_height);
+  }
   if (!stbi_info_from_memory(data, len, &w, &h, &c))
     fail("decode_image: ", name, ": not a PNG or JPEG image (", stbi_failure_reason(), ")");
   if (w <= 0 || h <= 0 || w > limits.max_width || h > limits.max_height)
     fail("decode_image: ", name, ": size ", w, "x", h, " outside the limit ", limits.max_width,
          "x", limits.max_height);
+  if (int64_t(w) * int64_t(h) > limits.max_pixels)
+    fail("decode_image: ", name, ": size ", w, "x", h, " = ", int64_t(w) * int64_t(h),
+         " pixels exceeds the limit of ", limits.max_pixels, " (a decompression bomb?)");
   std::unique_ptr<stbi_uc, void (*)(void*)> px(
       stbi_load_from_memory(data, len, &w, &h, &c, want_channels), stbi_image_free);
   if (!px) fail("decode_image: ", name, ": corrupt image (", stbi_failure_reason(), ")");

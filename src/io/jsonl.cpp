@@ -18,11 +18,7 @@ bool JsonlReader::next(Json& value) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     bool blank = line.find_first_not_of(" \t") == std::string::npos;
     if (blank) continue;
-    try {
-      value = Json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("JsonlReader: ", where(), ": invalid JSON: ", e.what());
-    }
+    value = parse_json(line, "JsonlReader: " + where());
     return true;
   }
   if (in_.bad()) fail("JsonlReader: ", path_, ": read error after line ", line_number_);

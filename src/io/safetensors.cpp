@@ -90,12 +90,8 @@ SafetensorsHeader parse_safetensors_header(std::string_view bytes, const std::st
   std::string_view text = bytes.substr(8, n);
   if (text.front() != '{') fail(ctx, ": header does not start with '{'");
 
-  Json header;
-  try {
-    header = Json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(ctx, ": header is not valid JSON: ", e.what());
-  }
+  // Repeated tensor names are refused here (parse_json rejects a repeated key).
+  const Json header = parse_json(text, ctx + ": header");
   if (!header.is_object()) fail(ctx, ": header is not a JSON object");
 
   SafetensorsHeader out;

@@ -181,7 +181,12 @@ ChatTemplate chat_template_for(const std::string& model_dir) {
   const std::string path = model_dir + "/chat_template.json";
   if (!std::filesystem::exists(path)) return ChatTemplate::vicuna_v1();
   Json j = read_json_file(path);
-  ChatTemplate t = ChatTemplate::by_name(json_get<std::string>(j, "name", path));
+  ChatTemplate t;
+  try {
+    t = ChatTemplate::by_name(json_get<std::string>(j, "name", path));
+  } catch (const Error& e) {
+    fail(path, ": ", e.what());
+  }
   if (j.contains("system")) t.system = json_get<std::string>(j, "system", path);
   return t;
 }

@@ -157,36 +157,44 @@ std::string Trainer::save_checkpoint() {
     fs::remove_all(tmp);
     make_dirs(tmp);
 
-    std::vector<std::pair<std::string, torch::Tensor>> weights;
-    for (const auto& item : module_.named_parameters(true))
-      weights.emplace_back(item.key(), item.value().detach().cpu());
-    for (const auto& item : module_.named_buffers(true)) weights.emplace_back(item.key(), item.value().detach().cpu());
-    save_safetensors(tmp + "/model.safetensors", weights, {{"format", "pt"}});
-    AdamWStateDump opt = dump_adamw_state(*optimizer_, groups_);
-    save_safetensors(tmp + "/optimizer.safetensors", opt.tensors);
-    save_safetensors(tmp + "/rng.safetensors", {{"torch_cpu", cpu_generator_state()}});
-    if (ckpt_hook_) ckpt_hook_(tmp);
+    // A failed write (a full disk) removes its partial directory: the space goes back, and the
+    // previous checkpoint stays the latest.
+    try {
+      std::vector<std::pair<std::string, torch::Tensor>> weights;
+      for (const auto& item : module_.named_parameters(true))
+        weights.emplace_back(item.key(), item.value().detach().cpu());
+      for (const auto& item : module_.named_buffers(true)) weights.emplace_back(item.key(), item.value().detach().cpu());
+      save_safetensors(tmp + "/model.safetensors", weights, {{"format", "pt"}});
+      AdamWStateDump opt = dump_adamw_state(*optimizer_, groups_);
+      save_safetensors(tmp + "/optimizer.safetensors", opt.tensors);
+      save_safetensors(tmp + "/rng.safetensors", {{"torch_cpu", cpu_generator_state()}});
+      if (ckpt_hook_) ckpt_hook_(tmp);
 
-    Json files = Json::object();
-    for (const auto& e : fs::recursive_directory_iterator(tmp)) {
-      if (!e.is_regular_file()) continue;
-      const std::string rel = fs::relative(e.path(), tmp).string();
-      if (rel == "trainer_state.json" || rel.find(".tmp.") != std::string::npos) continue;
-      const std::string bytes = read_file(e.path().string());
-      files[rel] = {{"bytes", int64_t(bytes.size())}, {"fnv1a64", fnv1a64_hex(bytes)}};
+      Json files = Json::object();
+      for (const auto& e : fs::recursive_directory_iterator(tmp)) {
+        if (!e.is_regular_file()) continue;
+        const std::string rel = fs::relative(e.path(), tmp).string();
+        if (rel == "trainer_state.json" || rel.find(".tmp.") != std::string::npos) continue;
+        const std::string bytes = read_file(e.path().string());
+        files[rel] = {{"bytes", int64_t(bytes.size())}, {"fnv1a64", fnv1a64_hex(bytes)}};
+      }
+      Json state = {{"format", kFormat},
+                    {"version", kVersion},
+                    {"step", step_},
+                    {"tokens_seen", tokens_seen_},
+                    {"data_cursor", cursor_ ? cursor_->state() : Json()},
+                    {"groups", groups_json(groups_)},
+                    {"optimizer_steps", opt.steps},
+                    {"options", options_json(options_)},
+                    {"world_size", dist_ ? dist_->world_size() : 1},
+                    {"files", files}};
+      write_json_file(tmp + "/trainer_state.json", state);
+      fsync_path(tmp);
+    } catch (...) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+      throw;
     }
-    Json state = {{"format", kFormat},
-                  {"version", kVersion},
-                  {"step", step_},
-                  {"tokens_seen", tokens_seen_},
-                  {"data_cursor", cursor_ ? cursor_->state() : Json()},
-                  {"groups", groups_json(groups_)},
-                  {"optimizer_steps", opt.steps},
-                  {"options", options_json(options_)},
-                  {"world_size", dist_ ? dist_->world_size() : 1},
-                  {"files", files}};
-    write_json_file(tmp + "/trainer_state.json", state);
-    fsync_path(tmp);
 
     // Commit: swap the directory in, then point `latest` at it.
     std::string old;
