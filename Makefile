@@ -35,7 +35,7 @@ SAN_BUILD ?= build-asan
 FUZZ_SECONDS ?= 30
 FUZZ_JOBS ?= $(JOBS)
 FUZZ_TARGETS ?= safetensors checkpoint_index model_config jsonl prefs image tokenizer verifier sentences chat_template toml_config
-export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0
+export ASAN_OPTIONS ?= detect_leaks=1:alloc_dealloc_mismatch=0:abort_on_error=1:detect_stack_use_after_return=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0
 

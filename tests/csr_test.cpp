@@ -103,7 +103,8 @@ int check_tree(Toy& toy, const mmb::CsrOptions& o, const std::string& prompt) {
   for (size_t i = 0; i < tree.nodes.size(); ++i) children[tree.nodes[i].parent].push_back(int64_t(i));
   const int64_t eos = toy.vlm->model()->config().text.eos_token_id;
   int finals = 0;
-  for (const auto& [parent, kids] : children) {
+  for (const auto& [parent_id, kids] : children) {
+    const int64_t parent = parent_id;  // a structured binding cannot be captured before C++20 (clang)
     // The expansion equals group beam search from the re-encoded prefix.
     mmb::VlmInput in = toy.vlm->encode_prompt(prompt, &toy.image);
     auto st = mmb::prefill(toy.vlm->model(), in, 256);

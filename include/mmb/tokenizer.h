@@ -15,7 +15,8 @@
 // is set; as Hugging Face's Llama tokenizer does with its special tokens), each chunk between
 // them is encoded by SentencePiece on its own (with SentencePiece's dummy-prefix space, like the
 // "legacy" Llama tokenizer LLaVA-1.5 was trained with), and the special ids are put in between.
-// Decoding is the inverse: decode(encode(t, false)) == t for text without special strings.
+// Decoding is the inverse: decode(encode(t, false)) == t for well-formed UTF-8 text without
+// special strings (SentencePiece reads ill-formed bytes as U+FFFD; tests/fuzz checks the rest).
 //
 // Thread safety: all const methods may be called concurrently.
 //

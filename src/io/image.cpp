@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstring>
 #include <memory>
+#include <string>
 
 #include "mmb/atomic_file.h"
 #include "mmb/error.h"
@@ -28,6 +29,51 @@
 #endif
 
 namespace mmb {
+namespace {
+
+// stb_image 2.27 (Debian 12's) writes past its Huffman tables when a JPEG's DHT segment declares
+// more than 256 codes for one table (fixed upstream in 2.28). Walks the markers, through every
+// scan, and refuses such a table before stb sees the bytes. Returns "" or the reason.
+std::string check_jpeg_huffman_tables(std::string_view b) {
+  // As stb_image reads: bytes past the end are zeros, and bytes between markers are skipped.
+  const auto u8 = [&](size_t i) { return i < b.size() ? uint8_t(b[i]) : uint8_t(0); };
+  // stb takes any run of 0xFF then 0xD8 at the start as the SOI marker.
+  size_t p = 0;
+  while (p < b.size() && u8(p) == 0xFF) ++p;
+  if (p == 0 || u8(p) != 0xD8) return "";
+  ++p;
+  while (p < b.size()) {
+    if (u8(p) != 0xFF) {
+      ++p;
+      continue;
+    }
+    while (p < b.size() && u8(p) == 0xFF) ++p;
+    if (p >= b.size()) return "";
+    const uint8_t m = u8(p++);
+    if (m == 0xD9) return "";                               // EOI
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue;   // no length
+    const size_t len = (size_t(u8(p)) << 8) | u8(p + 1);
+    if (m == 0xC4) {  // DHT: tables of (class/id, 16 counts, the values) while length is left
+      int64_t left = int64_t(len) - 2;
+      for (size_t q = p + 2; left > 0 && q < b.size();) {
+        size_t codes = 0;
+        for (size_t i = 1; i <= 16; ++i) codes += u8(q + i);
+        if (codes > 256) return "a Huffman table declares " + std::to_string(codes) + " codes (at most 256)";
+        q += 17 + codes;
+        left -= int64_t(17 + codes);
+      }
+    }
+    if (len < 2) return "";
+    p += len;
+    if (m == 0xDA) {  // SOS: entropy-coded data up to the next marker that is not RSTn or 0xFF00
+      while (p + 1 < b.size() && !(u8(p) == 0xFF && u8(p + 1) != 0x00 && !(u8(p + 1) >= 0xD0 && u8(p + 1) <= 0xD7)))
+        ++p;
+    }
+  }
+  return "";
+}
+
+}  // namespace
 
 Image decode_image(std::string_view bytes, const std::string& name, int want_channels,
                    const ImageLimits& limits) {
@@ -55,6 +101,8 @@ Image decode_image(std::string_view bytes, const std::string& name, int want_cha
       fail("decode_image: ", name, ": size ", pw, "x", ph, " outside the limit ", limits.max_width,
            "x", limits.max_height);
   }
+  if (const std::string bad = check_jpeg_huffman_tables(bytes); !bad.empty())
+    fail("decode_image: ", name, ": corrupt JPEG: ", bad);
   if (!stbi_info_from_memory(data, len, &w, &h, &c))
     fail("decode_image: ", name, ": not a PNG or JPEG image (", stbi_failure_reason(), ")");
   if (w <= 0 || h <= 0 || w > limits.max_width || h > limits.max_height)

@@ -92,9 +92,24 @@ struct SpApi {
   SpStatus (*train)(const StringMap& kwargs, SpSentenceIterator* it, std::string* model) = nullptr;
 };
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MMB_ASAN_DLOPEN 1
+#endif
+#endif
+
 void* open_library(const char* name) {
   // RTLD_DEEPBIND: the library resolves its symbols (its bundled protobuf) in itself first.
+#ifdef MMB_ASAN_DLOPEN
+  // AddressSanitizer's dlopen refuses RTLD_DEEPBIND, since the library's own malloc/free calls
+  // would then bypass its allocator. SentencePiece allocates through libstdc++ (already bound to
+  // the sanitizer's malloc), so the sanitized build (make test-sanitize) calls libc's dlopen.
+  using DlopenFn = void* (*)(const char*, int);
+  static const auto real_dlopen = reinterpret_cast<DlopenFn>(::dlsym(RTLD_NEXT, "dlopen"));
+  void* h = real_dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+#else
   void* h = ::dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+#endif
   if (!h) fail("Tokenizer: cannot load ", name, " (", ::dlerror(), "); install libsentencepiece0");
   return h;
 }

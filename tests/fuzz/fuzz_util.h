@@ -20,16 +20,17 @@ inline std::string_view bytes_of(const uint8_t* data, size_t size) {
   return {reinterpret_cast<const char*>(data), size};
 }
 
-// A directory of this process under $TMPDIR (default /tmp), removed at exit.
+// A directory of this process under $TMPDIR (default /tmp), removed at exit. The name lives in
+// a static that is never destroyed: the exit handler runs after static destructors would have.
 inline const std::string& scratch_dir() {
-  static const std::string dir = [] {
+  static const std::string* dir = [] {
     const char* tmp = std::getenv("TMPDIR");
-    std::string d = std::string(tmp && *tmp ? tmp : "/tmp") + "/mmb_fuzz_" + std::to_string(::getpid());
-    std::filesystem::create_directories(d);
+    auto* d = new std::string(std::string(tmp && *tmp ? tmp : "/tmp") + "/mmb_fuzz_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(*d);
     std::atexit([] { std::error_code ec; std::filesystem::remove_all(scratch_dir(), ec); });
     return d;
   }();
-  return dir;
+  return *dir;
 }
 
 // Writes `bytes` to scratch_dir()/name and returns the path.

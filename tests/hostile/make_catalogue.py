@@ -105,6 +105,11 @@ add("png_bomb_16bit_rgba.png", "image", "pixels exceeds the limit", png(16000, 1
 add("jpeg_bomb.jpg", "image", "pixels exceeds the limit", jpeg_sof(16000, 16000), why="16000x16000 declared in 25 bytes")
 add("jpeg_bomb_wide.jpg", "image", "outside the limit", jpeg_sof(65000, 65000))
 real_png = open(os.path.join(ROOT, "tests/fuzz/corpus/image/scene.png"), "rb").read()
+dht_counts = [0] * 14 + [45, 255]
+add("jpeg_huffman_overflow.jpg", "image", "Huffman table",
+    b"\xff\xd8" + bytes.fromhex("ffc000110800080010030122000211010311 01".replace(" ", "")) +
+    b"\xff\xc4" + struct.pack(">H", 2 + 17 + 300) + b"\x00" + bytes(dht_counts) + bytes(300) + b"\xff\xd9",
+    why="a Huffman table of 300 codes: stb_image 2.27 writes past its 257-entry table")
 add("png_truncated.png", "image", "corrupt image", real_png[: len(real_png) // 2])
 add("png_bad_crc_tiny.png", "image", "corrupt image", png(4, 4, idat=b"\x00"), why="a 4x4 image with one byte of pixels")
 real_jpg = open(os.path.join(ROOT, "tests/fixtures/red16x8.jpg"), "rb").read()
