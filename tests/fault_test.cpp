@@ -1,4 +1,4 @@
-// Faults survived by the real commands: `mmb train clip | sft | dpo` (offline and online) killed
+// Faults survived by the real commands: `mmb train clip | sft | dpo | rl` (DPO offline and online) killed
 // with SIGKILL at random moments resume to the bit-identical model and per-step losses of an
 // uninterrupted run; a file-size limit (a full disk) during a checkpoint is a clear error that
 // leaves the previous checkpoint intact, and the run resumes from it once there is room.
@@ -188,6 +188,22 @@ TEST(Faults, KilledOnlineDpoResumesExactly) {
                   kMmb + " train dpo --online --model " + kBase + "/vlm --world " + world() +
                       " --steps 10 --batch 2 --samples-per-prompt 2 --max-new-tokens 24 --checkpoint-every 3",
                   104);
+}
+
+TEST(Faults, KilledRlResumesExactly) {
+  // GRPO samples G answers a prompt and rewards them with the confidence estimator's levels: the
+  // resume restores the sampler and the data order with the weights.
+  mmb::testing::TempDir tmp;
+  run(kMmb + " boundary signals --model " + kBase + "/vlm --clip " + kBase + "/clip --world " + world() +
+          " --split val --limit 4 --quiet --steps " + tmp.file("steps.jsonl"),
+      tmp.file("signals.log"));
+  run(kMmb + " boundary fit --steps " + tmp.file("steps.jsonl") + " --out " + tmp.file("confidence.json"),
+      tmp.file("fit.log"));
+  kill_and_resume("rl",
+                  kMmb + " train rl --model " + kBase + "/vlm --clip " + kBase + "/clip --confidence " +
+                      tmp.file("confidence.json") + " --world " + world() +
+                      " --steps 8 --batch 2 --group-size 2 --max-new-tokens 16 --checkpoint-every 2",
+                  105);
 }
 
 TEST(Faults, FullDiskDuringACheckpointKeepsThePreviousOne) {

@@ -73,6 +73,30 @@ std::string check_jpeg_huffman_tables(std::string_view b) {
   return "";
 }
 
+// stb_image 2.27 copies a zero-length IDAT chunk that comes before any image data into a null
+// buffer (memcpy(NULL, p, 0): undefined behaviour, found by fuzzing). Walks the chunks as stb does
+// (length, type, data, CRC) and refuses such a chunk first. Returns "" or the reason.
+std::string check_png_chunks(std::string_view b) {
+  static const char kSignature[] = "\x89PNG\r\n\x1a\n";
+  if (b.size() < 8 || b.compare(0, 8, std::string_view(kSignature, 8)) != 0) return "";
+  const auto be32 = [&](size_t at) {
+    return (uint32_t(uint8_t(b[at])) << 24) | (uint32_t(uint8_t(b[at + 1])) << 16) |
+           (uint32_t(uint8_t(b[at + 2])) << 8) | uint32_t(uint8_t(b[at + 3]));
+  };
+  for (size_t p = 8; p + 8 <= b.size();) {
+    const uint32_t len = be32(p);
+    const std::string_view type = b.substr(p + 4, 4);
+    if (type == "IEND") return "";
+    if (type == "IDAT") {
+      if (len > 0) return "";  // stb has allocated its buffer: later empty chunks are harmless
+      return "an empty IDAT chunk at byte " + std::to_string(p) + " before any image data";
+    }
+    if (uint64_t(len) + 12 > uint64_t(b.size() - p)) return "";  // stb runs out of data: its error
+    p += 12 + size_t(len);
+  }
+  return "";
+}
+
 }  // namespace
 
 Image decode_image(std::string_view bytes, const std::string& name, int want_channels,
@@ -103,6 +127,8 @@ Image decode_image(std::string_view bytes, const std::string& name, int want_cha
   }
   if (const std::string bad = check_jpeg_huffman_tables(bytes); !bad.empty())
     fail("decode_image: ", name, ": corrupt JPEG: ", bad);
+  if (const std::string bad = check_png_chunks(bytes); !bad.empty())
+    fail("decode_image: ", name, ": corrupt PNG: ", bad);
   if (!stbi_info_from_memory(data, len, &w, &h, &c))
     fail("decode_image: ", name, ": not a PNG or JPEG image (", stbi_failure_reason(), ")");
   if (w <= 0 || h <= 0 || w > limits.max_width || h > limits.max_height)

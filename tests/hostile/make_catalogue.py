@@ -35,12 +35,12 @@ def f32(n):
     return struct.pack("<%df" % n, *range(n))
 
 
-def png(width, height, depth=8, colour=6, idat=b"\x00" * 16, crc=True):
+def png(width, height, depth=8, colour=6, idat=b"\x00" * 16, crc=True, raw_idat=None):
     def chunk(kind, body):
         c = zlib.crc32(kind + body) & 0xFFFFFFFF
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", c if crc else c ^ 1)
     ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(idat)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(idat) if raw_idat is None else raw_idat) + chunk(b"IEND", b"")
 
 
 def jpeg_sof(width, height):
@@ -110,6 +110,8 @@ add("jpeg_huffman_overflow.jpg", "image", "Huffman table",
     b"\xff\xd8" + bytes.fromhex("ffc000110800080010030122000211010311 01".replace(" ", "")) +
     b"\xff\xc4" + struct.pack(">H", 2 + 17 + 300) + b"\x00" + bytes(dht_counts) + bytes(300) + b"\xff\xd9",
     why="a Huffman table of 300 codes: stb_image 2.27 writes past its 257-entry table")
+add("png_empty_idat.png", "image", "empty IDAT", png(4, 4, raw_idat=b""),
+    why="a zero-length IDAT chunk: stb_image 2.27 copies it into a null buffer")
 add("png_truncated.png", "image", "corrupt image", real_png[: len(real_png) // 2])
 add("png_bad_crc_tiny.png", "image", "corrupt image", png(4, 4, idat=b"\x00"), why="a 4x4 image with one byte of pixels")
 real_jpg = open(os.path.join(ROOT, "tests/fixtures/red16x8.jpg"), "rb").read()
