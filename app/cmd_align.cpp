@@ -59,7 +59,7 @@ void setup_align(CLI::App& cmd) {
   cmd.add_option("--model", o.model_dir, "Start model (round 1's policy and reference)")->required();
   cmd.add_option("--world", o.world_dir, "World directory: training prompts, the verifier, the test split")
       ->required();
-  cmd.add_option("--clip", o.clip_dir, "CLIP of CSR's image reward and BDHS's similarity (methods csr, bdhs)");
+  cmd.add_option("--clip", o.clip_dir, "CLIP of CSR's image reward, BDHS's similarity, online DPO's clip and mix judges");
   cmd.add_option("--method", o.method, "Builder(s) joined by '+', or online")->capture_default_str();
   cmd.add_option("--rounds", o.rounds, "Rounds; each starts from the previous round's model")->capture_default_str();
   cmd.add_option("--limit", o.limit, "Training prompts each builder answers per round")->capture_default_str();

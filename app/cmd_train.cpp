@@ -96,7 +96,14 @@ void setup_train_dpo(CLI::App& cmd) {
   cmd.add_flag("--truncate-response", o.truncate_response, "Cut response ends to fit --max-length instead")
       ->group("Data");
   cmd.add_option("--ref-cache", o.ref_cache, "Reference log-probs file (default: OUT/ref_logps.json)")->group("Data");
+  cmd.add_option("--eval-data", o.eval_data, "Held-out preference pairs, evaluated during training (eval/* metrics)")
+      ->group("Data");
+  cmd.add_option("--eval-every", o.eval_every, "Steps between held-out evaluations (0: at the end only)")
+      ->group("Data")
+      ->capture_default_str();
   add_dpo_options(cmd, o);
+  cmd.add_option("--clip", o.clip_dir, "CLIP model directory of the clip and mix judges (e.g. models/base/clip)")
+      ->group("Online DPO");
   cmd.add_option("--world", o.world_dir, "World directory: its description prompts and their truth")
       ->group("Online DPO");
   cmd.callback([&cmd, c] {

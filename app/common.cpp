@@ -214,7 +214,7 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->group(l)
       ->capture_default_str();
   const char* on = "Online DPO";
-  cmd.add_flag("--online", o.online, "Sample responses with the policy each step; the verifier judge picks the pairs")
+  cmd.add_flag("--online", o.online, "Sample responses with the policy each step; the judge picks the pairs")
       ->group(on);
   cmd.add_option("--online-split", o.online_split, "World split the prompts come from")->group(on)->capture_default_str();
   cmd.add_option("--samples-per-prompt", o.samples_per_prompt, "Responses k sampled per prompt (>= 2)")
@@ -235,6 +235,11 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
                  "avg DPO (with --data and --world): g L(y+, y-) + (1 - g) L(y+, worst own sample); 1 = off")
       ->group(on)
       ->capture_default_str();
+  cmd.add_option("--judge", o.judge,
+                 "Ranks the samples: verifier (the world's truth) | clip (CLIPScore of the sentences) | likelihood | mix")
+      ->group(on)
+      ->capture_default_str();
+  cmd.add_option("--judge-mix", o.judge_mix, "The mix judge's weights, e.g. verifier=1,clip=0.5,likelihood=0.5")->group(on);
   cmd.add_option("--judge-error-weight", o.judge_error_weight,
                  "Verifier judge: score = recall - w * errors / visible objects")
       ->group(on)

@@ -12,6 +12,7 @@
 #include "mmb/checkpoint.h"
 #include "mmb/jsonl.h"
 #include "mmb/model.h"
+#include "mmb/run_dir.h"
 #include "mmb/tokenizer.h"
 #include "mmb/vlm.h"
 #include "test_util.h"
@@ -108,6 +109,38 @@ TEST(Dpo, LearnsThePreferenceAndCachesTheReference) {
   expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "reference weights changed");
 }
 
+TEST(Dpo, EvaluatesHeldOutPairsWithTrlsMetrics) {
+  TempDir d;
+  make_fixture(d);
+  auto o = options(d, "run");
+  o.eval_data = d.file("pairs.jsonl");  // the training pairs: their held-out loss must fall as they are learnt
+  o.eval_every = 5;
+  {
+    mmb::RunDir run(d.file("run"), mmb::RunInfo{});
+    mmb::run_dpo(o, &run);
+    run.finish();
+  }
+  std::vector<Json> evals;
+  for (const auto& line : mmb::read_jsonl_file(d.file("run/metrics.jsonl")))
+    if (line.contains("eval/loss")) evals.push_back(line);
+  ASSERT_EQ(evals.size(), 5u);  // steps 5, 10, 15, 20, 25
+  EXPECT_EQ(evals.front()["step"], 5);
+  EXPECT_EQ(evals.back()["step"], 25);
+  for (const char* k : {"eval/rewards/chosen", "eval/rewards/rejected", "eval/rewards/margins", "eval/rewards/accuracies",
+                        "eval/logps/chosen", "eval/logps/rejected"})
+    EXPECT_TRUE(evals.back().contains(k)) << k;
+  EXPECT_EQ(evals.back()["eval/pairs"], 4);
+  EXPECT_LT(evals.back()["eval/loss"].get<double>(), evals.front()["eval/loss"].get<double>());
+  EXPECT_LT(evals.back()["eval/loss"].get<double>(), std::log(2.0) * 0.5);
+  EXPECT_EQ(evals.back()["eval/rewards/accuracies"].get<double>(), 1.0);
+  // The margin is the chosen reward minus the rejected one, as in training.
+  EXPECT_NEAR(evals.back()["eval/rewards/margins"].get<double>(),
+              evals.back()["eval/rewards/chosen"].get<double>() - evals.back()["eval/rewards/rejected"].get<double>(), 1e-6);
+  o = options(d, "bad");
+  o.eval_data = d.file("missing.jsonl");
+  expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "missing.jsonl");
+}
+
 TEST(Dpo, ImagePathsStayUnderTheRootAndOverlongPairsAreCounted) {
   TempDir d;
   make_fixture(d);
@@ -179,4 +212,27 @@ TEST(Dpo, OnlineSamplesJudgesAndTrainsFromTheWorld) {
       << both.second;
   auto nomix = run("train dpo --online" + common + " --out " + d.file("nomix"));
   EXPECT_NE(nomix.second.find("--data with --online is mixed DPO"), std::string::npos) << nomix.second;
+
+  // The other judges rank by their own scores: the chosen sample's is the higher in every logged step.
+  const std::string online = "train dpo --online --world " + d.file("base/world") + " --model " +
+                             d.file("base/sft/model") + " --steps 3 --batch 2 --samples-per-prompt 3 --max-new-tokens 12";
+  for (const std::string& judge : {std::string("clip"), std::string("likelihood"),
+                                   std::string("mix --judge-mix clip=1,likelihood=0.5")}) {
+    const std::string name = judge.substr(0, judge.find(' '));
+    auto r = run(online + " --judge " + judge + " --clip " + d.file("base/clip/model") + " --out " + d.file("judge_" + name));
+    ASSERT_EQ(r.first, 0) << r.second;
+    EXPECT_NE(r.second.find(name + " judge"), std::string::npos) << r.second;
+    int steps_with_pairs = 0;
+    for (const auto& line : mmb::read_jsonl_file(d.file("judge_" + name + "/metrics.jsonl")))
+      if (line.contains("online/chosen_score")) {
+        ++steps_with_pairs;
+        EXPECT_GT(line["online/chosen_score"].get<double>(), line["online/rejected_score"].get<double>()) << name;
+      }
+    EXPECT_GT(steps_with_pairs, 0) << name << ": no step kept a pair";
+  }
+  auto noclip = run(online + " --judge clip --out " + d.file("noclip"));
+  EXPECT_NE(noclip.second.find("the clip judge scores with a CLIP model: give --clip DIR"), std::string::npos) << noclip.second;
+  auto avgclip = run("train dpo --avg-gamma 0.5 --judge clip --clip " + d.file("base/clip/model") + common + " --out " + d.file("avgclip"));
+  EXPECT_NE(avgclip.second.find("avg DPO ranks its samples against y+ with the verifier judge only"), std::string::npos)
+      << avgclip.second;
 }

@@ -12,7 +12,9 @@
 
 #include "mmb/atomic_file.h"
 #include "mmb/elicitation.h"
+#include "mmb/verifier.h"
 #include "test_util.h"
+#include "world_test_util.h"
 
 using mmb::testing::run_capture;
 
@@ -297,4 +299,37 @@ TEST(Metrics, RepeatsASentenceIgnoresCaseAndSpacing) {
   EXPECT_FALSE(mmb::repeats_a_sentence("There is a red star. There is a blue star."));
   EXPECT_TRUE(mmb::repeats_a_sentence("There is a red star. There is a blue star. There is a red star."));
   EXPECT_TRUE(mmb::repeats_a_sentence("There is a red star.  there is a  red star."));
+}
+
+TEST(Metrics, MentionRecallCountsNamedObjectsTrueOrNot) {
+  const mmb::world::Verifier v;
+  auto scene = mmb::testing::hand_scene();  // a red circle and a yellow star visible, a square hidden
+  const auto verdicts = [&](const std::vector<std::string>& sentences) {
+    std::vector<mmb::world::Verdict> out;
+    for (const auto& s : sentences) out.push_back(v.verify(scene, s));
+    return out;
+  };
+  const auto both = verdicts({"There is a red circle.", "There is a yellow star."});
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, both), 1.0);
+  EXPECT_DOUBLE_EQ(mmb::object_recall(scene, both), 1.0);
+  // A wrong colour still names the circle: mentioned, not recalled.
+  const auto wrong = verdicts({"There is a blue circle."});
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, wrong), 0.5);
+  EXPECT_DOUBLE_EQ(mmb::object_recall(scene, wrong), 0.0);
+  // A hallucinated kind, a kindless sentence and the hidden square name no visible object.
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, verdicts({"There is a green heart.", "There is an object.",
+                                                         "There is a square."})),
+                   0.0);
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, {}), 0.0);
+  // Two circles: one true sentence names one of them, twice said still one; two wrong ones name both.
+  scene.objects[1].shape = mmb::world::Shape::kCircle;
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, verdicts({"There is a red circle.", "There is a red circle."})), 0.5);
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, verdicts({"There is a blue circle.", "There is a green circle."})), 1.0);
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, verdicts({"There is a red circle.", "There is a green circle."})), 1.0);
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, verdicts({"There are two circles."})), 1.0);
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, verdicts({"There is a blue circle.", "There is a green circle.",
+                                                         "There is a pink circle."})),
+                   1.0);  // at most the kind's visible objects
+  scene.objects.clear();
+  EXPECT_DOUBLE_EQ(mmb::mention_recall(scene, {}), 1.0);
 }

@@ -246,3 +246,21 @@ TEST(VerifierJudge, CountsErrorsAndRecallAndOrdersResponses) {
   EXPECT_LT(mmb::compare_judgements(wrong, full), 0);
   EXPECT_EQ(mmb::compare_judgements(full, full), 0);
 }
+
+TEST(VerifierJudge, JudgeWeightsParseAndNameTheBadPart) {
+  using W = std::map<std::string, double>;
+  EXPECT_EQ(mmb::judge_weights("verifier", ""), (W{{"verifier", 1.0}}));
+  EXPECT_EQ(mmb::judge_weights("clip", ""), (W{{"clip", 1.0}}));
+  EXPECT_EQ(mmb::judge_weights("mix", " verifier=1, clip=0.5 ,likelihood=0"),
+            (W{{"verifier", 1.0}, {"clip", 0.5}, {"likelihood", 0.0}}));
+  expect_throw_with([] { mmb::judge_weights("gpt4", ""); }, "unknown judge 'gpt4'");
+  expect_throw_with([] { mmb::judge_weights("clip", "clip=1"); }, "are for the mix judge");
+  expect_throw_with([] { mmb::judge_weights("mix", ""); }, "needs its weights");
+  expect_throw_with([] { mmb::judge_weights("mix", "verifier"); }, "is not name=weight");
+  expect_throw_with([] { mmb::judge_weights("mix", "human=1"); }, "unknown score 'human'");
+  expect_throw_with([] { mmb::judge_weights("mix", "clip=1,clip=2"); }, "given twice");
+  expect_throw_with([] { mmb::judge_weights("mix", "clip=-1"); }, "a number >= 0");
+  expect_throw_with([] { mmb::judge_weights("mix", "clip=1x"); }, "a number >= 0");
+  expect_throw_with([] { mmb::judge_weights("mix", "clip=nan"); }, "a number >= 0");
+  expect_throw_with([] { mmb::judge_weights("mix", "clip=0,verifier=0"); }, "all zero");
+}

@@ -37,7 +37,7 @@ class RunDir;
 
 struct AlignOptions {
   std::string model_dir;  // round 1's start (policy and reference)
-  std::string clip_dir;   // CLIP of CSR's image reward and BDHS's similarity (methods csr, bdhs)
+  std::string clip_dir;   // CLIP of CSR's image reward, BDHS's similarity, online DPO's clip/mix judges
   std::string world_dir;  // a world: training prompts, the verifier, the test split
   std::string out;
   std::string method = "corrected";  // a name of align_methods(), or several joined by '+'

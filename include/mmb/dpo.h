@@ -82,11 +82,16 @@ struct DpoRunOptions {
   bool truncate_response = false;  // cut response ends to fit instead (image and prompt never cut)
   bool freeze_vision = true;       // the vision tower stays fixed (as the papers' DPO)
   int64_t ref_batch = 16;          // pairs per reference forward
+  // Held-out pairs (TRL's eval_dataset): every eval_every steps (0: at the end only) and at the
+  // end, the policy's loss and TRL's metrics on them, logged as eval/<name>. Their reference
+  // log-probs are computed once per run, in eval mode, from the reference.
+  std::string eval_data;
+  int64_t eval_every = 0;
   uint64_t seed = 1234;
 
   // Online DPO (online = true; `data` unused): every step, the policy samples
   // samples_per_prompt responses to each of the batch's prompts (the description prompts of the
-  // world's `online_split`), the verifier judge ranks them (compare_judgements, prefs.h), and the
+  // world's `online_split`), the judge ranks them (below; the verifier by default), and the
   // step trains on best vs worst of each prompt; prompts whose responses all tie are dropped and
   // counted. The reference is the start model, kept in memory (no cache: responses are new).
   bool online = false;
@@ -97,6 +102,17 @@ struct DpoRunOptions {
   double top_p = 1.0;
   int64_t max_new_tokens = 80;
   double judge_error_weight = 1.0;  // ResponseJudgement::score: an error costs this many objects
+  // The judge that ranks a prompt's samples, each by a score (higher wins; equal scores tie):
+  //   verifier    ResponseJudgement::score(judge_error_weight), the world's exact truth; a chosen
+  //               response must also describe something, and no less than the rejected one
+  //   clip        the mean CLIPScore / 100 of the response's sentences against the image, with the
+  //               CLIP of clip_dir (no truth needed: CSR's image reward)
+  //   likelihood  exp(mean token log-prob) of the response under the policy that sampled it
+  //   mix         the weighted sum of those scores, weights in judge_mix ("verifier=1,clip=0.5")
+  // avg DPO ranks with the verifier only.
+  std::string judge = "verifier";
+  std::string judge_mix;
+  std::string clip_dir;
   // How a step averages: "pairs" = the mean over its kept pairs (a step with one kept pair moves
   // the model as much as one with eight); "prompts" = their sum over the batch's prompts.
   std::string online_weight = "pairs";

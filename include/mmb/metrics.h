@@ -137,6 +137,15 @@ ChairMetrics chair_metrics(const std::vector<std::vector<world::Verdict>>& capti
 // visible object. Saying less must not count as hallucinating less: CHAIR's companion.
 double object_recall(const world::Scene& scene, const std::vector<world::Verdict>& caption);
 
+// Mention recall of one description (CHAIR's coverage, per object): the share of the scene's
+// visible objects whose kind the description names, truly or not, in [0, 1] (1 for a scene with
+// no visible object). An object counts when some sentence refers to it (Verdict::referents of a
+// sentence naming its kind), and each sentence that names a kind without referring to any object
+// of it ("There is a blue circle." about a red circle) counts one more object of that kind, up to
+// the kind's visible objects; a hallucinated kind names nothing. Read beside object_recall: what
+// a description names against what it gets right.
+double mention_recall(const world::Scene& scene, const std::vector<world::Verdict>& caption);
+
 // True when some sentence of `text` (split_sentences) occurs twice, compared without case and
 // white space: the description loops ("There is a star. There is a star.").
 bool repeats_a_sentence(const std::string& text);

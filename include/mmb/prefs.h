@@ -123,6 +123,11 @@ ResponseJudgement judge_answer(const world::Verifier& verifier, const world::Sce
 // worse, 0 on a tie (a pair of tied responses teaches nothing and is dropped).
 int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight = 1.0);
 
+// Online DPO's judges (DpoRunOptions::judge): the weight of each score in a response's total —
+// "verifier", "clip" or "likelihood" alone (weight 1), or "mix" with `mix` = "name=w,…" over those
+// names (weights >= 0, at least one > 0; a name given once). Throws mmb::Error naming the bad part.
+std::map<std::string, double> judge_weights(const std::string& judge, const std::string& mix);
+
 // What a preference builder did; printed as one JSON line (with pairs_per_minute and tokens_per_s).
 struct PairBuildReport {
   int64_t prompts = 0, pairs = 0, generated_tokens = 0;

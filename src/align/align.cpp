@@ -69,6 +69,9 @@ Json dpo_settings(const DpoRunOptions& o) {
                       {"top_p", o.top_p},
                       {"max_new_tokens", o.max_new_tokens},
                       {"judge_error_weight", o.judge_error_weight},
+                      {"judge", o.judge},
+                      {"judge_mix", o.judge_mix},
+                      {"clip", o.judge == "clip" || o.judge == "mix" ? o.clip_dir : ""},
                       {"online_weight", o.online_weight},
                       {"mix_online", o.mix_online},
                       {"avg_gamma", o.avg_gamma}}}};
@@ -287,6 +290,7 @@ Json run_align(const AlignOptions& o, RunDir* run) {
     d.seed = seed;
     d.online = online;
     d.world_dir = o.world_dir;  // online DPO's prompts, avg DPO's judge
+    d.clip_dir = o.clip_dir;    // the clip and mix judges
     if (online) {
       d.data = "";
     } else {

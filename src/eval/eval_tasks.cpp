@@ -167,7 +167,7 @@ Json eval_chair(EvalContext& ctx) {
   std::vector<std::vector<world::Verdict>> verdicts;
   std::vector<double> conf;
   std::vector<bool> clean;
-  double recall_sum = 0;
+  double recall_sum = 0, mention_sum = 0;
   int64_t repeating = 0;
   // Hallucinated kinds that are the co-occurrence partner of a shape in the scene (the world's
   // kCooccurringPairs: a moon where there is a star): the papers' kind of hallucination.
@@ -176,6 +176,7 @@ Json eval_chair(EvalContext& ctx) {
     const auto& scene = ctx.scene_of(images[i]);
     verdicts.push_back(verify_sentences(ctx, scene, answers[i].text));
     recall_sum += object_recall(scene, verdicts.back());
+    mention_sum += mention_recall(scene, verdicts.back());
     repeating += repeats_a_sentence(answers[i].text);
     bool halluc = false;
     Json hall = Json::array();
@@ -200,6 +201,7 @@ Json eval_chair(EvalContext& ctx) {
   }
   Json out = chair_metrics(verdicts).to_json();
   out["object_recall"] = recall_sum / double(answers.size());
+  out["mention_recall"] = mention_sum / double(answers.size());
   out["repeating_share"] = double(repeating) / double(answers.size());
   out["hallucinated_kinds"] = hallucinated_kinds;
   out["cooccurrence_share"] = hallucinated_kinds > 0 ? double(partner_kinds) / double(hallucinated_kinds) : 0.0;

@@ -5,6 +5,7 @@
 #include "mmb/metrics.h"
 
 #include <algorithm>
+#include <array>
 #include <bitset>
 #include <cctype>
 #include <cmath>
@@ -324,6 +325,33 @@ double object_recall(const world::Scene& scene, const std::vector<world::Verdict
     recalled += (said >> i) & 1u;
   }
   return visible == 0 ? 1.0 : double(recalled) / double(visible);
+}
+
+double mention_recall(const world::Scene& scene, const std::vector<world::Verdict>& caption) {
+  const size_t n = std::min<size_t>(scene.objects.size(), 32);
+  uint32_t referred = 0;                    // objects some sentence truly refers to
+  std::array<int64_t, 32> visible{}, vague{};  // per kind: visible objects, mentions without referent
+  for (const auto& v : caption)
+    for (size_t k = 0; k < 32; ++k) {
+      if (!(v.mentioned >> k & 1u)) continue;
+      uint32_t of_kind = 0;
+      for (size_t i = 0; i < n; ++i)
+        if ((v.referents >> i & 1u) && size_t(scene.objects[i].shape) == k) of_kind |= 1u << i;
+      referred |= of_kind;
+      vague[k] += of_kind == 0;
+    }
+  std::array<int64_t, 32> named{};
+  int64_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (scene.objects[i].occluded) continue;
+    const size_t k = size_t(scene.objects[i].shape) % 32;
+    ++visible[k];
+    ++total;
+    named[k] += referred >> i & 1u;
+  }
+  int64_t recalled = 0;
+  for (size_t k = 0; k < 32; ++k) recalled += std::min(visible[k], named[k] + vague[k]);
+  return total == 0 ? 1.0 : double(recalled) / double(total);
 }
 
 ChairMetrics chair_metrics(const std::vector<std::vector<world::Verdict>>& captions) {

@@ -1,10 +1,15 @@
-// The verifier judge (include/mmb/prefs.h): a response's sentences checked against the scene.
+// The verifier judge (include/mmb/prefs.h): a response's sentences checked against the scene; the
+// online judges' weights.
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <set>
 
 #include "mmb/error.h"
 #include "mmb/metrics.h"
 #include "mmb/prefs.h"
 #include "mmb/sentences.h"
+#include "mmb/strings.h"
 
 namespace mmb {
 
@@ -76,6 +81,33 @@ ResponseJudgement judge_answer(const world::Verifier& verifier, const world::Sce
 int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight) {
   const double d = a.score(error_weight) - b.score(error_weight);
   return d > 1e-12 ? 1 : d < -1e-12 ? -1 : 0;
+}
+
+std::map<std::string, double> judge_weights(const std::string& judge, const std::string& mix) {
+  static const std::set<std::string> kScores = {"verifier", "clip", "likelihood"};
+  if (judge != "mix") {
+    if (!kScores.count(judge)) fail("judge: unknown judge '", judge, "' (verifier | clip | likelihood | mix)");
+    if (!mix.empty()) fail("judge: weights '", mix, "' are for the mix judge, not '", judge, "'");
+    return {{judge, 1.0}};
+  }
+  if (mix.empty()) fail("judge: the mix judge needs its weights, e.g. \"verifier=1,clip=0.5\"");
+  std::map<std::string, double> w;
+  for (const std::string& part : split_list(mix)) {
+    const size_t eq = part.find('=');
+    if (eq == std::string::npos) fail("judge: mix weight '", part, "' is not name=weight");
+    const std::string name = trim(part.substr(0, eq)), value = trim(part.substr(eq + 1));
+    if (!kScores.count(name)) fail("judge: mix weight '", part, "': unknown score '", name, "' (verifier | clip | likelihood)");
+    if (w.count(name)) fail("judge: mix weight '", name, "' given twice");
+    char* end = nullptr;
+    const double x = value.empty() ? -1 : std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || !std::isfinite(x) || x < 0)
+      fail("judge: mix weight '", part, "': the weight must be a number >= 0");
+    w[name] = x;
+  }
+  double total = 0;
+  for (const auto& [name, x] : w) total += x;
+  if (total <= 0) fail("judge: mix weights '", mix, "' are all zero");
+  return w;
 }
 
 }  // namespace mmb

@@ -45,6 +45,7 @@ const std::vector<std::pair<const char*, const char*>> kHeadline = {
     {"chair/chair_s", "CHAIR_s"},
     {"chair/chair_i", "CHAIR_i"},
     {"chair/object_recall", "description object recall"},
+    {"chair/mention_recall", "description mention recall"},
     {"chair/verifiable_share", "description sentences verifiable"},
     {"chair/repeating_share", "descriptions repeating a sentence"},
     {"mc/accuracy", "MC accuracy"},

@@ -182,6 +182,7 @@ int direction(const std::string& path) {
                                                 "idk_precision",
                                                 "sentence_precision",
                                                 "object_recall",
+                                                "mention_recall",
                                                 "verifiable_share",
                                                 "step_accuracy",
                                                 "verifiable_step_accuracy",

@@ -212,6 +212,46 @@ RefLogps compute_reference(const std::string& ref_dir, const PairDataset& data, 
 
 }  // namespace
 
+std::function<Json(int64_t)> dpo_eval_fn(const DpoRunOptions& o, LlavaForConditionalGeneration& model,
+                                          const Tokenizer& tok, const ChatTemplate& tmpl) {
+  if (o.eval_data.empty()) return nullptr;
+  PairFileReport report;
+  const auto pairs = read_preference_pairs(o.eval_data, o.skip_bad, &report);
+  const int64_t max_length = std::min<int64_t>(o.max_length, model->config().text.max_position_embeddings);
+  auto data = std::make_shared<PairDataset>(pairs, o.image_root, tok, tmpl, model->config(), max_length,
+                                            o.truncate_response);
+  if (data->size() == 0) fail("run_dpo: ", o.eval_data, ": no held-out pair fits max_length ", max_length);
+  const std::string ref_dir = o.ref_model_dir.empty() ? o.model_dir : o.ref_model_dir;
+  auto ref = std::make_shared<RefLogps>(compute_reference(ref_dir, *data, o.ref_batch));
+  log_info("dpo eval: " + std::to_string(data->size()) + " held-out pairs of " + o.eval_data);
+  return [policy = model, o, data, ref](int64_t) mutable {
+    const auto as_tensor = [](const std::vector<double>& v) { return torch::tensor(v, torch::kFloat32); };
+    std::vector<torch::Tensor> pc, pr, nc, nr;
+    for (int64_t i = 0; i < data->size(); i += o.ref_batch) {
+      std::vector<int64_t> idx;
+      for (int64_t k = i; k < std::min(data->size(), i + o.ref_batch); ++k) idx.push_back(k);
+      auto [lp, n] = sequence_logps(policy, data->batch(idx));
+      const int64_t B = int64_t(idx.size());
+      pc.push_back(lp.narrow(0, 0, B));
+      pr.push_back(lp.narrow(0, B, B));
+      nc.push_back(n.narrow(0, 0, B));
+      nr.push_back(n.narrow(0, B, B));
+    }
+    DpoInputs in;
+    in.policy_chosen = torch::cat(pc);
+    in.policy_rejected = torch::cat(pr);
+    in.chosen_tokens = torch::cat(nc);
+    in.rejected_tokens = torch::cat(nr);
+    in.ref_chosen = as_tensor(ref->chosen);
+    in.ref_rejected = as_tensor(ref->rejected);
+    const LossOutput out = dpo_step_output(in, o.loss);
+    Json j = out.metrics;
+    j["loss"] = out.loss.item<double>();
+    j["pairs"] = data->size();
+    return j;
+  };
+}
+
 // The optimiser's parameter groups and the trainer's options of a DPO run.
 std::vector<ParamGroup> dpo_param_groups(const DpoRunOptions& o, LlavaForConditionalGeneration& model) {
   ParamGroupOptions popts;
@@ -223,7 +263,10 @@ std::vector<ParamGroup> dpo_param_groups(const DpoRunOptions& o, LlavaForConditi
 
 TrainOptions dpo_train_options(const DpoRunOptions& o, const Distributed& dist) {
   check_batch("run_dpo", o.batch_size, dist);
-  return base_train_options(o.out, o.steps, o.warmup_ratio, o.grad_clip, o.grad_accum, o.checkpoint_every, o.seed);
+  if (o.eval_every < 0) fail("run_dpo: eval_every must be >= 0, got ", o.eval_every);
+  TrainOptions t = base_train_options(o.out, o.steps, o.warmup_ratio, o.grad_clip, o.grad_accum, o.checkpoint_every, o.seed);
+  t.eval_every = o.eval_data.empty() ? 0 : o.eval_every;
+  return t;
 }
 
 // The step's loss (mean over its pairs; micro-batches and ranks weigh by their pairs) and TRL's
@@ -353,6 +396,7 @@ StepStats run_dpo(const DpoRunOptions& o, RunDir* run, DpoReferenceInfo* referen
     out.samples = B;
     return out;
   });
+  if (auto eval = dpo_eval_fn(o, model, tok, tmpl)) trainer.set_eval(std::move(eval));
   return train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
 }
 

@@ -3,6 +3,7 @@
 // sequence log-probs, the offline pair set, the step's loss and metrics. Internal to src/train/.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,12 @@ TrainOptions dpo_train_options(const DpoRunOptions& o, const Distributed& dist);
 // The step's loss (mean over its pairs; micro-batches and ranks weigh by their pairs) and TRL's
 // metrics, each a mean over the pairs.
 LossOutput dpo_step_output(const DpoInputs& in, const DpoLossOptions& options);
+
+// The held-out evaluation of a run with eval_data (null without it): the loss and TRL's metrics of
+// the policy on those pairs against the reference's log-probs, computed here once. For
+// Trainer::set_eval (which runs it in eval mode without gradients).
+std::function<Json(int64_t)> dpo_eval_fn(const DpoRunOptions& o, LlavaForConditionalGeneration& model,
+                                          const Tokenizer& tok, const ChatTemplate& tmpl);
 
 // Online DPO, and mixed and avg DPO when `data` is given too (dpo_online.cpp). `offline` is the
 // tokenized `data` (null without it), `offline_pairs` the file's pairs.

@@ -1,7 +1,8 @@
 // Online, mixed and avg DPO (`mmb train dpo --online`, `--mix-online P`, `--avg-gamma γ`; the
 // alignment study, SPEC §4.1). Every step the policy samples k responses per prompt in eval mode
-// (batched, KV cache), the verifier judge ranks them, and DPO trains on pairs against the start
-// model kept in memory as the reference (no cache: the responses are new every step).
+// (batched, KV cache), the judge ranks them (the verifier, CLIP, the likelihood or a mix), and DPO
+// trains on pairs against the start model kept in memory as the reference (no cache: the
+// responses are new every step).
 //   online  each prompt of the batch: best vs worst of its samples (ties dropped and counted).
 //   mixed   each slot of the batch: an online pair with probability mix_online, else an offline
 //           pair of the preference file drawn uniformly (the study's p = 0.5).
@@ -9,15 +10,20 @@
 //           prompt ỹ− gives a second loss: γ·L(y+, y−) + (1 − γ)·L(y+, ỹ−).
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <random>
 
 #include "dpo_internal.h"
 #include "mmb/checkpoint.h"
+#include "mmb/clip_scorer.h"
 #include "mmb/data.h"
+#include "mmb/elicitation.h"
 #include "mmb/error.h"
+#include "mmb/prefs.h"
 #include "mmb/progress.h"
 #include "mmb/run_dir.h"
+#include "mmb/sentences.h"
 #include "mmb/vlm.h"
 #include "mmb/world.h"
 #include "run_util.h"
@@ -44,6 +50,57 @@ DpoInputs pair_inputs(LlavaForConditionalGeneration& model, LlavaForConditionalG
   return in;
 }
 
+// The judge of a run (DpoRunOptions::judge): each sample's score, a weighted sum of the verifier's
+// ResponseJudgement::score, the mean CLIPScore / 100 of its sentences and exp(mean token log-prob).
+class OnlineJudge {
+ public:
+  explicit OnlineJudge(const DpoRunOptions& o)
+      : weights_(judge_weights(o.judge, o.judge_mix)), mix_(o.judge == "mix"), error_weight_(o.judge_error_weight) {
+    if (weight("clip") > 0) {
+      if (o.clip_dir.empty()) fail("run_dpo: the ", o.judge, " judge scores with a CLIP model: give --clip DIR");
+      clip_ = std::make_unique<ClipScorer>(ClipScorer::load(o.clip_dir));
+    }
+  }
+  double weight(const std::string& name) const {
+    auto it = weights_.find(name);
+    return it == weights_.end() ? 0.0 : it->second;
+  }
+  std::string describe() const {
+    if (!mix_) return weights_.begin()->first + " judge";
+    std::string d;
+    for (const auto& [name, w] : weights_) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", w);
+      d += (d.empty() ? "" : " + ") + std::string(buf) + "·" + name;
+    }
+    return "mix judge (" + d + ")";
+  }
+  std::vector<double> scores(const std::vector<ResponseJudgement>& judged, const VlmAnswer* answers, const Image& image) {
+    std::vector<double> s(judged.size(), 0.0);
+    torch::Tensor pixels;
+    for (size_t k = 0; k < judged.size(); ++k) {
+      if (weight("verifier") > 0) s[k] += weight("verifier") * judged[k].score(error_weight_);
+      if (weight("likelihood") > 0)
+        s[k] += weight("likelihood") * (answers[k].generation.logprobs.empty() ? 0.0 : sequence_confidence(answers[k].generation.logprobs));
+      if (weight("clip") > 0) {
+        const auto sentences = split_sentences(answers[k].text);
+        if (sentences.empty()) continue;  // an empty response earns no image reward
+        if (!pixels.defined()) pixels = image_to_pixel_values(image, clip_->image_size()).unsqueeze(0);
+        double mean = 0;
+        for (double c : clip_->score(pixels, sentences)) mean += c;
+        s[k] += weight("clip") * mean / double(sentences.size());
+      }
+    }
+    return s;
+  }
+
+ private:
+  std::map<std::string, double> weights_;
+  bool mix_;
+  double error_weight_;
+  std::unique_ptr<ClipScorer> clip_;
+};
+
 }  // namespace
 
 StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist, LlavaForConditionalGeneration& model,
@@ -54,6 +111,9 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   if (o.world_dir.empty()) fail("run_dpo: online DPO needs a world directory (--world)");
   if (o.online_weight != "pairs" && o.online_weight != "prompts")
     fail("run_dpo: online_weight must be 'pairs' or 'prompts', got '", o.online_weight, "'");
+  OnlineJudge judge(o);
+  if (avg && (o.judge != "verifier"))
+    fail("run_dpo: avg DPO ranks its samples against y+ with the verifier judge only, not '", o.judge, "'");
   if (o.samples_per_prompt < (avg ? 1 : 2))
     fail("run_dpo: online DPO needs samples_per_prompt >= ", avg ? 1 : 2, ", got ", o.samples_per_prompt);
   const std::vector<world::Scene> scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
@@ -80,7 +140,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   }
   log_info(std::string(avg ? "avg" : mixed ? "mixed" : "online") + " dpo: " + std::to_string(prompts.size()) +
            (avg ? " offline pairs, " : " description prompts, ") + std::to_string(o.samples_per_prompt) +
-           " samples each, verifier judge");
+           " samples each, " + judge.describe());
   const std::string ref_dir = o.ref_model_dir.empty() ? o.model_dir : o.ref_model_dir;
   auto ref = load_llava(ref_dir);
   ref->eval();
@@ -93,6 +153,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   const std::string image_root = avg ? o.image_root : o.world_dir;
 
   Trainer trainer(*model, dpo_param_groups(o, model), dpo_train_options(o, dist));
+  if (auto eval = dpo_eval_fn(o, model, tok, tmpl)) trainer.set_eval(std::move(eval));
   ShardedIndexBatches batches(int64_t(prompts.size()), o.batch_size, o.seed, dist.rank(), dist.world_size());
   int64_t sampled = 0, tied = 0, saying_less = 0, sampled_tokens = 0, offline_used = 0;
   double sample_seconds = 0;
@@ -135,7 +196,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     std::vector<int64_t> avg_pairs;                   // avg: offline pair of each ỹ−
     std::vector<const Side*> off_c, off_r;            // mixed: the offline slots
     std::vector<torch::Tensor> off_pix;
-    double best_errors = 0, worst_errors = 0, best_recall = 0, worst_recall = 0;
+    double best_errors = 0, worst_errors = 0, best_recall = 0, worst_recall = 0, best_score = 0, worst_score = 0;
     int64_t dummy_truncated = 0;
     for (size_t b = 0; b < idx.size(); ++b) {
       if (offline_of[b] >= 0) {
@@ -155,10 +216,12 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
                                    : judge_response(verifier, scenes[p.scene], a.text));
       }
       sampled += K;
+      // The verifier alone ranks by compare_judgements' order (the same scores and tolerance).
+      const std::vector<double> score = judge.scores(j, &answers[s * size_t(K)], images[s]);
       size_t best = 0, worst = 0;
       for (size_t k = 1; k < j.size(); ++k) {
-        if (compare_judgements(j[k], j[best], o.judge_error_weight) > 0) best = k;
-        if (compare_judgements(j[k], j[worst], o.judge_error_weight) < 0) worst = k;
+        if (score[k] - score[best] > 1e-12) best = k;
+        if (score[k] - score[worst] < -1e-12) worst = k;
       }
       PreferencePair pair;
       pair.prompt = {{p.question, ""}};
@@ -181,13 +244,13 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
         continue;
       }
       const std::string& cb = answers[s * size_t(K) + best].text;
-      if (compare_judgements(j[best], j[worst], o.judge_error_weight) == 0 || cb == cw) {
+      if (score[best] - score[worst] <= 1e-12 || cb == cw) {
         ++tied;
         continue;
       }
-      // A chosen response must describe something: one that names no visible object truly, or
-      // names fewer than the rejected one, would teach the policy that saying less is better.
-      if (j[best].recall <= 0 || j[best].recall < j[worst].recall) {
+      // With the verifier in the judge, a chosen response must describe something: one that names
+      // no visible object truly, or fewer than the rejected one, would teach that saying less is better.
+      if (judge.weight("verifier") > 0 && (j[best].recall <= 0 || j[best].recall < j[worst].recall)) {
         ++saying_less;
         continue;
       }
@@ -202,6 +265,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       worst_errors += double(j[worst].errors());
       best_recall += j[best].recall;
       worst_recall += j[worst].recall;
+      best_score += score[best];
+      worst_score += score[worst];
     }
     LossOutput out;
     out.samples = int64_t(idx.size());
@@ -272,6 +337,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       out.metrics["online/rejected_errors"] = worst_errors / double(n_online);
       out.metrics["online/chosen_recall"] = best_recall / double(n_online);
       out.metrics["online/rejected_recall"] = worst_recall / double(n_online);
+      out.metrics["online/chosen_score"] = best_score / double(n_online);
+      out.metrics["online/rejected_score"] = worst_score / double(n_online);
     }
     out.metrics["online/rollout_tokens_per_s"] = double(sampled_tokens) / std::max(1e-9, sample_seconds);
     return out;
