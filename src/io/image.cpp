@@ -32,42 +32,31 @@ namespace mmb {
 namespace {
 
 // stb_image 2.27 (Debian 12's) writes past its Huffman tables when a JPEG's DHT segment declares
-// more than 256 codes for one table (fixed upstream in 2.28). Walks the markers, through every
-// scan, and refuses such a table before stb sees the bytes. Returns "" or the reason.
+// more than 256 codes for one table (fixed upstream in 2.28). Where stb looks for its next marker
+// depends on how far it decoded the entropy-coded data before (after a scan it takes the byte
+// after the next 0xFF, wherever that is), so no walk of the markers can know which bytes it will
+// read as a DHT: every 0xFF 0xC4 of a JPEG file is read as one, and refused when one of its
+// tables declares more than 256 codes. Valid entropy-coded data never holds 0xFF 0xC4 (an 0xFF
+// there is stuffed as 0xFF 0x00). Returns "" or the reason.
 std::string check_jpeg_huffman_tables(std::string_view b) {
-  // As stb_image reads: bytes past the end are zeros, and bytes between markers are skipped.
+  // As stb_image reads: bytes past the end are zeros.
   const auto u8 = [&](size_t i) { return i < b.size() ? uint8_t(b[i]) : uint8_t(0); };
   // stb takes any run of 0xFF then 0xD8 at the start as the SOI marker.
   size_t p = 0;
   while (p < b.size() && u8(p) == 0xFF) ++p;
   if (p == 0 || u8(p) != 0xD8) return "";
-  ++p;
-  while (p < b.size()) {
-    if (u8(p) != 0xFF) {
-      ++p;
-      continue;
-    }
-    while (p < b.size() && u8(p) == 0xFF) ++p;
-    if (p >= b.size()) return "";
-    const uint8_t m = u8(p++);
-    if (m == 0xD9) return "";                               // EOI
-    if (m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue;   // no length
-    const size_t len = (size_t(u8(p)) << 8) | u8(p + 1);
-    if (m == 0xC4) {  // DHT: tables of (class/id, 16 counts, the values) while length is left
-      int64_t left = int64_t(len) - 2;
-      for (size_t q = p + 2; left > 0 && q < b.size();) {
-        size_t codes = 0;
-        for (size_t i = 1; i <= 16; ++i) codes += u8(q + i);
-        if (codes > 256) return "a Huffman table declares " + std::to_string(codes) + " codes (at most 256)";
-        q += 17 + codes;
-        left -= int64_t(17 + codes);
-      }
-    }
-    if (len < 2) return "";
-    p += len;
-    if (m == 0xDA) {  // SOS: entropy-coded data up to the next marker that is not RSTn or 0xFF00
-      while (p + 1 < b.size() && !(u8(p) == 0xFF && u8(p + 1) != 0x00 && !(u8(p + 1) >= 0xD0 && u8(p + 1) <= 0xD7)))
-        ++p;
+  for (size_t m = p; m + 1 < b.size(); ++m) {
+    if (u8(m) != 0xFF || u8(m + 1) != 0xC4) continue;
+    // DHT: tables of (class/id, 16 counts, the values) while its length is left
+    const size_t len = (size_t(u8(m + 2)) << 8) | u8(m + 3);
+    int64_t left = int64_t(len) - 2;
+    for (size_t q = m + 4; left > 0 && q < b.size();) {
+      size_t codes = 0;
+      for (size_t i = 1; i <= 16; ++i) codes += u8(q + i);
+      if (codes > 256)
+        return "a Huffman table at byte " + std::to_string(q) + " declares " + std::to_string(codes) + " codes (at most 256)";
+      q += 17 + codes;
+      left -= int64_t(17 + codes);
     }
   }
   return "";

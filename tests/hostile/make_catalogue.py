@@ -110,6 +110,9 @@ add("jpeg_huffman_overflow.jpg", "image", "Huffman table",
     b"\xff\xd8" + bytes.fromhex("ffc000110800080010030122000211010311 01".replace(" ", "")) +
     b"\xff\xc4" + struct.pack(">H", 2 + 17 + 300) + b"\x00" + bytes(dht_counts) + bytes(300) + b"\xff\xd9",
     why="a Huffman table of 300 codes: stb_image 2.27 writes past its 257-entry table")
+add("jpeg_huffman_after_scan.jpg", "image", "Huffman table",
+    open(os.path.join(ROOT, "tests/fuzz/corpus/image/regression_huffman_after_scan.jpg"), "rb").read(),
+    why="found by fuzzing: after a scan stb_image reads a DHT of 258 codes where no marker walk would look")
 add("png_empty_idat.png", "image", "empty IDAT", png(4, 4, raw_idat=b""),
     why="a zero-length IDAT chunk: stb_image 2.27 copies it into a null buffer")
 add("png_truncated.png", "image", "corrupt image", real_png[: len(real_png) // 2])
@@ -128,6 +131,10 @@ huge = json.dumps(cfg).replace('"hidden_size": %d' % cfg["text_config"]["hidden_
 add("config_huge_float.json", "llava_config", "number overflow", huge.encode(), why="1e400 for an integer size")
 huge2 = json.dumps(cfg).replace('"hidden_size": %d' % cfg["text_config"]["hidden_size"], '"hidden_size": 18446744073709551616', 1)
 add("config_2_64.json", "llava_config", "not an integer", huge2.encode(), why="2^64 for an integer size")
+stem = json.loads(json.dumps(cfg))
+stem["vision_config"]["mmb_stem_channels"] = [32, 3.5e94]
+add("config_stem_float.json", "llava_config", "mmb_stem_channels'[1] = 3.5e+94 is not an integer", json.dumps(stem).encode(),
+    why="a float past int64 in an integer list: nlohmann's plain cast is undefined behaviour (found by fuzzing)")
 add("nested_line.jsonl", "jsonl", "nested deeper", b'{"a": 1}\n' + b"[" * 100000 + b"]" * 100000 + b"\n")
 add("nul_in_line.jsonl", "jsonl", ":2", b'{"a": 1}\n{"a": "\x00"}\n', why="a raw NUL inside a string, line 2")
 add("scene_bad_object.jsonl", "scenes", ":1", b'{"id": 0, "objects": [{"shape": "dodecahedron"}]}\n')
