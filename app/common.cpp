@@ -240,9 +240,23 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->group(on)
       ->capture_default_str();
   cmd.add_option("--judge-mix", o.judge_mix, "The mix judge's weights, e.g. verifier=1,clip=0.5,likelihood=0.5")->group(on);
+  cmd.add_option("--online-tasks", o.online_tasks, "The prompts' tasks: description, qa")
+      ->group(on)
+      ->check(CLI::IsMember({"description", "qa"}))
+      ->capture_default_str();
   cmd.add_option("--judge-error-weight", o.judge_error_weight,
                  "Verifier judge: score = recall - w * errors / visible objects")
       ->group(on)
+      ->capture_default_str();
+  cmd.add_option("--judge-recall", o.judge_recall,
+                 "Verifier judge's recall: strict (objects truly described) | mention (objects referred to)")
+      ->group(on)
+      ->check(CLI::IsMember({"strict", "mention"}))
+      ->capture_default_str();
+  cmd.add_option("--judge-false-weight", o.judge_false_weight,
+                 "Verifier judge: a false sentence's share of an error (a hallucinated object or unverifiable sentence = 1)")
+      ->group(on)
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   const char* t = "Training";
   cmd.add_option("--steps", o.steps, "Optimiser steps")->group(t)->capture_default_str();

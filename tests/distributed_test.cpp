@@ -1,8 +1,5 @@
 // Data parallelism: the torchrun environment, shards, and a 2-process Gloo run on loopback that
 // must keep both ranks' weights identical and match one process trained on the doubled batch.
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -45,19 +42,6 @@ class ScopedEnv {
  private:
   std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind failed");
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 constexpr int kDdpSteps = 5;
 constexpr int64_t kGlobalBatch = 8;  // per rank 4 with 2 ranks

@@ -240,6 +240,20 @@ TEST(VerifierJudge, CountsErrorsAndRecallAndOrdersResponses) {
   EXPECT_DOUBLE_EQ(half.score(), 0.5);
   EXPECT_DOUBLE_EQ(vague.score(), -0.5);  // recall 0, one error per two visible objects
   EXPECT_DOUBLE_EQ(vague.score(2.0), -1.0);
+  // The online judge's variants: mention recall counts an object referred to with a wrong
+  // attribute; a false sentence may weigh less than a hallucinated object.
+  const auto misdescribed = mmb::judge_response(v, scene, "There is a blue circle. There is a yellow star.");
+  EXPECT_EQ(misdescribed.false_sentences, 1);
+  EXPECT_EQ(misdescribed.hallucinated, 0);
+  EXPECT_DOUBLE_EQ(misdescribed.recall, 0.5);
+  EXPECT_DOUBLE_EQ(misdescribed.mentioned, 1.0);
+  EXPECT_DOUBLE_EQ(misdescribed.score(1.0, "strict", 1.0), misdescribed.score(1.0));
+  EXPECT_DOUBLE_EQ(misdescribed.score(1.0, "mention", 1.0), 1.0 - 0.5);
+  EXPECT_DOUBLE_EQ(misdescribed.score(1.0, "mention", 0.5), 1.0 - 0.25);
+  EXPECT_DOUBLE_EQ(vague.score(1.0, "mention", 0.0), -0.5);  // an unverifiable sentence keeps its full weight
+  expect_throw_with([&] { full.score(1.0, "loose", 1.0); }, "recall must be 'strict' or 'mention'");
+  expect_throw_with([&] { full.score(1.0, "mention", 1.5); }, "false-sentence weight must be in [0, 1]");
+  EXPECT_DOUBLE_EQ(mmb::ResponseJudgement::from_json(misdescribed.to_json(), "t").mentioned, 1.0);
   EXPECT_GT(mmb::compare_judgements(full, half), 0);  // same errors, more recall
   EXPECT_GT(mmb::compare_judgements(half, wrong), 0);
   EXPECT_GT(mmb::compare_judgements(half, vague), 0);

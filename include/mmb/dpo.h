@@ -101,10 +101,17 @@ struct DpoRunOptions {
   double temperature = 1.0;        // sampling of the policy's responses
   double top_p = 1.0;
   int64_t max_new_tokens = 80;
+  // The prompts' tasks: "description" (judged sentence by sentence) and "qa" (the world's short
+  // questions, judged right or wrong against the ground truth's answer).
+  std::vector<std::string> online_tasks = {"description"};
   double judge_error_weight = 1.0;  // ResponseJudgement::score: an error costs this many objects
+  std::string judge_recall = "strict";  // the verifier's recall term: strict | mention
+  double judge_false_weight = 1.0;      // a false sentence's share of an error (hallucinated mention = 1)
   // The judge that ranks a prompt's samples, each by a score (higher wins; equal scores tie):
-  //   verifier    ResponseJudgement::score(judge_error_weight), the world's exact truth; a chosen
-  //               response must also describe something, and no less than the rejected one
+  //   verifier    ResponseJudgement::score(judge_error_weight, judge_recall, judge_false_weight),
+  //               the world's exact truth; a chosen description must mention a visible object,
+  //               and the rejected one is the worst of the samples that mention no more objects
+  //               than the chosen (so no pair teaches that saying less is better)
   //   clip        the mean CLIPScore / 100 of the response's sentences against the image, with the
   //               CLIP of clip_dir (no truth needed: CSR's image reward)
   //   likelihood  exp(mean token log-prob) of the response under the policy that sampled it

@@ -101,12 +101,19 @@ struct ResponseJudgement {
   int64_t hallucinated = 0;  // hallucinated object mentions (CHAIR's numerator)
   int64_t visible = 0;       // the scene's visible objects
   double recall = 0;         // object_recall: visible objects some true sentence talks about
+  double mentioned = 0;      // mention_recall: visible objects some sentence refers to, true or not
   // Errors: false sentences + unverifiable sentences + hallucinated mentions. An unverifiable
   // sentence counts against a response, so vague text cannot win; an empty response is one error.
   int64_t errors() const;
   // recall − error_weight · errors / max(1, visible): an error costs as much as error_weight
   // correctly described objects, so neither saying less nor saying more wins by itself.
   double score(double error_weight = 1.0) const;
+  // The online judge's score: `recall` is "strict" (recall above) or "mention" (mentioned); an
+  // error is a hallucinated mention or an unverifiable sentence (weight 1 each) or a false
+  // sentence (weight false_weight, <= 1: a true object with a wrong attribute is a lesser fault
+  // than an object that is not there), and costs error_weight objects. score(w) =
+  // score(w, "strict", 1).
+  double score(double error_weight, const std::string& recall_kind, double false_weight) const;
   Json to_json() const;
   // Inverse of to_json; throws mmb::Error naming `where` and the missing or mistyped key.
   static ResponseJudgement from_json(const Json& j, const std::string& where);

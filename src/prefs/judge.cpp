@@ -17,8 +17,15 @@ int64_t ResponseJudgement::errors() const {
   return sentences == 0 ? 1 : false_sentences + unverifiable_sentences + hallucinated;
 }
 
-double ResponseJudgement::score(double error_weight) const {
-  return recall - error_weight * double(errors()) / double(std::max<int64_t>(1, visible));
+double ResponseJudgement::score(double error_weight) const { return score(error_weight, "strict", 1.0); }
+
+double ResponseJudgement::score(double error_weight, const std::string& recall_kind, double false_weight) const {
+  if (recall_kind != "strict" && recall_kind != "mention")
+    fail("judge: recall must be 'strict' or 'mention', got '", recall_kind, "'");
+  if (!(false_weight >= 0 && false_weight <= 1)) fail("judge: the false-sentence weight must be in [0, 1], got ", false_weight);
+  const double e = sentences == 0 ? 1.0
+                                  : double(unverifiable_sentences + hallucinated) + false_weight * double(false_sentences);
+  return (recall_kind == "mention" ? mentioned : recall) - error_weight * e / double(std::max<int64_t>(1, visible));
 }
 
 Json ResponseJudgement::to_json() const {
@@ -29,6 +36,7 @@ Json ResponseJudgement::to_json() const {
           {"hallucinated", hallucinated},
           {"visible", visible},
           {"recall", recall},
+          {"mention_recall", mentioned},
           {"errors", errors()}};
 }
 
@@ -42,6 +50,7 @@ ResponseJudgement ResponseJudgement::from_json(const Json& j, const std::string&
   r.hallucinated = json_get<int64_t>(j, "hallucinated", where);
   r.visible = json_get<int64_t>(j, "visible", where);
   r.recall = json_get<double>(j, "recall", where);
+  if (j.contains("mention_recall")) r.mentioned = json_get<double>(j, "mention_recall", where);  // older files: 0
   return r;
 }
 
@@ -63,6 +72,7 @@ ResponseJudgement judge_response(const world::Verifier& verifier, const world::S
     j.hallucinated += int64_t(__builtin_popcount(v.hallucinated));
   }
   j.recall = object_recall(scene, verdicts);
+  j.mentioned = mention_recall(scene, verdicts);
   for (const auto& o : scene.objects) j.visible += o.occluded ? 0 : 1;
   return j;
 }

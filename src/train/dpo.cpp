@@ -187,27 +187,35 @@ Fingerprint reference_fingerprint(const DpoRunOptions& o, const std::string& ref
   return f;
 }
 
-RefLogps compute_reference(const std::string& ref_dir, const PairDataset& data, int64_t batch) {
-  auto ref = load_llava(ref_dir);
-  ref->eval();
+// Every pair's summed log-probs and token counts under `model`, in batches of `batch` (no
+// gradients: the reference pass and the held-out evaluation).
+RefLogps pair_logps(LlavaForConditionalGeneration& model, const PairDataset& data, int64_t batch, const char* label) {
   torch::NoGradGuard no_grad;
   RefLogps out;
-  Progress progress("dpo reference", data.size(), "pairs");
+  Progress progress(label, data.size(), "pairs");
   for (int64_t i = 0; i < data.size(); i += batch) {
     std::vector<int64_t> idx;
     for (int64_t k = i; k < std::min(data.size(), i + batch); ++k) idx.push_back(k);
-    auto [lp, n] = sequence_logps(ref, data.batch(idx));
+    auto [lp, n] = sequence_logps(model, data.batch(idx));
     const int64_t B = int64_t(idx.size());
-    for (int64_t k = 0; k < B; ++k) {
-      out.chosen.push_back(lp[k].item<double>());
-      out.rejected.push_back(lp[B + k].item<double>());
-      out.chosen_tokens.push_back(n[k].item<double>());
-      out.rejected_tokens.push_back(n[B + k].item<double>());
-    }
+    const auto put = [](std::vector<double>& v, const torch::Tensor& t) {
+      const auto c = t.to(torch::kFloat64).contiguous();
+      v.insert(v.end(), c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+    };
+    put(out.chosen, lp.narrow(0, 0, B));
+    put(out.rejected, lp.narrow(0, B, B));
+    put(out.chosen_tokens, n.narrow(0, 0, B));
+    put(out.rejected_tokens, n.narrow(0, B, B));
     progress.set(i + B);
   }
   progress.done();
   return out;
+}
+
+RefLogps compute_reference(const std::string& ref_dir, const PairDataset& data, int64_t batch) {
+  auto ref = load_llava(ref_dir);
+  ref->eval();
+  return pair_logps(ref, data, batch, "dpo reference");
 }
 
 }  // namespace
@@ -224,24 +232,14 @@ std::function<Json(int64_t)> dpo_eval_fn(const DpoRunOptions& o, LlavaForConditi
   const std::string ref_dir = o.ref_model_dir.empty() ? o.model_dir : o.ref_model_dir;
   auto ref = std::make_shared<RefLogps>(compute_reference(ref_dir, *data, o.ref_batch));
   log_info("dpo eval: " + std::to_string(data->size()) + " held-out pairs of " + o.eval_data);
-  return [policy = model, o, data, ref](int64_t) mutable {
+  return [policy = model, o, data, ref](int64_t) mutable {  // the trainer calls it in eval mode, without gradients
     const auto as_tensor = [](const std::vector<double>& v) { return torch::tensor(v, torch::kFloat32); };
-    std::vector<torch::Tensor> pc, pr, nc, nr;
-    for (int64_t i = 0; i < data->size(); i += o.ref_batch) {
-      std::vector<int64_t> idx;
-      for (int64_t k = i; k < std::min(data->size(), i + o.ref_batch); ++k) idx.push_back(k);
-      auto [lp, n] = sequence_logps(policy, data->batch(idx));
-      const int64_t B = int64_t(idx.size());
-      pc.push_back(lp.narrow(0, 0, B));
-      pr.push_back(lp.narrow(0, B, B));
-      nc.push_back(n.narrow(0, 0, B));
-      nr.push_back(n.narrow(0, B, B));
-    }
+    const RefLogps now = pair_logps(policy, *data, o.ref_batch, "dpo eval");
     DpoInputs in;
-    in.policy_chosen = torch::cat(pc);
-    in.policy_rejected = torch::cat(pr);
-    in.chosen_tokens = torch::cat(nc);
-    in.rejected_tokens = torch::cat(nr);
+    in.policy_chosen = as_tensor(now.chosen);
+    in.policy_rejected = as_tensor(now.rejected);
+    in.chosen_tokens = as_tensor(now.chosen_tokens);
+    in.rejected_tokens = as_tensor(now.rejected_tokens);
     in.ref_chosen = as_tensor(ref->chosen);
     in.ref_rejected = as_tensor(ref->rejected);
     const LossOutput out = dpo_step_output(in, o.loss);

@@ -55,7 +55,12 @@ DpoInputs pair_inputs(LlavaForConditionalGeneration& model, LlavaForConditionalG
 class OnlineJudge {
  public:
   explicit OnlineJudge(const DpoRunOptions& o)
-      : weights_(judge_weights(o.judge, o.judge_mix)), mix_(o.judge == "mix"), error_weight_(o.judge_error_weight) {
+      : weights_(judge_weights(o.judge, o.judge_mix)),
+        mix_(o.judge == "mix"),
+        error_weight_(o.judge_error_weight),
+        recall_(o.judge_recall),
+        false_weight_(o.judge_false_weight) {
+    ResponseJudgement{}.score(error_weight_, recall_, false_weight_);  // a bad recall kind or weight fails here
     if (weight("clip") > 0) {
       if (o.clip_dir.empty()) fail("run_dpo: the ", o.judge, " judge scores with a CLIP model: give --clip DIR");
       clip_ = std::make_unique<ClipScorer>(ClipScorer::load(o.clip_dir));
@@ -79,7 +84,7 @@ class OnlineJudge {
     std::vector<double> s(judged.size(), 0.0);
     torch::Tensor pixels;
     for (size_t k = 0; k < judged.size(); ++k) {
-      if (weight("verifier") > 0) s[k] += weight("verifier") * judged[k].score(error_weight_);
+      if (weight("verifier") > 0) s[k] += weight("verifier") * judged[k].score(error_weight_, recall_, false_weight_);
       if (weight("likelihood") > 0)
         s[k] += weight("likelihood") * (answers[k].generation.logprobs.empty() ? 0.0 : sequence_confidence(answers[k].generation.logprobs));
       if (weight("clip") > 0) {
@@ -93,11 +98,15 @@ class OnlineJudge {
     }
     return s;
   }
+  // The verifier's recall of a judged response (strict or mention, as its score).
+  double recall(const ResponseJudgement& j) const { return recall_ == "mention" ? j.mentioned : j.recall; }
 
  private:
   std::map<std::string, double> weights_;
   bool mix_;
   double error_weight_;
+  std::string recall_;
+  double false_weight_;
   std::unique_ptr<ClipScorer> clip_;
 };
 
@@ -136,7 +145,11 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
                          qa ? "qa" : "description"});
     }
   } else {
-    prompts = read_description_prompts(o.world_dir, o.online_split, scene_index);
+    if (o.online_tasks.empty()) fail("run_dpo: online DPO needs at least one task (online_tasks)");
+    for (const std::string& task : o.online_tasks) {
+      auto more = read_task_prompts(o.world_dir, o.online_split, task, scene_index);
+      prompts.insert(prompts.end(), more.begin(), more.end());
+    }
   }
   log_info(std::string(avg ? "avg" : mixed ? "mixed" : "online") + " dpo: " + std::to_string(prompts.size()) +
            (avg ? " offline pairs, " : " description prompts, ") + std::to_string(o.samples_per_prompt) +
@@ -197,6 +210,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     std::vector<const Side*> off_c, off_r;            // mixed: the offline slots
     std::vector<torch::Tensor> off_pix;
     double best_errors = 0, worst_errors = 0, best_recall = 0, worst_recall = 0, best_score = 0, worst_score = 0;
+    double best_mentioned = 0, worst_mentioned = 0;
     int64_t dummy_truncated = 0;
     for (size_t b = 0; b < idx.size(); ++b) {
       if (offline_of[b] >= 0) {
@@ -216,13 +230,19 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
                                    : judge_response(verifier, scenes[p.scene], a.text));
       }
       sampled += K;
-      // The verifier alone ranks by compare_judgements' order (the same scores and tolerance).
+      // The verifier alone, with the default recall and weights, ranks by compare_judgements' order.
       const std::vector<double> score = judge.scores(j, &answers[s * size_t(K)], images[s]);
+      // With the verifier in the judge, the rejected description is the worst of the samples that
+      // recall no more objects than the chosen one, so a pair never teaches that saying less is
+      // better (avg DPO: the worst of all, set against y+).
+      const bool says_less_rule = !avg && judge.weight("verifier") > 0 && p.task != "qa";
       size_t best = 0, worst = 0;
-      for (size_t k = 1; k < j.size(); ++k) {
+      for (size_t k = 1; k < j.size(); ++k)
         if (score[k] - score[best] > 1e-12) best = k;
-        if (score[k] - score[worst] < -1e-12) worst = k;
-      }
+      worst = best;
+      for (size_t k = 0; k < j.size(); ++k)
+        if ((!says_less_rule || judge.recall(j[k]) <= judge.recall(j[best])) && score[k] - score[worst] < -1e-12)
+          worst = k;
       PreferencePair pair;
       pair.prompt = {{p.question, ""}};
       pair.image = p.image;
@@ -244,14 +264,16 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
         continue;
       }
       const std::string& cb = answers[s * size_t(K) + best].text;
-      if (score[best] - score[worst] <= 1e-12 || cb == cw) {
-        ++tied;
+      // A chosen description must describe something; with nothing below it that says no more,
+      // the prompt is dropped as saying less.
+      if (says_less_rule && (judge.recall(j[best]) <= 0 || worst == best)) {
+        bool all_tied = true;
+        for (size_t k = 0; k < j.size(); ++k) all_tied = all_tied && std::abs(score[k] - score[best]) <= 1e-12;
+        ++(all_tied ? tied : saying_less);
         continue;
       }
-      // With the verifier in the judge, a chosen response must describe something: one that names
-      // no visible object truly, or fewer than the rejected one, would teach that saying less is better.
-      if (judge.weight("verifier") > 0 && (j[best].recall <= 0 || j[best].recall < j[worst].recall)) {
-        ++saying_less;
+      if (score[best] - score[worst] <= 1e-12 || cb == cw) {
+        ++tied;
         continue;
       }
       Side c, r;
@@ -265,6 +287,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       worst_errors += double(j[worst].errors());
       best_recall += j[best].recall;
       worst_recall += j[worst].recall;
+      best_mentioned += j[best].mentioned;
+      worst_mentioned += j[worst].mentioned;
       best_score += score[best];
       worst_score += score[worst];
     }
@@ -337,6 +361,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       out.metrics["online/rejected_errors"] = worst_errors / double(n_online);
       out.metrics["online/chosen_recall"] = best_recall / double(n_online);
       out.metrics["online/rejected_recall"] = worst_recall / double(n_online);
+      out.metrics["online/chosen_mention_recall"] = best_mentioned / double(n_online);
+      out.metrics["online/rejected_mention_recall"] = worst_mentioned / double(n_online);
       out.metrics["online/chosen_score"] = best_score / double(n_online);
       out.metrics["online/rejected_score"] = worst_score / double(n_online);
     }
