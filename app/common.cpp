@@ -258,6 +258,11 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->group(on)
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  cmd.add_option("--length-tolerance", o.length_tolerance,
+                 "Verifier judge: the rejected description's token count within this fraction of the chosen's (0 = off)")
+      ->group(on)
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
   const char* t = "Training";
   cmd.add_option("--steps", o.steps, "Optimiser steps")->group(t)->capture_default_str();
   cmd.add_option("--batch", o.batch_size, "Pairs (online: prompts) per global batch")->group(t)->capture_default_str();

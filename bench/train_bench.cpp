@@ -12,6 +12,10 @@
 // It writes the model it trains to $MMB_TRAIN_BENCH_MODEL (default /tmp/mmb_train_bench_model),
 // so the PyTorch side by side runs the same step on the same weights:
 //   /usr/bin/python3 bench/train_ref.py /tmp/mmb_train_bench_model
+// The DPO step (BM_DpoStep/0: reference log-probs from the cache; /1: the reference model run
+// every step; mmb packs each pair's prompt once, [prompt | chosen | rejected]) has its side by
+// side in TRL's concatenated form (2B rows, each image and prompt encoded for both):
+//   /usr/bin/python3 bench/train_ref.py /tmp/mmb_train_bench_model --dpo cached|recompute
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -25,6 +29,7 @@
 #include "mmb/sft.h"
 #include "mmb/threads.h"
 #include "mmb/train.h"
+#include "dpo_internal.h"
 
 namespace {
 
@@ -173,6 +178,77 @@ void BM_LlavaSftStep(benchmark::State& state) {
   state.SetLabel(mmb::describe_threads());
 }
 
+// ---- DPO step: 8 pairs of the SFT bench's shape (bos, 64 image slots, 35 response tokens); the
+// chosen and rejected responses differ, the image is shared. Sigmoid loss, β = 0.1, clip, AdamW.
+constexpr int64_t kPairs = 8;
+
+void BM_DpoStep(benchmark::State& state) {
+  const bool recompute = state.range(0) != 0;
+  Setup s;  // writes the policy's weights; the reference is a frozen copy of them
+  mmb::LlavaForConditionalGeneration ref{s.cfg};
+  {
+    torch::NoGradGuard no_grad;
+    const auto policy = s.model->named_parameters();
+    for (auto& item : ref->named_parameters()) item.value().copy_(policy[item.key()]);
+  }
+  ref->eval();
+  torch::manual_seed(1);
+  const int64_t n_img = s.n_img, n_text = s.n_text;
+  auto chosen = torch::randint(5, kVocab, {kPairs, n_text}, torch::kLong);
+  auto rejected = torch::randint(5, kVocab, {kPairs, n_text}, torch::kLong);
+  auto pixels = torch::randn({kPairs, 3, s.cfg.vision.image_size, s.cfg.vision.image_size});
+  std::vector<mmb::Side> sides(2 * kPairs);
+  for (int64_t row = 0; row < 2 * kPairs; ++row) {
+    mmb::Side& side = sides[size_t(row)];
+    side.ids.push_back(1);
+    for (int64_t i = 0; i < n_img; ++i) side.ids.push_back(int32_t(s.cfg.image_token_index));
+    auto resp = row < kPairs ? chosen[row] : rejected[row - kPairs];
+    for (int64_t i = 0; i < n_text; ++i) side.ids.push_back(int32_t(resp[i].item<int64_t>()));
+    side.target.assign(side.ids.size(), 0);
+    std::fill(side.target.begin() + 1 + n_img, side.target.end(), 1);
+  }
+  std::vector<const mmb::Side*> cs, rs;
+  for (int64_t i = 0; i < kPairs; ++i) cs.push_back(&sides[size_t(i)]), rs.push_back(&sides[size_t(kPairs + i)]);
+  const mmb::DpoBatch b = mmb::collate_pairs(cs, rs, pixels, 0);  // (8, 135): prompt once, both responses
+  mmb::DpoLossOptions lo;
+  lo.beta = 0.1;
+  torch::Tensor cached;
+  {
+    torch::NoGradGuard no_grad;
+    cached = mmb::sequence_logps(ref, b).first;
+  }
+  FixedBatch source;
+  mmb::ParamGroupOptions po;
+  po.lr = 1e-4;
+  po.weight_decay = 0.0;
+  mmb::Trainer trainer(*s.model, mmb::make_param_groups(*s.model, po), bench_train_options("/tmp/mmb_dpo_bench_run"));
+  trainer.set_data<int>(source, [&](int&) {
+    torch::Tensor ref_lp = cached;
+    if (recompute) {
+      torch::NoGradGuard no_grad;
+      ref_lp = mmb::sequence_logps(ref, b).first;
+    }
+    auto [lp, n] = mmb::sequence_logps(s.model, b);
+    mmb::DpoInputs in;
+    in.policy_chosen = lp.narrow(0, 0, kPairs);
+    in.policy_rejected = lp.narrow(0, kPairs, kPairs);
+    in.ref_chosen = ref_lp.narrow(0, 0, kPairs);
+    in.ref_rejected = ref_lp.narrow(0, kPairs, kPairs);
+    in.chosen_tokens = n.narrow(0, 0, kPairs);
+    in.rejected_tokens = n.narrow(0, kPairs, kPairs);
+    mmb::LossOutput out;
+    out.loss = mmb::dpo_loss(in, lo).loss.mean();
+    out.samples = kPairs;
+    out.tokens = 2 * kPairs * n_text;
+    return out;
+  });
+  const double first_loss = trainer.step().loss;
+  for (auto _ : state) benchmark::DoNotOptimize(trainer.step().loss);
+  state.counters["pairs/s"] = benchmark::Counter(double(kPairs), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["first_loss"] = first_loss;  // log 2 at equal weights; train_ref.py --dpo prints the same
+  state.SetLabel(std::string(recompute ? "reference recomputed, " : "reference cached, ") + mmb::describe_threads());
+}
+
 // ---- CLIP step: the default recipe's CLIP (vision 64 px / 8, conv stem 32, 64, hidden 128,
 // 4 layers; text hidden 128, 2 layers, vocabulary 600), batch 64 x 32 caption tokens, symmetric
 // InfoNCE, clip, AdamW. Writes the model to $MMB_CLIP_BENCH_MODEL (default
@@ -216,5 +292,6 @@ void BM_ClipStep(benchmark::State& state) {
 BENCHMARK(BM_LlavaForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ClipAndAdamW)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_LlavaSftStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DpoStep)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ClipStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

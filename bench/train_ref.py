@@ -6,7 +6,11 @@ parameters).
 
   build/bench/train_bench --benchmark_min_time=5          # writes /tmp/mmb_train_bench_model
   /usr/bin/python3 bench/train_ref.py /tmp/mmb_train_bench_model [--policy mmb|torch] [--seconds 10]
-                                      [--threads N] [--no-opt]
+                                      [--threads N] [--no-opt] [--dpo cached|recompute]
+
+--dpo: instead, train_bench's DPO step (BM_DpoStep) as TRL's concatenated forward: 8 pairs, the
+chosen and rejected rows in one batch of 16 with each image given for both rows, the reference's
+log-probs precomputed (cached) or from a frozen copy every step (recompute), sigmoid loss β = 0.1.
 
 --policy mmb (default): mmb's thread policy (libtorch intra-op 1, OpenBLAS = cores);
 --policy torch: PyTorch's defaults (both pools = cores). Prints ms/step and samples/s.
@@ -57,6 +61,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=0, help="cores to use (0 = all)")
     ap.add_argument("--no-opt", action="store_true", help="forward + loss + backward only")
+    ap.add_argument("--dpo", choices=["cached", "recompute"], help="time the DPO step instead")
     args = ap.parse_args()
     cores = args.threads or len(os.sched_getaffinity(0))
     if args.policy == "mmb":
@@ -94,6 +99,47 @@ def main():
             opt.step()
         return loss.item()
 
+    if args.dpo:
+        frozen = {k: v.detach().clone() for k, v in weights.items()}
+        current = [weights]
+        llava_ref.safetensors_ref.load = lambda path: current[0]
+        pairs = 8
+        torch.manual_seed(1)
+        chosen = torch.randint(5, VOCAB, (pairs, n_text))
+        rejected = torch.randint(5, VOCAB, (pairs, n_text))
+        pixels = torch.randn(pairs, 3, size, size)
+        head = torch.cat([torch.ones(2 * pairs, 1, dtype=torch.long), torch.full((2 * pairs, n_img), image_token)], 1)
+        ids = torch.cat([head, torch.cat([chosen, rejected], 0)], 1)
+        dinp = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": torch.cat([pixels, pixels], 0)}
+        labels = ids[:, 1 + n_img:]
+
+        def logps(W):
+            current[0] = W
+            logits = llava_ref.llava_logits(args.model_dir, dinp)["logits"][:, n_img:n_img + n_text]
+            return torch.log_softmax(logits.float(), -1).gather(2, labels.unsqueeze(2)).squeeze(2).sum(1)
+
+        with torch.no_grad():
+            cached = logps(frozen)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            if args.dpo == "recompute":
+                with torch.no_grad():
+                    ref = logps(frozen)
+            else:
+                ref = cached
+            lp = logps(weights)
+            margin = (lp[:pairs] - ref[:pairs]) - (lp[pairs:] - ref[pairs:])
+            loss = -F.logsigmoid(0.1 * margin).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            return loss.item()
+
+        first_loss, n, dt = time_steps(step, args.seconds)
+        print(f"pytorch {torch.__version__} reference DPO step, reference {args.dpo} ({policy}): {1000 * dt:.1f} ms/step, "
+              f"{pairs / dt:.2f} pairs/s over {n} steps; first loss {first_loss:.6f}")
+        return
     first_loss, n, dt = time_steps(step, args.seconds)
     print(f"pytorch {torch.__version__} reference {'forward+backward' if args.no_opt else 'SFT step'} ({policy}): {1000 * dt:.1f} ms/step, "
           f"{BATCH / dt:.2f} samples/s over {n} steps; first loss {first_loss:.6f}")

@@ -145,6 +145,76 @@ TEST(Model, ImageTokenMaskMatchesReferenceAndRemovesTheImage) {
   EXPECT_GT(max_diff_real(a1, full, after), 1e-3) << "without the mask the pixels must matter";
 }
 
+// Packed rows [prompt | a | b | pad]: a and b each see the prompt and themselves, at positions
+// continuing the prompt's. The logits match the reference given the same positions and mask, and
+// each segment's logits equal a separate forward of prompt + segment.
+TEST(Model, PackedRowsMatchReferenceAndSeparateForwards) {
+  TempDir d;
+  auto cfg = tiny_llava();
+  mmb::LlavaForConditionalGeneration model(cfg);
+  randomize(*model, 4);
+  mmb::save_model_dir(d.file("m"), mmb::to_json(cfg), *model);
+  const int64_t N = cfg.image_seq_length();
+  std::vector<int64_t> prompt = {1, 5};
+  for (int64_t i = 0; i < N; ++i) prompt.push_back(cfg.image_token_index);
+  prompt.push_back(6);
+  const std::vector<std::vector<int64_t>> seg_a = {{8, 9, 13}, {10}}, seg_b = {{14, 10}, {11, 12, 7, 9}};
+  const int64_t P = int64_t(prompt.size()), T = P + 5;  // row 0 fills T, row 1 has one pad
+  auto ids = torch::zeros({2, T}, torch::kLong), mask = torch::zeros({2, T}, torch::kLong);
+  auto pos = torch::zeros({2, T}, torch::kLong), seg = torch::zeros({2, T}, torch::kLong);
+  for (int64_t r = 0; r < 2; ++r) {
+    int64_t t = 0;
+    auto put = [&](int64_t id, int64_t p, int64_t s) {
+      ids[r][t] = id, mask[r][t] = 1, pos[r][t] = p, seg[r][t] = s;
+      ++t;
+    };
+    for (int64_t i = 0; i < P; ++i) put(prompt[size_t(i)], i, 0);
+    for (size_t i = 0; i < seg_a[size_t(r)].size(); ++i) put(seg_a[size_t(r)][i], P + int64_t(i), 1);
+    for (size_t i = 0; i < seg_b[size_t(r)].size(); ++i) put(seg_b[size_t(r)][i], P + int64_t(i), 2);
+  }
+  auto attend = mmb::packed_attention(seg);
+  torch::manual_seed(12);
+  auto pixels = torch::randn({2, 3, cfg.vision.image_size, cfg.vision.image_size});
+  torch::NoGradGuard ng;
+  mmb::VlmInput in{ids, mask, pixels};
+  in.position_ids = pos;
+  in.attend = attend;
+  auto logits = model->forward(in);  // (2, T, V)
+  mmb::save_safetensors(d.file("in.safetensors"), {{"input_ids", ids},
+                                                   {"attention_mask", mask},
+                                                   {"pixel_values", pixels},
+                                                   {"position_ids", pos},
+                                                   {"attend", attend}});
+  run(kRef + " llava " + d.file("m") + " " + d.file("in.safetensors") + " " + d.file("out.safetensors"));
+  auto ref = mmb::load_safetensors(d.file("out.safetensors")).at("logits");
+  const double golden = max_diff_real(logits, ref, mask);
+  std::printf("packed rows golden: max diff %.3g\n", golden);
+  EXPECT_LE(golden, 1e-4);
+  // Each segment against its own forward of prompt + segment.
+  double diff = 0.0;
+  for (int64_t r = 0; r < 2; ++r) {
+    int64_t start = P;
+    for (const auto* segs : {&seg_a, &seg_b}) {
+      const auto& s = (*segs)[size_t(r)];
+      std::vector<int64_t> row = prompt;
+      row.insert(row.end(), s.begin(), s.end());
+      auto alone = model->forward({torch::tensor(row).view({1, -1}), {}, pixels.narrow(0, r, 1)});  // (1, P+L, V)
+      const int64_t L = int64_t(s.size());
+      diff = std::max(diff, (logits[r].narrow(0, start, L) - alone[0].narrow(0, P, L)).abs().max().item<double>());
+      diff = std::max(diff, (logits[r].narrow(0, 0, P) - alone[0].narrow(0, 0, P)).abs().max().item<double>());
+      start += L;
+    }
+  }
+  std::printf("packed rows vs separate forwards: max diff %.3g\n", diff);
+  EXPECT_LE(diff, 1e-5);
+  // Both or neither, and the shapes are checked.
+  mmb::VlmInput half{ids, mask, pixels};
+  half.position_ids = pos;
+  EXPECT_THROW(model->forward(half), mmb::Error);
+  in.attend = attend.narrow(2, 0, T - 1);
+  EXPECT_THROW(model->forward(in), mmb::Error);
+}
+
 TEST(Model, CachedDecodingMatchesFullForward) {
   auto cfg = tiny_llava();
   mmb::LlavaForConditionalGeneration model(cfg);

@@ -259,6 +259,15 @@ TEST(VerifierJudge, CountsErrorsAndRecallAndOrdersResponses) {
   EXPECT_GT(mmb::compare_judgements(half, vague), 0);
   EXPECT_LT(mmb::compare_judgements(wrong, full), 0);
   EXPECT_EQ(mmb::compare_judgements(full, full), 0);
+  // A loop of true sentences is no better than saying each once: every repeat is an error.
+  const auto loop = mmb::judge_response(v, scene, "There is a red circle. There is a red circle. there is a red  circle.");
+  EXPECT_EQ(loop.true_sentences, 3);
+  EXPECT_EQ(loop.repeated, 2);
+  EXPECT_EQ(loop.errors(), 2);
+  EXPECT_DOUBLE_EQ(loop.score(1.0, "mention", 0.5), 0.5 - 2.0 / 2.0);
+  EXPECT_LT(mmb::compare_judgements(loop, half), 0);
+  EXPECT_EQ(mmb::ResponseJudgement::from_json(loop.to_json(), "t").repeated, 2);
+  EXPECT_EQ(full.repeated, 0);
 }
 
 TEST(VerifierJudge, JudgeWeightsParseAndNameTheBadPart) {

@@ -149,6 +149,8 @@ double mention_recall(const world::Scene& scene, const std::vector<world::Verdic
 // True when some sentence of `text` (split_sentences) occurs twice, compared without case and
 // white space: the description loops ("There is a star. There is a star.").
 bool repeats_a_sentence(const std::string& text);
+// The number of sentences of `text` that repeat an earlier one (compared as above).
+int64_t repeated_sentences(const std::string& text);
 
 // Step-level accuracy of reasoning chains: every sentence is a step.
 struct StepMetrics {

@@ -126,9 +126,11 @@ class LlamaModelImpl : public torch::nn::Module {
   // embeds (B, T, C); positions (B, T) int64 rotary positions; key_keep (B, T) bool for the new
   // positions (undefined = all kept). With a cache, the new keys/values are appended and attention
   // covers the cache; without one, attention covers the T positions. Causal in both cases.
+  // attend (B, T, T) bool, optional and only without a cache: query i may also see key j only
+  // where attend(b, i, j) (ANDed with causality and key_keep; packed sequences use it).
   // Returns (B, T, C) after the final norm.
   torch::Tensor forward(const torch::Tensor& embeds, const torch::Tensor& positions,
-                        const torch::Tensor& key_keep, KvCache* cache);
+                        const torch::Tensor& key_keep, KvCache* cache, const torch::Tensor& attend = {});
   torch::nn::Embedding embed_tokens() const { return embed_tokens_; }
   const LlamaConfig& config() const { return cfg_; }
   // An empty cache for `batch` rows with room for `capacity` positions.
@@ -155,7 +157,16 @@ struct VlmInput {
   torch::Tensor image_features;  // or precomputed projector outputs (n_images, N, C)
   torch::Tensor key_keep;        // (B, T) bool, optional: false hides a real position from
                                  // attention as a key (BDHS masks image tokens this way)
+  // Packed rows (training and scoring without a cache only; both or neither):
+  torch::Tensor position_ids;    // (B, T) int64 rotary positions, replacing the count of real tokens
+  torch::Tensor attend;          // (B, T, T) bool: query i may see key j (ANDed with causality and
+                                 // the masks above); see packed_attention()
 };
+
+// The attention of packed rows: segment_ids (B, T) int64, 0 = a shared prefix that every segment
+// sees, s > 0 = a segment that sees the prefix and itself only (e.g. [prompt | chosen | rejected]
+// with 0, 1, 2). Returns (B, T, T) bool, attend(b, i, j) = seg(j) == 0 or seg(j) == seg(i).
+torch::Tensor packed_attention(const torch::Tensor& segment_ids);
 
 class LlavaForConditionalGenerationImpl : public torch::nn::Module {
  public:

@@ -99,17 +99,19 @@ WorldPromptSet draw_world_prompts(const std::string& world_dir, const std::strin
 struct ResponseJudgement {
   int64_t sentences = 0, true_sentences = 0, false_sentences = 0, unverifiable_sentences = 0;
   int64_t hallucinated = 0;  // hallucinated object mentions (CHAIR's numerator)
+  int64_t repeated = 0;      // sentences that repeat an earlier one of the response word for word
   int64_t visible = 0;       // the scene's visible objects
   double recall = 0;         // object_recall: visible objects some true sentence talks about
   double mentioned = 0;      // mention_recall: visible objects some sentence refers to, true or not
-  // Errors: false sentences + unverifiable sentences + hallucinated mentions. An unverifiable
-  // sentence counts against a response, so vague text cannot win; an empty response is one error.
+  // Errors: false sentences + unverifiable sentences + hallucinated mentions + repeated sentences.
+  // An unverifiable sentence counts against a response, so vague text cannot win; a repeated one
+  // too, so a loop of true sentences cannot; an empty response is one error.
   int64_t errors() const;
   // recall − error_weight · errors / max(1, visible): an error costs as much as error_weight
   // correctly described objects, so neither saying less nor saying more wins by itself.
   double score(double error_weight = 1.0) const;
   // The online judge's score: `recall` is "strict" (recall above) or "mention" (mentioned); an
-  // error is a hallucinated mention or an unverifiable sentence (weight 1 each) or a false
+  // error is a hallucinated mention, an unverifiable or a repeated sentence (weight 1 each) or a false
   // sentence (weight false_weight, <= 1: a true object with a wrong attribute is a lesser fault
   // than an object that is not there), and costs error_weight objects. score(w) =
   // score(w, "strict", 1).

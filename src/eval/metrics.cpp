@@ -379,16 +379,19 @@ ChairMetrics chair_metrics(const std::vector<std::vector<world::Verdict>>& capti
   return m;
 }
 
-bool repeats_a_sentence(const std::string& text) {
+int64_t repeated_sentences(const std::string& text) {
   std::set<std::string> seen;
+  int64_t repeated = 0;
   for (const auto& s : split_sentences(text)) {
     std::string key;
     for (char c : s)
       if (!std::isspace(static_cast<unsigned char>(c))) key += char(std::tolower(static_cast<unsigned char>(c)));
-    if (!key.empty() && !seen.insert(key).second) return true;
+    if (!key.empty() && !seen.insert(key).second) ++repeated;
   }
-  return false;
+  return repeated;
 }
+
+bool repeats_a_sentence(const std::string& text) { return repeated_sentences(text) > 0; }
 
 Json StepMetrics::to_json() const {
   return {{"step_accuracy", step_accuracy},

@@ -183,8 +183,13 @@ KvCache LlamaModelImpl::new_cache(int64_t batch, int64_t capacity) const {
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& embeds, const torch::Tensor& positions,
-                                      const torch::Tensor& key_keep, KvCache* cache) {
+                                      const torch::Tensor& key_keep, KvCache* cache, const torch::Tensor& attend) {
   const int64_t B = embeds.size(0), T = embeds.size(1);
+  if (attend.defined()) {
+    if (cache) fail("LlamaModel: a packed attention mask (attend) is for forwards without a cache");
+    if (attend.dim() != 3 || attend.size(0) != B || attend.size(1) != T || attend.size(2) != T)
+      fail("LlamaModel: attend must be (", B, ", ", T, ", ", T, "), got ", attend.sizes());
+  }
   const int64_t start = cache ? cache->length : 0;
   std::optional<c10::InferenceMode> inference;
   if (needs_inference_mode(cache, "LlamaModel")) inference.emplace();
@@ -225,6 +230,9 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& embeds, const torch::
                   .view({1, 1, 1, T, S});
   if (keep_all.defined())
     allowed = allowed.defined() ? allowed & keep_all.view({B, 1, 1, 1, S}) : keep_all.view({B, 1, 1, 1, S});
+  if (attend.defined())  // T == S here (no cache)
+    allowed = allowed.defined() ? allowed & attend.to(torch::kBool).view({B, 1, 1, T, S})
+                                : attend.to(torch::kBool).view({B, 1, 1, T, S});
   if (!allowed.defined()) allowed = torch::ones({1, 1, 1, 1, S}, long_opts.dtype(torch::kBool));
   auto bias = torch::zeros(allowed.sizes(), embeds.options()).masked_fill_(allowed.logical_not(), kMaskValue);
   if (T > 1)
@@ -243,6 +251,12 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& embeds, const torch::
                             start);
   if (cache) cache->length = start + T;
   return rms_norm(x, norm_weight_, cfg_.rms_norm_eps);  // (B, T, C)
+}
+
+torch::Tensor packed_attention(const torch::Tensor& segment_ids) {
+  if (segment_ids.dim() != 2) fail("packed_attention: segment_ids must be (B, T), got ", segment_ids.sizes());
+  auto q = segment_ids.unsqueeze(2), k = segment_ids.unsqueeze(1);  // (B, T, 1), (B, 1, T)
+  return (k == 0) | (k == q);                                        // (B, T, T)
 }
 
 // ---------------------------------------------------------------- LLaVA
@@ -299,9 +313,19 @@ torch::Tensor LlavaForConditionalGenerationImpl::forward_hidden(const VlmInput& 
   torch::Tensor feats = in.image_features;
   if (!feats.defined() && in.pixel_values.defined()) feats = image_features(in.pixel_values);
   auto embeds = embed(ids, feats);                                    // (B, T, C)
+  const bool packed = in.position_ids.defined() || in.attend.defined();
+  if (packed) {
+    if (!in.position_ids.defined() || !in.attend.defined())
+      fail("Llava::forward: packed rows need both position_ids and attend");
+    if (cache) fail("Llava::forward: packed rows (position_ids, attend) are for forwards without a cache");
+    if (in.position_ids.sizes() != ids.sizes())
+      fail("Llava::forward: position_ids ", in.position_ids.sizes(), " != input_ids ", ids.sizes());
+    if (in.position_ids.min().item<int64_t>() < 0) fail("Llava::forward: negative position_ids");
+  }
   // Rotary positions count real tokens only, so left padding does not shift them.
-  auto positions = all_real ? torch::arange(T, ids.options().dtype(torch::kLong)).view({1, T})
-                            : (mask.cumsum(1) - 1).clamp_min(0);      // (1 or B, T)
+  auto positions = packed     ? in.position_ids.to(torch::kLong)
+                   : all_real ? torch::arange(T, ids.options().dtype(torch::kLong)).view({1, T})
+                              : (mask.cumsum(1) - 1).clamp_min(0);    // (1 or B, T)
   if (cache) {
     if (cache->batch() != B) fail("Llava::forward: cache has ", cache->batch(), " rows, input has ", B);
     positions = positions + cache->next_position.view({B, 1});        // (B, T)
@@ -315,7 +339,7 @@ torch::Tensor LlavaForConditionalGenerationImpl::forward_hidden(const VlmInput& 
     keep = keep.defined() ? keep & in.key_keep.to(torch::kBool) : in.key_keep.to(torch::kBool);
   }
   const int64_t start = cache ? cache->length : 0;
-  auto hidden = language_model_model_->forward(embeds, positions, keep, cache);
+  auto hidden = language_model_model_->forward(embeds, positions, keep, cache, in.attend);
   if (cache) {  // after a possible growth
     std::optional<c10::InferenceMode> inference;
     if (needs_inference_mode(cache, "Llava::forward")) inference.emplace();

@@ -14,7 +14,7 @@
 namespace mmb {
 
 int64_t ResponseJudgement::errors() const {
-  return sentences == 0 ? 1 : false_sentences + unverifiable_sentences + hallucinated;
+  return sentences == 0 ? 1 : false_sentences + unverifiable_sentences + hallucinated + repeated;
 }
 
 double ResponseJudgement::score(double error_weight) const { return score(error_weight, "strict", 1.0); }
@@ -24,7 +24,8 @@ double ResponseJudgement::score(double error_weight, const std::string& recall_k
     fail("judge: recall must be 'strict' or 'mention', got '", recall_kind, "'");
   if (!(false_weight >= 0 && false_weight <= 1)) fail("judge: the false-sentence weight must be in [0, 1], got ", false_weight);
   const double e = sentences == 0 ? 1.0
-                                  : double(unverifiable_sentences + hallucinated) + false_weight * double(false_sentences);
+                                  : double(unverifiable_sentences + hallucinated + repeated) +
+                                        false_weight * double(false_sentences);
   return (recall_kind == "mention" ? mentioned : recall) - error_weight * e / double(std::max<int64_t>(1, visible));
 }
 
@@ -34,6 +35,7 @@ Json ResponseJudgement::to_json() const {
           {"false", false_sentences},
           {"unverifiable", unverifiable_sentences},
           {"hallucinated", hallucinated},
+          {"repeated", repeated},
           {"visible", visible},
           {"recall", recall},
           {"mention_recall", mentioned},
@@ -50,6 +52,7 @@ ResponseJudgement ResponseJudgement::from_json(const Json& j, const std::string&
   r.hallucinated = json_get<int64_t>(j, "hallucinated", where);
   r.visible = json_get<int64_t>(j, "visible", where);
   r.recall = json_get<double>(j, "recall", where);
+  if (j.contains("repeated")) r.repeated = json_get<int64_t>(j, "repeated", where);  // older files: 0
   if (j.contains("mention_recall")) r.mentioned = json_get<double>(j, "mention_recall", where);  // older files: 0
   return r;
 }
@@ -65,6 +68,7 @@ ResponseJudgement judge_response(const world::Verifier& verifier, const world::S
   }
   ResponseJudgement j;
   j.sentences = int64_t(verdicts.size());
+  j.repeated = repeated_sentences(text);
   for (const auto& v : verdicts) {
     if (v.truth == world::Truth::kTrue) ++j.true_sentences;
     else if (v.truth == world::Truth::kFalse) ++j.false_sentences;

@@ -2,8 +2,9 @@
 // log-probs computed once and cached under a fingerprint of what they depend on. Online, mixed and
 // avg DPO are in dpo_online.cpp.
 //
-// A pair is one forward of 2B rows (TRL's concatenated forward): the B chosen rows, then the B
-// rejected rows; each image goes through the vision tower once and its features serve both rows.
+// A batch of B pairs is one forward of B packed rows, [prompt | chosen | rejected]: each image goes
+// through the vision tower once and each prompt through the decoder once (TRL's concatenated
+// forward runs 2B rows, encoding both again for the rejected side).
 #include "mmb/dpo.h"
 
 #include <algorithm>
@@ -49,28 +50,63 @@ bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaCo
   return true;
 }
 
-// The 2B rows of B pairs: chosen rows, then rejected rows, right-padded. `pixels` holds the
-// images of the pairs that have one, in pair order.
 DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector<const Side*>& rejected,
                        const torch::Tensor& pixels, int64_t pad_id) {
   const int64_t B = int64_t(chosen.size());
+  if (int64_t(rejected.size()) != B) fail("collate_pairs: ", B, " chosen sides but ", rejected.size(), " rejected");
+  auto first_target = [](const Side& s) {
+    size_t t = 0;
+    while (t < s.ids.size() && !s.target[t]) ++t;
+    return t;
+  };
+  std::vector<size_t> shared(static_cast<size_t>(B));
   size_t T = 0;
-  for (int64_t b = 0; b < B; ++b) T = std::max({T, chosen[size_t(b)]->ids.size(), rejected[size_t(b)]->ids.size()});
-  auto ids = torch::full({2 * B, int64_t(T)}, pad_id, torch::kLong);
-  auto mask = torch::zeros({2 * B, int64_t(T)}, torch::kLong);
-  auto target = torch::zeros({2 * B, int64_t(T)}, torch::kBool);
-  auto ia = ids.accessor<int64_t, 2>();
-  auto ma = mask.accessor<int64_t, 2>();
-  auto ta = target.accessor<bool, 2>();
-  for (int64_t row = 0; row < 2 * B; ++row) {
-    const Side& s = row < B ? *chosen[size_t(row)] : *rejected[size_t(row - B)];
-    for (size_t t = 0; t < s.ids.size(); ++t) {
-      ia[row][t] = s.ids[t];
-      ma[row][t] = 1;
-      ta[row][t] = s.target[t] != 0;
-    }
+  for (int64_t b = 0; b < B; ++b) {
+    const Side &c = *chosen[size_t(b)], &r = *rejected[size_t(b)];
+    size_t p = std::min(first_target(c), first_target(r));
+    size_t common = 0;
+    while (common < p && c.ids[common] == r.ids[common]) ++common;
+    shared[size_t(b)] = common;
+    T = std::max(T, c.ids.size() + r.ids.size() - common);
   }
-  return DpoBatch{ids, mask, target, pixels, B};
+  auto ids = torch::full({B, int64_t(T)}, pad_id, torch::kLong);
+  auto mask = torch::zeros({B, int64_t(T)}, torch::kLong);
+  auto pos = torch::zeros({B, int64_t(T)}, torch::kLong);
+  auto seg = torch::zeros({B, int64_t(T)}, torch::kLong);
+  auto ia = ids.accessor<int64_t, 2>(), ma = mask.accessor<int64_t, 2>(), pa = pos.accessor<int64_t, 2>(),
+       sa = seg.accessor<int64_t, 2>();
+  std::vector<int64_t> source, token, side;
+  int64_t forwarded = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const size_t P = shared[size_t(b)];
+    size_t t = 0;
+    for (; t < P; ++t) ia[b][t] = chosen[size_t(b)]->ids[t], ma[b][t] = 1, pa[b][t] = int64_t(t);
+    for (int64_t k = 0; k < 2; ++k) {
+      const Side& s = k == 0 ? *chosen[size_t(b)] : *rejected[size_t(b)];
+      const size_t begin = t;  // packed index of the side's position P
+      for (size_t i = P; i < s.ids.size(); ++i, ++t) {
+        ia[b][t] = s.ids[i], ma[b][t] = 1, pa[b][t] = int64_t(i), sa[b][t] = k + 1;
+        if (s.target[i] && i > 0) {  // predicted from the side's previous position: the prompt's last, or its own
+          source.push_back(b * int64_t(T) + int64_t(i == P ? P - 1 : begin + (i - 1 - P)));
+          token.push_back(s.ids[i]);
+          side.push_back(k * B + b);
+        }
+      }
+    }
+    forwarded += int64_t(t);
+  }
+  DpoBatch out;
+  out.input_ids = ids;
+  out.attention_mask = mask;
+  out.position_ids = pos;
+  out.attend = packed_attention(seg);
+  out.source = torch::tensor(source, torch::kLong);
+  out.token = torch::tensor(token, torch::kLong);
+  out.side = torch::tensor(side, torch::kLong);
+  out.pixel_values = pixels;
+  out.pairs = B;
+  out.forwarded_tokens = forwarded;
+  return out;
 }
 
 PairDataset::PairDataset(const std::vector<PreferencePair>& pairs, const std::string& image_root, const Tokenizer& tok,
@@ -130,22 +166,20 @@ torch::Tensor PairDataset::image_u8(int64_t i) const {
   return img < 0 ? torch::Tensor() : images_[img];
 }
 
-// Summed log-probs of each row's response tokens and their count: (2B,), (2B,).
+// Summed log-probs of each side's response tokens and their count: (2B,), (2B,).
 std::pair<torch::Tensor, torch::Tensor> sequence_logps(LlavaForConditionalGeneration& model, const DpoBatch& b) {
-  torch::Tensor feats;
-  if (b.pixel_values.defined()) {
-    auto f = model->image_features(b.pixel_values);  // (n, N, C): once per image, for both rows
-    feats = torch::cat({f, f}, 0);                   // (2n, N, C): chosen rows' slots, then rejected rows'
-  }
-  auto hidden = model->forward_hidden({b.input_ids, b.attention_mask, {}, feats});  // (2B, T, C)
-  const int64_t R = hidden.size(0), T = hidden.size(1), C = hidden.size(2);
-  auto is_target = b.target.narrow(1, 1, T - 1);                                   // (2B, T-1)
-  auto rows = is_target.reshape({-1}).nonzero().view({-1});                        // (N,)
-  auto h = hidden.narrow(1, 0, T - 1).reshape({-1, C}).index_select(0, rows);      // (N, C)
-  auto tgt = b.input_ids.narrow(1, 1, T - 1).reshape({-1}).index_select(0, rows);  // (N,)
-  auto lp = torch::log_softmax(model->logits(h).to(torch::kFloat32), -1).gather(1, tgt.unsqueeze(1)).squeeze(1);
-  auto logps = torch::zeros({R}, lp.options()).index_add(0, torch::div(rows, T - 1, "floor"), lp);  // (2B,)
-  return {logps, is_target.sum(1).to(torch::kFloat32)};
+  VlmInput in{b.input_ids, b.attention_mask};
+  if (b.pixel_values.defined()) in.image_features = model->image_features(b.pixel_values);  // (n, N, C): once per pair
+  in.position_ids = b.position_ids;
+  in.attend = b.attend;
+  auto hidden = model->forward_hidden(in);                                       // (B, T, C)
+  auto h = hidden.reshape({-1, hidden.size(2)}).index_select(0, b.source);       // (N, C)
+  auto logits = model->logits(h);                                                // (N, V)
+  logits = logits.to(at::promote_types(logits.scalar_type(), torch::kFloat32));  // bf16 / half: in float32
+  auto lp = torch::log_softmax(logits, -1).gather(1, b.token.unsqueeze(1)).squeeze(1);
+  auto logps = torch::zeros({2 * b.pairs}, lp.options()).index_add(0, b.side, lp);            // (2B,)
+  auto counts = torch::zeros({2 * b.pairs}, lp.options()).index_add(0, b.side, torch::ones_like(lp));
+  return {logps, counts};
 }
 
 namespace {

@@ -26,24 +26,35 @@ struct Side {
   std::vector<uint8_t> target;  // 1 on the response's tokens and its EOS
 };
 
+// B pairs packed one row each: [shared prompt | chosen response | rejected response | pad]. The
+// prompt (and its image slots) is forwarded once; both responses continue its rotary positions
+// and attend to it and to themselves only (segments 0 / 1 / 2, packed_attention), so each side's
+// log-probs equal a forward of prompt + that side alone.
 struct DpoBatch {
-  torch::Tensor input_ids;       // (2B, T): chosen rows, then rejected rows; right-padded
-  torch::Tensor attention_mask;  // (2B, T)
-  torch::Tensor target;          // (2B, T) bool: response tokens (predicted from t - 1)
-  torch::Tensor pixel_values;    // (n, 3, S, S) for the pairs with an image, in row order
+  torch::Tensor input_ids;       // (B, T) right-padded
+  torch::Tensor attention_mask;  // (B, T) 1 on real tokens
+  torch::Tensor position_ids;    // (B, T) rotary positions: the responses both start at the prompt's length
+  torch::Tensor attend;          // (B, T, T) bool: packed_attention of the segments
+  torch::Tensor source;          // (N,) int64: flat index b * T + t of the position predicting each scored token
+  torch::Tensor token;           // (N,) int64: the scored token (response tokens and EOS)
+  torch::Tensor side;            // (N,) int64: its side's row in the (2B,) outputs (chosen b, rejected B + b)
+  torch::Tensor pixel_values;    // (n, 3, S, S) for the pairs with an image, in pair order
   int64_t pairs = 0;
+  int64_t forwarded_tokens = 0;  // real tokens of the packed rows (the unpacked rows would have more)
 };
 
 // Tokenizes prompt + response into `out`; false when it does not fit (and cannot be cut to fit).
 bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaConfig& cfg, const PreferencePair& p,
                    const std::string& response, int64_t max_length, bool truncate, Side& out, int64_t* truncated);
 
-// The 2B rows of B pairs: chosen rows, then rejected rows, right-padded. `pixels` holds the
-// images of the pairs that have one, in pair order.
+// B pairs packed as DpoBatch describes: the shared prompt is the longest common prefix of the two
+// sides that ends before either response begins. `pixels` holds the images of the pairs that have
+// one, in pair order.
 DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector<const Side*>& rejected,
                        const torch::Tensor& pixels, int64_t pad_id);
 
-// Summed log-probs of each row's response tokens and their count: (2B,), (2B,).
+// Summed log-probs of each side's response tokens and their count: (2B,), (2B,), chosen sides
+// first, then rejected.
 std::pair<torch::Tensor, torch::Tensor> sequence_logps(LlavaForConditionalGeneration& model, const DpoBatch& b);
 
 // An offline preference file, tokenized once, images loaded once (uint8).

@@ -151,8 +151,11 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       prompts.insert(prompts.end(), more.begin(), more.end());
     }
   }
+  std::string tasks;
+  for (const std::string& t : o.online_tasks) tasks += (tasks.empty() ? "" : ", ") + t;
   log_info(std::string(avg ? "avg" : mixed ? "mixed" : "online") + " dpo: " + std::to_string(prompts.size()) +
-           (avg ? " offline pairs, " : " description prompts, ") + std::to_string(o.samples_per_prompt) +
+           (avg ? std::string(" offline pairs, ") : " prompts (" + tasks + "), ") +
+           std::to_string(o.samples_per_prompt) +
            " samples each, " + judge.describe());
   const std::string ref_dir = o.ref_model_dir.empty() ? o.model_dir : o.ref_model_dir;
   auto ref = load_llava(ref_dir);
@@ -168,7 +171,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   Trainer trainer(*model, dpo_param_groups(o, model), dpo_train_options(o, dist));
   if (auto eval = dpo_eval_fn(o, model, tok, tmpl)) trainer.set_eval(std::move(eval));
   ShardedIndexBatches batches(int64_t(prompts.size()), o.batch_size, o.seed, dist.rank(), dist.world_size());
-  int64_t sampled = 0, tied = 0, saying_less = 0, sampled_tokens = 0, offline_used = 0;
+  int64_t sampled = 0, tied = 0, saying_less = 0, length_unmatched = 0, sampled_tokens = 0, offline_used = 0;
   double sample_seconds = 0;
   trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) {
     // 0. Mixed DPO: which slots take an offline pair (seeded by the step, so a resumed run agrees).
@@ -210,7 +213,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     std::vector<const Side*> off_c, off_r;            // mixed: the offline slots
     std::vector<torch::Tensor> off_pix;
     double best_errors = 0, worst_errors = 0, best_recall = 0, worst_recall = 0, best_score = 0, worst_score = 0;
-    double best_mentioned = 0, worst_mentioned = 0;
+    double best_mentioned = 0, worst_mentioned = 0, best_tokens = 0, worst_tokens = 0;
     int64_t dummy_truncated = 0;
     for (size_t b = 0; b < idx.size(); ++b) {
       if (offline_of[b] >= 0) {
@@ -239,9 +242,14 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       size_t best = 0, worst = 0;
       for (size_t k = 1; k < j.size(); ++k)
         if (score[k] - score[best] > 1e-12) best = k;
+      // Length-matched pairs: the rejected's token count within length_tolerance of the chosen's.
+      const bool match_length = says_less_rule && o.length_tolerance > 0;
+      const auto length_of = [&](size_t k) { return double(answers[s * size_t(K) + k].generation.tokens.size()); };
       worst = best;
       for (size_t k = 0; k < j.size(); ++k)
-        if ((!says_less_rule || judge.recall(j[k]) <= judge.recall(j[best])) && score[k] - score[worst] < -1e-12)
+        if ((!says_less_rule || judge.recall(j[k]) <= judge.recall(j[best])) &&
+            (!match_length || std::abs(length_of(k) - length_of(best)) <= o.length_tolerance * length_of(best)) &&
+            score[k] - score[worst] < -1e-12)
           worst = k;
       PreferencePair pair;
       pair.prompt = {{p.question, ""}};
@@ -267,9 +275,12 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       // A chosen description must describe something; with nothing below it that says no more,
       // the prompt is dropped as saying less.
       if (says_less_rule && (judge.recall(j[best]) <= 0 || worst == best)) {
-        bool all_tied = true;
-        for (size_t k = 0; k < j.size(); ++k) all_tied = all_tied && std::abs(score[k] - score[best]) <= 1e-12;
-        ++(all_tied ? tied : saying_less);
+        bool all_tied = true, any_below = false;
+        for (size_t k = 0; k < j.size(); ++k) {
+          all_tied = all_tied && std::abs(score[k] - score[best]) <= 1e-12;
+          any_below = any_below || (judge.recall(j[k]) <= judge.recall(j[best]) && score[k] - score[best] < -1e-12);
+        }
+        ++(all_tied ? tied : match_length && judge.recall(j[best]) > 0 && any_below ? length_unmatched : saying_less);
         continue;
       }
       if (score[best] - score[worst] <= 1e-12 || cb == cw) {
@@ -291,6 +302,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       worst_mentioned += j[worst].mentioned;
       best_score += score[best];
       worst_score += score[worst];
+      best_tokens += length_of(best);
+      worst_tokens += length_of(worst);
     }
     LossOutput out;
     out.samples = int64_t(idx.size());
@@ -365,6 +378,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       out.metrics["online/rejected_mention_recall"] = worst_mentioned / double(n_online);
       out.metrics["online/chosen_score"] = best_score / double(n_online);
       out.metrics["online/rejected_score"] = worst_score / double(n_online);
+      out.metrics["online/chosen_tokens"] = best_tokens / double(n_online);
+      out.metrics["online/rejected_tokens"] = worst_tokens / double(n_online);
     }
     out.metrics["online/rollout_tokens_per_s"] = double(sampled_tokens) / std::max(1e-9, sample_seconds);
     return out;
@@ -373,11 +388,13 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   log_info(std::string(avg ? "avg" : mixed ? "mixed" : "online") + " dpo: " + std::to_string(sampled) +
            " responses sampled, " + std::to_string(tied) + (avg ? " sampled negatives no worse than y+, " : " prompts dropped as ties, ") +
            std::to_string(saying_less) + " as saying less" +
+           (o.length_tolerance > 0 ? ", " + std::to_string(length_unmatched) + " without a length-matched rejected" : "") +
            (mixed ? ", " + std::to_string(offline_used) + " offline pairs used" : ""));
   if (run)
     run->set_result(avg ? "avg" : "online", {{"responses_sampled", sampled},
                                              {"tied_prompts", tied},
                                              {"saying_less_prompts", saying_less},
+                                             {"length_unmatched_prompts", length_unmatched},
                                              {"offline_pairs_used", offline_used},
                                              {"rollout_tokens_per_s", double(sampled_tokens) / std::max(1e-9, sample_seconds)}});
   return last;

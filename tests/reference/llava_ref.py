@@ -5,7 +5,9 @@ It shares no code with mmb: it reads config.json and model.safetensors itself.
 
   llava_ref.py llava MODEL_DIR INPUTS.safetensors OUT.safetensors
       INPUTS: input_ids (B,T) i64, attention_mask (B,T) i64, pixel_values (n,3,H,W) f32,
-              optional key_keep (B,T) bool. OUT: logits (B,T,V) f32.
+              optional key_keep (B,T) bool, optional packed rows: position_ids (B,T) i64 and
+              attend (B,T,T) bool (query i may see key j, besides causality and the masks).
+              OUT: logits (B,T,V) f32.
   llava_ref.py clip MODEL_DIR INPUTS.safetensors OUT.safetensors
       INPUTS: input_ids, attention_mask, pixel_values. OUT: image_embeds, text_embeds, logits_per_image.
 """
@@ -88,7 +90,7 @@ def llava_logits(d, inp):
     H, Hkv = tc["num_attention_heads"], tc.get("num_key_value_heads", tc["num_attention_heads"])
     D = C // H
     eps = tc.get("rms_norm_eps", 1e-6)
-    pos = (am.cumsum(1) - 1).clamp(min=0)
+    pos = inp["position_ids"] if "position_ids" in inp else (am.cumsum(1) - 1).clamp(min=0)
     inv = 1.0 / (tc.get("rope_theta", 10000.0) ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
     ang = pos[..., None].double() * inv
     cos, sin = torch.cat([ang, ang], -1).cos().float()[:, None], torch.cat([ang, ang], -1).sin().float()[:, None]
@@ -98,6 +100,8 @@ def llava_logits(d, inp):
 
     key_ok = am.bool() if keep is None else am.bool() & keep.bool()
     mask = torch.tril(torch.ones(T, T, dtype=torch.bool))[None, None] & key_ok[:, None, None, :]
+    if "attend" in inp:
+        mask = mask & inp["attend"].bool()[:, None]
     for i in range(tc["num_hidden_layers"]):
         p = f"language_model.model.layers.{i}."
         h = rms(x, W[p + "input_layernorm.weight"], eps)
