@@ -210,6 +210,22 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
   cmd.add_option("--rpo-alpha", o.loss.rpo_alpha, "Weight of the chosen response's NLL (RPO; 0 = off)")
       ->group(l)
       ->capture_default_str();
+  cmd.add_option("--image-weight", o.loss.image_weight,
+                 "Weight of mDPO's image-conditional term: the chosen response on the real vs a corrupted image (0 = off)")
+      ->group(l)
+      ->capture_default_str();
+  cmd.add_option("--image-corruption", o.image_corruption, "The corrupted image m': crop | noise")
+      ->group(l)
+      ->check(CLI::IsMember({"crop", "noise"}))
+      ->capture_default_str();
+  cmd.add_option("--image-keep", o.image_keep, "crop: the largest share of the image's area kept")
+      ->group(l)
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
+  cmd.add_option("--image-noise-step", o.image_noise_step, "noise: the diffusion step t (0-based, of 1000)")
+      ->group(l)
+      ->check(CLI::Range(0, 999))
+      ->capture_default_str();
   cmd.add_option("--anchor", o.loss.anchor, "Weight of mDPO's anchor on the chosen reward (0 = off)")
       ->group(l)
       ->capture_default_str();

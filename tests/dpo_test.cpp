@@ -182,6 +182,49 @@ TEST(Dpo, LearnsThePreferenceAndCachesTheReference) {
   expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "reference weights changed");
 }
 
+// mDPO's image-conditional term: the chosen response on a corrupted image is cached with the
+// reference and trained down against the real image; a cache made without the term is refused.
+TEST(Dpo, ImageConditionalTermTrainsTheImageAndIsCached) {
+  TempDir d;
+  make_fixture(d);
+  for (const char* name : {"img/a.png", "img/b.png"}) {  // images with structure: a crop of one colour is the same image
+    mmb::Image img(16, 16, 3);
+    for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = uint8_t((i * 37 + (name[4] == 'a' ? 0 : 90)) % 256);
+    mmb::write_png(d.file(name), img);
+  }
+  for (const char* kind : {"crop", "noise"}) {
+    auto o = options(d, std::string("img_") + kind);
+    o.loss.image_weight = 1.0;
+    o.image_corruption = kind;
+    o.image_keep = 0.2;
+    mmb::DpoReferenceInfo ref;
+    const mmb::StepStats last = mmb::run_dpo(o, nullptr, &ref);
+    const Json cache = mmb::read_json_file(d.file(std::string("img_") + kind + "/ref_logps.json"));
+    ASSERT_TRUE(cache.contains("chosen_corrupt")) << kind;
+    EXPECT_EQ(cache["chosen_corrupt"].size(), 4u);
+    // Corrupting the image lowers the reference's likelihood of the chosen answer only a little;
+    // the term makes the policy tie the chosen answer to the real image.
+    EXPECT_GT(last.extra["rewards/chosen"].get<double>(), last.extra["rewards/chosen_corrupt"].get<double>()) << kind;
+    // A rerun reads m' from the cache: same inputs, no forward.
+    o.steps = 1;
+    o.out = d.file(std::string("img_again_") + kind);
+    o.ref_cache = d.file(std::string("img_") + kind + "/ref_logps.json");
+    mmb::DpoReferenceInfo again;
+    mmb::run_dpo(o, nullptr, &again);
+    EXPECT_TRUE(again.cached);
+  }
+  // The plain run's cache has no m': refused, naming the corruption.
+  mmb::run_dpo(options(d, "plain"), nullptr);
+  auto o = options(d, "img_from_plain");
+  o.loss.image_weight = 1.0;
+  o.ref_cache = d.file("plain/ref_logps.json");
+  expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "image corruption");
+  // Another keep share changes m': refused too.
+  o.ref_cache = d.file("img_crop/ref_logps.json");
+  o.image_keep = 0.5;
+  expect_throw_with([&] { mmb::run_dpo(o, nullptr); }, "image corruption changed");
+}
+
 TEST(Dpo, EvaluatesHeldOutPairsWithTrlsMetrics) {
   TempDir d;
   make_fixture(d);

@@ -82,6 +82,14 @@ struct DpoRunOptions {
   bool truncate_response = false;  // cut response ends to fit instead (image and prompt never cut)
   bool freeze_vision = true;       // the vision tower stays fixed (as the papers' DPO)
   int64_t ref_batch = 16;          // pairs per reference forward
+  // mDPO's image-conditional term (loss.image_weight > 0): the chosen response is also scored on a
+  // corrupted copy of the pair's image, m'. Every pair needs an image. The corruption of a pair is
+  // a function of (seed, pair index) offline, so its reference log-probs are cached with the others;
+  // online pairs draw theirs from (seed, step, slot).
+  std::string image_corruption = "crop";  // crop (mDPO: a random crop keeping <= image_keep of the
+                                          // area, resized back) | noise (diffusion noise at step image_noise_step)
+  double image_keep = 0.2;
+  int64_t image_noise_step = 500;
   // Held-out pairs (TRL's eval_dataset): every eval_every steps (0: at the end only) and at the
   // end, the policy's loss and TRL's metrics on them, logged as eval/<name>. Their reference
   // log-probs are computed once per run, in eval mode, from the reference.

@@ -17,6 +17,7 @@
 #include "mmb/distributed.h"
 #include "mmb/error.h"
 #include "mmb/fingerprint.h"
+#include "mmb/image_noise.h"
 #include "mmb/model.h"
 #include "mmb/prefs.h"
 #include "mmb/progress.h"
@@ -53,7 +54,9 @@ bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaCo
 DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector<const Side*>& rejected,
                        const torch::Tensor& pixels, int64_t pad_id) {
   const int64_t B = int64_t(chosen.size());
-  if (int64_t(rejected.size()) != B) fail("collate_pairs: ", B, " chosen sides but ", rejected.size(), " rejected");
+  const bool single = rejected.empty();
+  if (!single && int64_t(rejected.size()) != B)
+    fail("collate_pairs: ", B, " chosen sides but ", rejected.size(), " rejected");
   auto first_target = [](const Side& s) {
     size_t t = 0;
     while (t < s.ids.size() && !s.target[t]) ++t;
@@ -62,12 +65,12 @@ DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector
   std::vector<size_t> shared(static_cast<size_t>(B));
   size_t T = 0;
   for (int64_t b = 0; b < B; ++b) {
-    const Side &c = *chosen[size_t(b)], &r = *rejected[size_t(b)];
+    const Side &c = *chosen[size_t(b)], &r = single ? c : *rejected[size_t(b)];
     size_t p = std::min(first_target(c), first_target(r));
     size_t common = 0;
     while (common < p && c.ids[common] == r.ids[common]) ++common;
     shared[size_t(b)] = common;
-    T = std::max(T, c.ids.size() + r.ids.size() - common);
+    T = std::max(T, single ? c.ids.size() : c.ids.size() + r.ids.size() - common);
   }
   auto ids = torch::full({B, int64_t(T)}, pad_id, torch::kLong);
   auto mask = torch::zeros({B, int64_t(T)}, torch::kLong);
@@ -81,7 +84,7 @@ DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector
     const size_t P = shared[size_t(b)];
     size_t t = 0;
     for (; t < P; ++t) ia[b][t] = chosen[size_t(b)]->ids[t], ma[b][t] = 1, pa[b][t] = int64_t(t);
-    for (int64_t k = 0; k < 2; ++k) {
+    for (int64_t k = 0; k < (single ? 1 : 2); ++k) {
       const Side& s = k == 0 ? *chosen[size_t(b)] : *rejected[size_t(b)];
       const size_t begin = t;  // packed index of the side's position P
       for (size_t i = P; i < s.ids.size(); ++i, ++t) {
@@ -105,6 +108,7 @@ DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector
   out.side = torch::tensor(side, torch::kLong);
   out.pixel_values = pixels;
   out.pairs = B;
+  out.outputs = single ? B : 2 * B;
   out.forwarded_tokens = forwarded;
   return out;
 }
@@ -161,6 +165,39 @@ DpoBatch PairDataset::batch(const std::vector<int64_t>& indices) const {
   return collate_pairs(c, r, pixels, pad_id_);
 }
 
+DpoBatch PairDataset::corrupt_batch(const std::vector<int64_t>& indices, const DpoRunOptions& o) const {
+  std::vector<const Side*> c;
+  std::vector<int64_t> imgs;
+  std::vector<uint64_t> seeds;
+  for (int64_t i : indices) {
+    if (image_of_[size_t(i)] < 0)
+      fail("run_dpo: mDPO's image term (--image-weight) needs an image in every pair; pair ", source_[size_t(i)] + 1,
+           " has none");
+    c.push_back(&chosen_.at(size_t(i)));
+    imgs.push_back(image_of_[size_t(i)]);
+    seeds.push_back(corruption_seed(o.seed, i));
+  }
+  auto pixels = normalise_u8(images_.index_select(0, torch::tensor(imgs, torch::kLong)));
+  return collate_pairs(c, {}, corrupt_images(pixels, o, seeds), pad_id_);
+}
+
+uint64_t corruption_seed(uint64_t seed, int64_t a, int64_t b) {
+  return seed * 0x9E3779B97F4A7C15ULL + uint64_t(a) * 1000003ULL + uint64_t(b) * 7919ULL + 17ULL;
+}
+
+torch::Tensor corrupt_images(const torch::Tensor& pixels, const DpoRunOptions& o, const std::vector<uint64_t>& seeds) {
+  if (int64_t(seeds.size()) != pixels.size(0)) fail("corrupt_images: ", seeds.size(), " seeds for ", pixels.size(0), " images");
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < pixels.size(0); ++i) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seeds[size_t(i)]);
+    auto one = pixels.narrow(0, i, 1);
+    if (o.image_corruption == "crop") out.push_back(random_crop_image(one, o.image_keep, gen));
+    else if (o.image_corruption == "noise") out.push_back(diffusion_noise(one, o.image_noise_step, gen));
+    else fail("run_dpo: unknown image corruption '", o.image_corruption, "' (crop | noise)");
+  }
+  return torch::cat(out, 0);  // (n, 3, S, S)
+}
+
 torch::Tensor PairDataset::image_u8(int64_t i) const {
   const int64_t img = image_of_.at(size_t(i));
   return img < 0 ? torch::Tensor() : images_[img];
@@ -177,8 +214,8 @@ std::pair<torch::Tensor, torch::Tensor> sequence_logps(LlavaForConditionalGenera
   auto logits = model->logits(h);                                                // (N, V)
   logits = logits.to(at::promote_types(logits.scalar_type(), torch::kFloat32));  // bf16 / half: in float32
   auto lp = torch::log_softmax(logits, -1).gather(1, b.token.unsqueeze(1)).squeeze(1);
-  auto logps = torch::zeros({2 * b.pairs}, lp.options()).index_add(0, b.side, lp);            // (2B,)
-  auto counts = torch::zeros({2 * b.pairs}, lp.options()).index_add(0, b.side, torch::ones_like(lp));
+  auto logps = torch::zeros({b.outputs}, lp.options()).index_add(0, b.side, lp);  // (2B,) or (B,)
+  auto counts = torch::zeros({b.outputs}, lp.options()).index_add(0, b.side, torch::ones_like(lp));
   return {logps, counts};
 }
 
@@ -186,7 +223,10 @@ namespace {
 
 struct RefLogps {
   std::vector<double> chosen, rejected, chosen_tokens, rejected_tokens;
+  std::vector<double> chosen_corrupt;  // mDPO's image term only: the chosen on the corrupted image
 };
+
+bool image_term(const DpoRunOptions& o) { return o.loss.image_weight > 0; }
 
 Fingerprint reference_fingerprint(const DpoRunOptions& o, const std::string& ref_dir, const ChatTemplate& tmpl) {
   Fingerprint f;
@@ -218,12 +258,19 @@ Fingerprint reference_fingerprint(const DpoRunOptions& o, const std::string& ref
   f.add("template", Json{{"name", tmpl.name}, {"system", tmpl.system}});
   f.add_file("tokenizer", o.model_dir + "/tokenizer.model");
   f.add("length", Json{{"max_length", o.max_length}, {"truncate_response", o.truncate_response}});
+  if (image_term(o))  // only then: a cache made without the term stays valid for runs without it
+    f.add("image corruption", Json{{"kind", o.image_corruption},
+                                   {"keep", o.image_keep},
+                                   {"noise_step", o.image_noise_step},
+                                   {"seed", o.seed}});
   return f;
 }
 
 // Every pair's summed log-probs and token counts under `model`, in batches of `batch` (no
 // gradients: the reference pass and the held-out evaluation).
-RefLogps pair_logps(LlavaForConditionalGeneration& model, const PairDataset& data, int64_t batch, const char* label) {
+// With o given and mDPO's image term on, also the chosen sides on their corrupted images.
+RefLogps pair_logps(LlavaForConditionalGeneration& model, const PairDataset& data, int64_t batch, const char* label,
+                    const DpoRunOptions* o = nullptr) {
   torch::NoGradGuard no_grad;
   RefLogps out;
   Progress progress(label, data.size(), "pairs");
@@ -240,16 +287,17 @@ RefLogps pair_logps(LlavaForConditionalGeneration& model, const PairDataset& dat
     put(out.rejected, lp.narrow(0, B, B));
     put(out.chosen_tokens, n.narrow(0, 0, B));
     put(out.rejected_tokens, n.narrow(0, B, B));
+    if (o && image_term(*o)) put(out.chosen_corrupt, sequence_logps(model, data.corrupt_batch(idx, *o)).first);
     progress.set(i + B);
   }
   progress.done();
   return out;
 }
 
-RefLogps compute_reference(const std::string& ref_dir, const PairDataset& data, int64_t batch) {
+RefLogps compute_reference(const std::string& ref_dir, const PairDataset& data, const DpoRunOptions& o) {
   auto ref = load_llava(ref_dir);
   ref->eval();
-  return pair_logps(ref, data, batch, "dpo reference");
+  return pair_logps(ref, data, o.ref_batch, "dpo reference", &o);
 }
 
 }  // namespace
@@ -264,11 +312,11 @@ std::function<Json(int64_t)> dpo_eval_fn(const DpoRunOptions& o, LlavaForConditi
                                             o.truncate_response);
   if (data->size() == 0) fail("run_dpo: ", o.eval_data, ": no held-out pair fits max_length ", max_length);
   const std::string ref_dir = o.ref_model_dir.empty() ? o.model_dir : o.ref_model_dir;
-  auto ref = std::make_shared<RefLogps>(compute_reference(ref_dir, *data, o.ref_batch));
+  auto ref = std::make_shared<RefLogps>(compute_reference(ref_dir, *data, o));
   log_info("dpo eval: " + std::to_string(data->size()) + " held-out pairs of " + o.eval_data);
   return [policy = model, o, data, ref](int64_t) mutable {  // the trainer calls it in eval mode, without gradients
     const auto as_tensor = [](const std::vector<double>& v) { return torch::tensor(v, torch::kFloat32); };
-    const RefLogps now = pair_logps(policy, *data, o.ref_batch, "dpo eval");
+    const RefLogps now = pair_logps(policy, *data, o.ref_batch, "dpo eval", &o);
     DpoInputs in;
     in.policy_chosen = as_tensor(now.chosen);
     in.policy_rejected = as_tensor(now.rejected);
@@ -276,6 +324,10 @@ std::function<Json(int64_t)> dpo_eval_fn(const DpoRunOptions& o, LlavaForConditi
     in.rejected_tokens = as_tensor(now.rejected_tokens);
     in.ref_chosen = as_tensor(ref->chosen);
     in.ref_rejected = as_tensor(ref->rejected);
+    if (image_term(o)) {
+      in.policy_chosen_corrupt = as_tensor(now.chosen_corrupt);
+      in.ref_chosen_corrupt = as_tensor(ref->chosen_corrupt);
+    }
     const LossOutput out = dpo_step_output(in, o.loss);
     Json j = out.metrics;
     j["loss"] = out.loss.item<double>();
@@ -316,6 +368,9 @@ LossOutput dpo_step_output(const DpoInputs& in, const DpoLossOptions& options) {
   out.metrics["rewards/accuracies"] = (t.chosen_rewards > t.rejected_rewards).to(torch::kFloat32).mean().item<double>();
   out.metrics["logps/chosen"] = in.policy_chosen.detach().mean().item<double>();
   out.metrics["logps/rejected"] = in.policy_rejected.detach().mean().item<double>();
+  if (options.image_weight > 0)  // mDPO: β(log πθ(y+|m') − log πref(y+|m')), below rewards/chosen when it works
+    out.metrics["rewards/chosen_corrupt"] =
+        (options.beta * (in.policy_chosen_corrupt.detach() - in.ref_chosen_corrupt)).mean().item<double>();
   return out;
 }
 
@@ -377,23 +432,27 @@ StepStats run_dpo(const DpoRunOptions& o, RunDir* run, DpoReferenceInfo* referen
     ref.rejected = json_get<std::vector<double>>(j, "rejected", cache);
     ref.chosen_tokens = json_get<std::vector<double>>(j, "chosen_tokens", cache);
     ref.rejected_tokens = json_get<std::vector<double>>(j, "rejected_tokens", cache);
+    if (image_term(o)) ref.chosen_corrupt = json_get<std::vector<double>>(j, "chosen_corrupt", cache);
     for (const auto* v : {&ref.chosen, &ref.rejected, &ref.chosen_tokens, &ref.rejected_tokens})
       if (int64_t(v->size()) != data.size())
         fail("run_dpo: ", cache, ": ", v->size(), " reference values for ", data.size(), " pairs");
+    if (image_term(o) && int64_t(ref.chosen_corrupt.size()) != data.size())
+      fail("run_dpo: ", cache, ": ", ref.chosen_corrupt.size(), " corrupted-image reference values for ", data.size(),
+           " pairs");
     info.cached = true;
     log_info("dpo reference: " + cache + " (cached, fingerprint " + fp.id() + ")");
   } else {
-    ref = compute_reference(ref_dir, data, o.ref_batch);
+    ref = compute_reference(ref_dir, data, o);
     info.forward_pairs = data.size();
+    Json content{{"fingerprint", fp.to_json()},
+                 {"pairs", data.size()},
+                 {"chosen", ref.chosen},
+                 {"rejected", ref.rejected},
+                 {"chosen_tokens", ref.chosen_tokens},
+                 {"rejected_tokens", ref.rejected_tokens}};
+    if (image_term(o)) content["chosen_corrupt"] = ref.chosen_corrupt;
     if (dist.is_main())
-      write_json_file(cache,
-                      Json{{"fingerprint", fp.to_json()},
-                           {"pairs", data.size()},
-                           {"chosen", ref.chosen},
-                           {"rejected", ref.rejected},
-                           {"chosen_tokens", ref.chosen_tokens},
-                           {"rejected_tokens", ref.rejected_tokens}},
-                      -1);
+      write_json_file(cache, content, -1);
   }
   if (reference) *reference = info;
   if (run) {
@@ -409,6 +468,7 @@ StepStats run_dpo(const DpoRunOptions& o, RunDir* run, DpoReferenceInfo* referen
   }
   const auto as_tensor = [](const std::vector<double>& v) { return torch::tensor(v, torch::kFloat32); };
   const torch::Tensor ref_chosen = as_tensor(ref.chosen), ref_rejected = as_tensor(ref.rejected);
+  const torch::Tensor ref_corrupt = image_term(o) ? as_tensor(ref.chosen_corrupt) : torch::Tensor();
 
   Trainer trainer(*model, dpo_param_groups(o, model), dpo_train_options(o, dist));
   ShardedIndexBatches batches(data.size(), o.batch_size, o.seed, dist.rank(), dist.world_size());
@@ -424,6 +484,10 @@ StepStats run_dpo(const DpoRunOptions& o, RunDir* run, DpoReferenceInfo* referen
     in.ref_rejected = ref_rejected.index_select(0, sel);
     in.chosen_tokens = n.narrow(0, 0, B);
     in.rejected_tokens = n.narrow(0, B, B);
+    if (image_term(o)) {
+      in.policy_chosen_corrupt = sequence_logps(model, data.corrupt_batch(idx, o)).first;
+      in.ref_chosen_corrupt = ref_corrupt.index_select(0, sel);
+    }
     LossOutput out = dpo_step_output(in, o.loss);
     out.samples = B;
     return out;

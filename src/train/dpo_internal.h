@@ -40,6 +40,7 @@ struct DpoBatch {
   torch::Tensor side;            // (N,) int64: its side's row in the (2B,) outputs (chosen b, rejected B + b)
   torch::Tensor pixel_values;    // (n, 3, S, S) for the pairs with an image, in pair order
   int64_t pairs = 0;
+  int64_t outputs = 0;           // rows of sequence_logps' outputs: 2B, or B for chosen sides alone
   int64_t forwarded_tokens = 0;  // real tokens of the packed rows (the unpacked rows would have more)
 };
 
@@ -49,12 +50,18 @@ bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaCo
 
 // B pairs packed as DpoBatch describes: the shared prompt is the longest common prefix of the two
 // sides that ends before either response begins. `pixels` holds the images of the pairs that have
-// one, in pair order.
+// one, in pair order. With `rejected` empty, B rows [prompt | chosen] (outputs = B).
 DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector<const Side*>& rejected,
                        const torch::Tensor& pixels, int64_t pad_id);
 
-// Summed log-probs of each side's response tokens and their count: (2B,), (2B,), chosen sides
-// first, then rejected.
+// mDPO's corrupted images m': image i of `pixels` (normalised, (n, 3, S, S)) corrupted as
+// o.image_corruption says, by a generator seeded with seeds[i] (a pair's m' does not depend on the
+// batch it is in).
+torch::Tensor corrupt_images(const torch::Tensor& pixels, const DpoRunOptions& o, const std::vector<uint64_t>& seeds);
+uint64_t corruption_seed(uint64_t seed, int64_t a, int64_t b = 0);
+
+// Summed log-probs of each side's response tokens and their count: (outputs,), (outputs,),
+// chosen sides first, then rejected.
 std::pair<torch::Tensor, torch::Tensor> sequence_logps(LlavaForConditionalGeneration& model, const DpoBatch& b);
 
 // An offline preference file, tokenized once, images loaded once (uint8).
@@ -69,6 +76,8 @@ class PairDataset {
   const std::vector<std::string>& rejected_examples() const { return rejected_examples_; }
 
   DpoBatch batch(const std::vector<int64_t>& indices) const;
+  // The chosen sides of `indices` alone on their corrupted images (mDPO's m'), seeded by pair index.
+  DpoBatch corrupt_batch(const std::vector<int64_t>& indices, const DpoRunOptions& o) const;
   const Side& chosen(int64_t i) const { return chosen_.at(size_t(i)); }
   const Side& rejected(int64_t i) const { return rejected_.at(size_t(i)); }
   // The pair's image (3, S, S) uint8, undefined for a text-only pair.

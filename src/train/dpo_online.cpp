@@ -31,16 +31,20 @@
 namespace mmb {
 namespace {
 
-// The loss of a set of pairs (policy log-probs with gradients, the reference's without).
-DpoInputs pair_inputs(LlavaForConditionalGeneration& model, LlavaForConditionalGeneration& ref, const DpoBatch& batch) {
+// The loss of a set of pairs (policy log-probs with gradients, the reference's without); with
+// `corrupt` (mDPO's image term), also the chosen sides on their corrupted images.
+DpoInputs pair_inputs(LlavaForConditionalGeneration& model, LlavaForConditionalGeneration& ref, const DpoBatch& batch,
+                      const DpoBatch* corrupt = nullptr) {
   auto [lp, n] = sequence_logps(model, batch);
   torch::Tensor ref_lp;
+  DpoInputs in;
   {
     torch::NoGradGuard no_grad;
     ref_lp = sequence_logps(ref, batch).first;
+    if (corrupt) in.ref_chosen_corrupt = sequence_logps(ref, *corrupt).first;
   }
+  if (corrupt) in.policy_chosen_corrupt = sequence_logps(model, *corrupt).first;
   const int64_t B = batch.pairs;
-  DpoInputs in;
   in.policy_chosen = lp.narrow(0, 0, B);
   in.policy_rejected = lp.narrow(0, B, B);
   in.ref_chosen = ref_lp.narrow(0, 0, B);
@@ -310,7 +314,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     const int64_t pad = model->config().text.pad_token_id;
     if (avg) {
       // 3a. avg DPO: the offline pairs of the batch, and ỹ− where one was found.
-      const DpoInputs base = pair_inputs(model, ref, offline->batch(idx));
+      const DpoBatch corrupt = o.loss.image_weight > 0 ? offline->corrupt_batch(idx, o) : DpoBatch{};
+      const DpoInputs base = pair_inputs(model, ref, offline->batch(idx), o.loss.image_weight > 0 ? &corrupt : nullptr);
       const DpoLossTerms t = dpo_loss(base, o.loss);
       torch::Tensor loss = t.loss;  // (B,)
       if (!avg_pairs.empty()) {
@@ -321,8 +326,10 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
           w.push_back(&worst_sides[k]);
           px.push_back(offline->image_u8(avg_pairs[k]));
         }
+        DpoLossOptions second = o.loss;  // mDPO's image term is about y+: counted once, in L(y+, y−)
+        second.image_weight = 0;
         const DpoLossTerms t2 =
-            dpo_loss(pair_inputs(model, ref, collate_pairs(c, w, normalise_u8(torch::stack(px)), pad)), o.loss);
+            dpo_loss(pair_inputs(model, ref, collate_pairs(c, w, normalise_u8(torch::stack(px)), pad)), second);
         std::vector<int64_t> slot;  // position of each ỹ− pair in the batch
         for (int64_t i : avg_pairs) slot.push_back(int64_t(std::find(idx.begin(), idx.end(), i) - idx.begin()));
         auto rows = torch::tensor(slot, torch::kLong);
@@ -357,8 +364,15 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     cp.insert(cp.end(), off_c.begin(), off_c.end());
     rp.insert(rp.end(), off_r.begin(), off_r.end());
     for (auto& t : off_pix) pix.push_back(t);
-    const DpoBatch batch = collate_pairs(cp, rp, normalise_u8(torch::stack(pix)), pad);
-    const DpoInputs in = pair_inputs(model, ref, batch);
+    const torch::Tensor pixels = normalise_u8(torch::stack(pix));
+    const DpoBatch batch = collate_pairs(cp, rp, pixels, pad);
+    DpoBatch corrupt;
+    if (o.loss.image_weight > 0) {  // m' of each slot, drawn from (seed, step, slot)
+      std::vector<uint64_t> seeds;
+      for (size_t k = 0; k < cp.size(); ++k) seeds.push_back(corruption_seed(o.seed, trainer.step_count(), int64_t(k)));
+      corrupt = collate_pairs(cp, {}, corrupt_images(pixels, o, seeds), pad);
+    }
+    const DpoInputs in = pair_inputs(model, ref, batch, o.loss.image_weight > 0 ? &corrupt : nullptr);
     const int64_t B = batch.pairs;
     const LossOutput step = dpo_step_output(in, o.loss);
     out.loss = step.loss;
