@@ -229,15 +229,8 @@ void BM_DpoStep(benchmark::State& state) {
       ref_lp = mmb::sequence_logps(ref, b).first;
     }
     auto [lp, n] = mmb::sequence_logps(s.model, b);
-    mmb::DpoInputs in;
-    in.policy_chosen = lp.narrow(0, 0, kPairs);
-    in.policy_rejected = lp.narrow(0, kPairs, kPairs);
-    in.ref_chosen = ref_lp.narrow(0, 0, kPairs);
-    in.ref_rejected = ref_lp.narrow(0, kPairs, kPairs);
-    in.chosen_tokens = n.narrow(0, 0, kPairs);
-    in.rejected_tokens = n.narrow(0, kPairs, kPairs);
     mmb::LossOutput out;
-    out.loss = mmb::dpo_loss(in, lo).loss.mean();
+    out.loss = mmb::dpo_loss(mmb::split_pair_logps(lp, n, ref_lp), lo).loss.mean();
     out.samples = kPairs;
     out.tokens = 2 * kPairs * n_text;
     return out;

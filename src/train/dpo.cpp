@@ -181,6 +181,18 @@ DpoBatch PairDataset::corrupt_batch(const std::vector<int64_t>& indices, const D
   return collate_pairs(c, {}, corrupt_images(pixels, o, seeds), pad_id_);
 }
 
+DpoInputs split_pair_logps(const torch::Tensor& policy, const torch::Tensor& counts, const torch::Tensor& ref) {
+  const int64_t B = policy.size(0) / 2;
+  DpoInputs in;
+  in.policy_chosen = policy.narrow(0, 0, B);
+  in.policy_rejected = policy.narrow(0, B, B);
+  in.ref_chosen = ref.narrow(0, 0, B);
+  in.ref_rejected = ref.narrow(0, B, B);
+  in.chosen_tokens = counts.narrow(0, 0, B);
+  in.rejected_tokens = counts.narrow(0, B, B);
+  return in;
+}
+
 uint64_t corruption_seed(uint64_t seed, int64_t a, int64_t b) {
   return seed * 0x9E3779B97F4A7C15ULL + uint64_t(a) * 1000003ULL + uint64_t(b) * 7919ULL + 17ULL;
 }
@@ -477,13 +489,8 @@ StepStats run_dpo(const DpoRunOptions& o, RunDir* run, DpoReferenceInfo* referen
     auto [lp, n] = sequence_logps(model, b);
     const int64_t B = b.pairs;
     auto sel = torch::tensor(idx, torch::kLong);
-    DpoInputs in;
-    in.policy_chosen = lp.narrow(0, 0, B);
-    in.policy_rejected = lp.narrow(0, B, B);
-    in.ref_chosen = ref_chosen.index_select(0, sel);
-    in.ref_rejected = ref_rejected.index_select(0, sel);
-    in.chosen_tokens = n.narrow(0, 0, B);
-    in.rejected_tokens = n.narrow(0, B, B);
+    DpoInputs in =
+        split_pair_logps(lp, n, torch::cat({ref_chosen.index_select(0, sel), ref_rejected.index_select(0, sel)}));
     if (image_term(o)) {
       in.policy_chosen_corrupt = sequence_logps(model, data.corrupt_batch(idx, o)).first;
       in.ref_chosen_corrupt = ref_corrupt.index_select(0, sel);

@@ -54,6 +54,10 @@ bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaCo
 DpoBatch collate_pairs(const std::vector<const Side*>& chosen, const std::vector<const Side*>& rejected,
                        const torch::Tensor& pixels, int64_t pad_id);
 
+// The loss inputs of B pairs from sequence_logps' (2B,) outputs: the policy's log-probs and token
+// counts, and the reference's log-probs in the same layout.
+DpoInputs split_pair_logps(const torch::Tensor& policy, const torch::Tensor& counts, const torch::Tensor& ref);
+
 // mDPO's corrupted images m': image i of `pixels` (normalised, (n, 3, S, S)) corrupted as
 // o.image_corruption says, by a generator seeded with seeds[i] (a pair's m' does not depend on the
 // batch it is in).

@@ -36,21 +36,17 @@ namespace {
 DpoInputs pair_inputs(LlavaForConditionalGeneration& model, LlavaForConditionalGeneration& ref, const DpoBatch& batch,
                       const DpoBatch* corrupt = nullptr) {
   auto [lp, n] = sequence_logps(model, batch);
-  torch::Tensor ref_lp;
-  DpoInputs in;
+  torch::Tensor ref_lp, ref_corrupt;
   {
     torch::NoGradGuard no_grad;
     ref_lp = sequence_logps(ref, batch).first;
-    if (corrupt) in.ref_chosen_corrupt = sequence_logps(ref, *corrupt).first;
+    if (corrupt) ref_corrupt = sequence_logps(ref, *corrupt).first;
   }
-  if (corrupt) in.policy_chosen_corrupt = sequence_logps(model, *corrupt).first;
-  const int64_t B = batch.pairs;
-  in.policy_chosen = lp.narrow(0, 0, B);
-  in.policy_rejected = lp.narrow(0, B, B);
-  in.ref_chosen = ref_lp.narrow(0, 0, B);
-  in.ref_rejected = ref_lp.narrow(0, B, B);
-  in.chosen_tokens = n.narrow(0, 0, B);
-  in.rejected_tokens = n.narrow(0, B, B);
+  DpoInputs in = split_pair_logps(lp, n, ref_lp);
+  if (corrupt) {
+    in.policy_chosen_corrupt = sequence_logps(model, *corrupt).first;
+    in.ref_chosen_corrupt = ref_corrupt;
+  }
   return in;
 }
 
