@@ -256,9 +256,9 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->group(on)
       ->capture_default_str();
   cmd.add_option("--judge-mix", o.judge_mix, "The mix judge's weights, e.g. verifier=1,clip=0.5,likelihood=0.5")->group(on);
-  cmd.add_option("--online-tasks", o.online_tasks, "The prompts' tasks: description, qa")
+  cmd.add_option("--online-tasks", o.online_tasks, "The prompts' tasks: description, qa, reasoning")
       ->group(on)
-      ->check(CLI::IsMember({"description", "qa"}))
+      ->check(CLI::IsMember({"description", "qa", "reasoning"}))
       ->capture_default_str();
   cmd.add_option("--judge-error-weight", o.judge_error_weight,
                  "Verifier judge: score = recall - w * errors / visible objects")

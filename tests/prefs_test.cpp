@@ -270,6 +270,26 @@ TEST(VerifierJudge, CountsErrorsAndRecallAndOrdersResponses) {
   EXPECT_EQ(full.repeated, 0);
 }
 
+// A reasoning chain: each step against the scene, the answer against the reference's answer.
+TEST(VerifierJudge, JudgesReasoningStepsAndTheAnswer) {
+  const mmb::world::Verifier v;
+  const auto scene = mmb::testing::hand_scene();  // red circle top left, yellow star in the centre
+  const std::string reference = "The red circle is at the top left. So, the answer is yes.";
+  const auto right = mmb::judge_reasoning(v, scene, reference, "The red circle is at the top left. So, the answer is yes.");
+  EXPECT_EQ(right.sentences, 2);
+  EXPECT_EQ(right.errors(), 0);
+  EXPECT_DOUBLE_EQ(right.recall, 0.0);
+  const auto wrong_step = mmb::judge_reasoning(v, scene, reference, "The red circle is at the bottom right. So, the answer is yes.");
+  EXPECT_EQ(wrong_step.false_sentences, 1);
+  const auto wrong_answer = mmb::judge_reasoning(v, scene, reference, "The red circle is at the top left. So, the answer is no.");
+  EXPECT_GE(wrong_answer.false_sentences, 2) << "the answer sentence and the wrong answer";
+  const auto no_answer = mmb::judge_reasoning(v, scene, reference, "The red circle is at the top left.");
+  EXPECT_EQ(no_answer.false_sentences, 1);
+  EXPECT_GT(mmb::compare_judgements(right, wrong_step), 0);
+  EXPECT_GT(mmb::compare_judgements(wrong_step, wrong_answer), 0);
+  EXPECT_GT(mmb::compare_judgements(right, no_answer), 0);
+}
+
 TEST(VerifierJudge, JudgeWeightsParseAndNameTheBadPart) {
   using W = std::map<std::string, double>;
   EXPECT_EQ(mmb::judge_weights("verifier", ""), (W{{"verifier", 1.0}}));

@@ -128,6 +128,12 @@ ResponseJudgement judge_response(const world::Verifier& verifier, const world::S
 ResponseJudgement judge_answer(const world::Verifier& verifier, const world::Scene& scene, const std::string& reference,
                                const std::string& answer);
 
+// A reasoning answer (a chain of steps ending in "So, the answer is …") judged step by step as
+// judge_response does, the answer sentence against the reference chain's own answer; a wrong or
+// missing final answer counts one more false sentence. Recall 0: its score ranks by errors alone.
+ResponseJudgement judge_reasoning(const world::Verifier& verifier, const world::Scene& scene,
+                                  const std::string& reference, const std::string& text);
+
 // The verifier judge's order, by score(error_weight): > 0 when a is better than b, < 0 when
 // worse, 0 on a tie (a pair of tied responses teaches nothing and is dropped).
 int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight = 1.0);

@@ -57,11 +57,15 @@ ResponseJudgement ResponseJudgement::from_json(const Json& j, const std::string&
   return r;
 }
 
-ResponseJudgement judge_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text) {
+namespace {
+
+// Each sentence of `text` verified against the scene (an answer sentence against `expected`).
+ResponseJudgement judge_sentences(const world::Verifier& verifier, const world::Scene& scene, const std::string& text,
+                                  const std::string& expected) {
   std::vector<world::Verdict> verdicts;
   for (const auto& s : split_sentences(text)) {
     try {
-      verdicts.push_back(verifier.verify(scene, s));
+      verdicts.push_back(verifier.verify(scene, s, expected));
     } catch (const Error&) {
       verdicts.push_back(world::Verdict{});  // nothing to judge (punctuation only): unverifiable
     }
@@ -78,6 +82,23 @@ ResponseJudgement judge_response(const world::Verifier& verifier, const world::S
   j.recall = object_recall(scene, verdicts);
   j.mentioned = mention_recall(scene, verdicts);
   for (const auto& o : scene.objects) j.visible += o.occluded ? 0 : 1;
+  return j;
+}
+
+}  // namespace
+
+ResponseJudgement judge_response(const world::Verifier& verifier, const world::Scene& scene, const std::string& text) {
+  return judge_sentences(verifier, scene, text, "");
+}
+
+ResponseJudgement judge_reasoning(const world::Verifier& verifier, const world::Scene& scene,
+                                  const std::string& reference, const std::string& text) {
+  const std::string expected = verifier.check_answer(reference, "yes").answer;  // the reference's own answer
+  ResponseJudgement j = judge_sentences(verifier, scene, text, expected);
+  j.recall = j.mentioned = 0;
+  // A wrong or missing final answer is one more false sentence (beside its sentence's own verdict):
+  // the answer outweighs any single step.
+  if (expected.empty() || verifier.check_answer(text, expected).truth != world::Truth::kTrue) ++j.false_sentences;
   return j;
 }
 

@@ -22,7 +22,8 @@ void check_under_root(const std::string& path, const std::string& where, const c
 std::vector<DescriptionPrompt> read_task_prompts(const std::string& world_dir, const std::string& split,
                                                  const std::string& task,
                                                  const std::map<std::string, size_t>& scene_index) {
-  if (task != "description" && task != "qa") fail("read_task_prompts: unknown task '", task, "' (description, qa)");
+  if (task != "description" && task != "qa" && task != "reasoning")
+    fail("read_task_prompts: unknown task '", task, "' (description, qa, reasoning)");
   const std::string path = world_dir + "/" + split + "/llava.json";
   const Json records = read_json_file(path);
   if (!records.is_array()) fail("read_task_prompts: ", path, ": expected a JSON array");

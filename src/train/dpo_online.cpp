@@ -229,8 +229,9 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       for (int64_t k = 0; k < K; ++k) {
         const VlmAnswer& a = answers[s * size_t(K) + size_t(k)];
         sampled_tokens += int64_t(a.generation.tokens.size());
-        j.push_back(p.task == "qa" ? judge_answer(verifier, scenes[p.scene], p.reference, a.text)
-                                   : judge_response(verifier, scenes[p.scene], a.text));
+        j.push_back(p.task == "qa"          ? judge_answer(verifier, scenes[p.scene], p.reference, a.text)
+                    : p.task == "reasoning" ? judge_reasoning(verifier, scenes[p.scene], p.reference, a.text)
+                                            : judge_response(verifier, scenes[p.scene], a.text));
       }
       sampled += K;
       // The verifier alone, with the default recall and weights, ranks by compare_judgements' order.
@@ -238,7 +239,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       // With the verifier in the judge, the rejected description is the worst of the samples that
       // recall no more objects than the chosen one, so a pair never teaches that saying less is
       // better (avg DPO: the worst of all, set against y+).
-      const bool says_less_rule = !avg && judge.weight("verifier") > 0 && p.task != "qa";
+      const bool says_less_rule = !avg && judge.weight("verifier") > 0 && p.task == "description";
       size_t best = 0, worst = 0;
       for (size_t k = 1; k < j.size(); ++k)
         if (score[k] - score[best] > 1e-12) best = k;
