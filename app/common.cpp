@@ -279,6 +279,8 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->group(on)
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
+  cmd.add_flag("--qa-balance", o.qa_balance, "QA prompts: as many pairs choosing \"yes\" as \"no\" in each step")
+      ->group(on);
   const char* t = "Training";
   cmd.add_option("--steps", o.steps, "Optimiser steps")->group(t)->capture_default_str();
   cmd.add_option("--batch", o.batch_size, "Pairs (online: prompts) per global batch")->group(t)->capture_default_str();

@@ -346,6 +346,25 @@ TEST(Dpo, OnlineSamplesJudgesAndTrainsFromTheWorld) {
       }
     EXPECT_GT(steps_with_pairs, 0) << name << ": no step kept a pair";
   }
+  // Every task with the balanced short answers and length-matched descriptions: each step's QA
+  // pairs choose "yes" as often as "no".
+  auto tasks = run("train dpo --online --world " + d.file("base/world") + " --model " + d.file("base/sft/model") +
+                   " --steps 6 --batch 4 --samples-per-prompt 3 --max-new-tokens 12"
+                   " --online-tasks description qa reasoning --qa-balance --length-tolerance 0.25 --out " +
+                   d.file("tasks"));
+  ASSERT_EQ(tasks.first, 0) << tasks.second;
+  const Json tm = mmb::read_json_file(d.file("tasks/manifest.json"));
+  for (const char* k : {"qa_unbalanced_pairs", "length_unmatched_prompts", "tied_prompts"})
+    EXPECT_TRUE(tm["results"]["online"].contains(k)) << k;
+  double qa_pairs = tm["results"]["online"]["qa_unbalanced_pairs"].get<double>();
+  for (const auto& line : mmb::read_jsonl_file(d.file("tasks/metrics.jsonl"))) {
+    if (line.contains("online/qa_chosen_yes")) {
+      EXPECT_EQ(line["online/qa_chosen_yes"].get<double>(), line["online/qa_chosen_no"].get<double>()) << line.dump();
+      qa_pairs += 2 * line["online/qa_chosen_yes"].get<double>();
+    }
+  }
+  std::printf("online tasks: %g QA pairs formed (kept or dropped to balance)\n", qa_pairs);
+  EXPECT_GT(qa_pairs, 0) << "no QA pair was formed: the balance went untested";
   auto noclip = run(online + " --judge clip --out " + d.file("noclip"));
   EXPECT_NE(noclip.second.find("the clip judge scores with a CLIP model: give --clip DIR"), std::string::npos) << noclip.second;
   auto avgclip = run("train dpo --avg-gamma 0.5 --judge clip --clip " + d.file("base/clip/model") + common + " --out " + d.file("avgclip"));

@@ -120,6 +120,10 @@ struct DpoRunOptions {
   // carry no systematic length difference for DPO to learn; a prompt with none is dropped and
   // counted (length_unmatched_prompts). 0 = off.
   double length_tolerance = 0.0;
+  // QA prompts: drop a step's excess pairs whose chosen answer is "yes" (or "no") so both are
+  // chosen equally often; without it the pairs follow the base's errors (a base that misses more
+  // objects than it invents learns to say "yes"). Counted as qa_unbalanced_pairs.
+  bool qa_balance = false;
   // The judge that ranks a prompt's samples, each by a score (higher wins; equal scores tie):
   //   verifier    ResponseJudgement::score(judge_error_weight, judge_recall, judge_false_weight),
   //               the world's exact truth; a chosen description must mention a visible object,

@@ -171,7 +171,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   Trainer trainer(*model, dpo_param_groups(o, model), dpo_train_options(o, dist));
   if (auto eval = dpo_eval_fn(o, model, tok, tmpl)) trainer.set_eval(std::move(eval));
   ShardedIndexBatches batches(int64_t(prompts.size()), o.batch_size, o.seed, dist.rank(), dist.world_size());
-  int64_t sampled = 0, tied = 0, saying_less = 0, length_unmatched = 0, sampled_tokens = 0, offline_used = 0;
+  int64_t sampled = 0, tied = 0, saying_less = 0, length_unmatched = 0, qa_unbalanced = 0, sampled_tokens = 0,
+          offline_used = 0;
   double sample_seconds = 0;
   trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) {
     // 0. Mixed DPO: which slots take an offline pair (seeded by the step, so a resumed run agrees).
@@ -214,6 +215,12 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     std::vector<torch::Tensor> off_pix;
     double best_errors = 0, worst_errors = 0, best_recall = 0, worst_recall = 0, best_score = 0, worst_score = 0;
     double best_mentioned = 0, worst_mentioned = 0, best_tokens = 0, worst_tokens = 0;
+    struct KeptPair {  // an online pair's judgements, for the step's metrics
+      ResponseJudgement best, worst;
+      double best_score, worst_score, best_tokens, worst_tokens;
+      int polarity;  // QA pairs: +1 when the chosen answer is "yes", -1 when "no"; else 0
+    };
+    std::vector<KeptPair> kept;
     int64_t dummy_truncated = 0;
     for (size_t b = 0; b < idx.size(); ++b) {
       if (offline_of[b] >= 0) {
@@ -295,16 +302,42 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       chosen.push_back(std::move(c));
       rejected.push_back(std::move(r));
       pix.push_back(load_image_u8(o.world_dir + "/" + p.image, image_size));
-      best_errors += double(j[best].errors());
-      worst_errors += double(j[worst].errors());
-      best_recall += j[best].recall;
-      worst_recall += j[worst].recall;
-      best_mentioned += j[best].mentioned;
-      worst_mentioned += j[worst].mentioned;
-      best_score += score[best];
-      worst_score += score[worst];
-      best_tokens += length_of(best);
-      worst_tokens += length_of(worst);
+      kept.push_back({j[best], j[worst], score[best], score[worst], length_of(best), length_of(worst), 0});
+      if (p.task == "qa") {
+        const std::string said = verifier.check_answer(cb, "yes").answer;
+        kept.back().polarity = said == "yes" ? 1 : said == "no" ? -1 : 0;
+      }
+    }
+    // Balanced short answers: as many "yes" as "no" chosen among the step's QA pairs (the last of
+    // the larger side dropped), so the pairs cannot teach a bias towards either.
+    if (o.qa_balance) {
+      int64_t yes = 0, no = 0;
+      for (const auto& k : kept) yes += k.polarity > 0, no += k.polarity < 0;
+      int64_t excess = std::abs(yes - no);
+      const int sign = yes > no ? 1 : -1;
+      for (size_t i = kept.size(); i-- > 0 && excess > 0;)
+        if (kept[i].polarity == sign) {
+          kept.erase(kept.begin() + int64_t(i));
+          chosen.erase(chosen.begin() + int64_t(i));
+          rejected.erase(rejected.begin() + int64_t(i));
+          pix.erase(pix.begin() + int64_t(i));
+          --excess;
+          ++qa_unbalanced;
+        }
+    }
+    int64_t qa_yes = 0, qa_no = 0;
+    for (const auto& k : kept) {
+      qa_yes += k.polarity > 0, qa_no += k.polarity < 0;
+      best_errors += double(k.best.errors());
+      worst_errors += double(k.worst.errors());
+      best_recall += k.best.recall;
+      worst_recall += k.worst.recall;
+      best_mentioned += k.best.mentioned;
+      worst_mentioned += k.worst.mentioned;
+      best_score += k.best_score;
+      worst_score += k.worst_score;
+      best_tokens += k.best_tokens;
+      worst_tokens += k.worst_tokens;
     }
     LossOutput out;
     out.samples = int64_t(idx.size());
@@ -390,6 +423,10 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       out.metrics["online/chosen_score"] = best_score / double(n_online);
       out.metrics["online/rejected_score"] = worst_score / double(n_online);
       out.metrics["online/chosen_tokens"] = best_tokens / double(n_online);
+      if (qa_yes + qa_no > 0) {
+        out.metrics["online/qa_chosen_yes"] = double(qa_yes);
+        out.metrics["online/qa_chosen_no"] = double(qa_no);
+      }
       out.metrics["online/rejected_tokens"] = worst_tokens / double(n_online);
     }
     out.metrics["online/rollout_tokens_per_s"] = double(sampled_tokens) / std::max(1e-9, sample_seconds);
@@ -400,12 +437,14 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
            " responses sampled, " + std::to_string(tied) + (avg ? " sampled negatives no worse than y+, " : " prompts dropped as ties, ") +
            std::to_string(saying_less) + " as saying less" +
            (o.length_tolerance > 0 ? ", " + std::to_string(length_unmatched) + " without a length-matched rejected" : "") +
+           (o.qa_balance ? ", " + std::to_string(qa_unbalanced) + " QA pairs dropped to balance yes and no" : "") +
            (mixed ? ", " + std::to_string(offline_used) + " offline pairs used" : ""));
   if (run)
     run->set_result(avg ? "avg" : "online", {{"responses_sampled", sampled},
                                              {"tied_prompts", tied},
                                              {"saying_less_prompts", saying_less},
                                              {"length_unmatched_prompts", length_unmatched},
+                                             {"qa_unbalanced_pairs", qa_unbalanced},
                                              {"offline_pairs_used", offline_used},
                                              {"rollout_tokens_per_s", double(sampled_tokens) / std::max(1e-9, sample_seconds)}});
   return last;
