@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -108,26 +109,52 @@ const std::string& world() {
   return w;
 }
 
-// Runs `cmd --out OUT` uninterrupted into ref, and into killed with two SIGKILLs at random
-// moments (the first after the first checkpoint exists, the second at any moment of the resumed
-// run), each followed by a rerun of the same command; the models and losses must match.
+// The last step logged in OUT/metrics.jsonl (complete lines only; -1 before the first).
+int64_t last_logged_step(const std::string& out) {
+  std::istringstream in(slurp(out + "/metrics.jsonl"));
+  int64_t last = -1;
+  for (std::string line; std::getline(in, line);) {
+    if (in.eof()) break;  // a line still being written
+    try {
+      const Json v = mmb::parse_json(line, "metrics.jsonl");
+      if (v.contains("step") && v["step"].is_number_integer()) last = std::max(last, v["step"].get<int64_t>());
+    } catch (const mmb::Error&) {
+    }
+  }
+  return last;
+}
+
+// Runs `cmd --out OUT` uninterrupted into ref, and into killed with two SIGKILLs (the first while
+// it trains after its first checkpoint, the second at any moment of the resumed run), each
+// followed by a rerun of the same command; the models and losses must match. The first kill
+// waits for a random step after the checkpoint to be logged, then a random part of a step, so it
+// lands before the end however fast the steps run next to the start-up and to other jobs.
 void kill_and_resume(const std::string& name, const std::string& cmd, uint64_t seed) {
   mmb::testing::TempDir tmp;
   const std::string ref = tmp.file("ref"), killed = tmp.file("killed");
   const auto t0 = std::chrono::steady_clock::now();
   run(cmd + " --out " + ref, tmp.file("ref.log"));
   const double full = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int64_t steps = last_logged_step(ref);
+  ASSERT_GE(steps, 3) << "the run logged too few steps to be killed between them";
   std::mt19937_64 rng(seed);
   int kills = 0;
   for (int round = 0; round < 2; ++round) {
     const std::string log = tmp.file("killed" + std::to_string(round) + ".log");
     const pid_t pid = start(cmd + " --out " + killed, log);
-    if (round == 0) {  // wait for the first checkpoint
+    int delay_ms = 0;
+    if (round == 0) {  // after the first checkpoint, a random step before the last, then part of a step
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
       while (!fs::exists(killed + "/checkpoints/latest") && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      const int64_t from = std::max<int64_t>(last_logged_step(killed), 1);
+      const int64_t target = std::uniform_int_distribution<int64_t>(std::min(from, steps - 2), steps - 2)(rng);
+      while (last_logged_step(killed) < target && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      delay_ms = int(std::uniform_real_distribution<double>(0.0, 0.5)(rng) * full * 1000.0 / double(steps + 10));
+    } else {  // any moment of the resumed run
+      delay_ms = int(std::uniform_real_distribution<double>(0.05, 0.6)(rng) * full * 1000.0 / 2.0);
     }
-    const int delay_ms = int(std::uniform_real_distribution<double>(0.05, 0.6)(rng) * full * 1000.0 / 2.0);
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     ::kill(pid, SIGKILL);
     const int status = wait_for(pid);
