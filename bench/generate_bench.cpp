@@ -18,6 +18,10 @@
 #include <cstdlib>
 #include <unistd.h>
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "mmb/checkpoint.h"
 #include "mmb/generate.h"
 #include "mmb/json.h"
@@ -42,9 +46,25 @@ double time_s(Fn&& fn, double min_time = 1.0) {
   return el / n;
 }
 
+// Seconds per run of body(setup()), setup untimed.
+template <typename Setup, typename Body>
+double time_split(Setup&& setup, Body&& body, double min_time = 1.0) {
+  { auto x = setup(); body(x); }
+  int n = 0;
+  double el = 0;
+  while (el < min_time || n < 2) {
+    auto x = setup();
+    auto t0 = Clock::now();
+    body(x);
+    el += std::chrono::duration<double>(Clock::now() - t0).count();
+    ++n;
+  }
+  return el / n;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   const char* th = std::getenv("MMB_THREADS");  // thread count for the policy (default: the cores not busy now)
   const mmb::ThreadPolicy policy = mmb::default_thread_policy(th ? std::atoi(th) : 0);
   mmb::apply_thread_policy(policy);
@@ -65,33 +85,77 @@ int main() {
     ids.narrow(1, 1, N).fill_(cfg.image_token_index);
     return ids;
   };
-  auto prompt = make_ids(16, prompt_len), score_ids = make_ids(16, 100);
-  auto pixels = torch::randn({16, 3, cfg.vision.image_size, cfg.vision.image_size});
+  auto prompt = make_ids(64, prompt_len), score_ids = make_ids(16, 100);
+  auto pixels = torch::randn({64, 3, cfg.vision.image_size, cfg.vision.image_size});
   mmb::save_safetensors(dir + "/bench_inputs.safetensors",
                         {{"prompt_ids", prompt}, {"score_ids", score_ids}, {"pixel_values", pixels},
                          {"new_tokens", torch::tensor(new_tokens)}});
 
+  // Decoder + head parameters a token's forward multiplies with (the embedding table: one row).
+  const double dec_params = double(mmb::count_parameters(*model, "language_model.") -
+                                   mmb::count_parameters(*model, "language_model.model.embed_tokens."));
   // --- mmb
-  double score_s = time_s([&] { mmb::score_tokens(model, {score_ids, {}, pixels}, false); });
-  auto greedy = [&](int64_t B) {
-    return time_s([&] {
-      auto st = mmb::prefill(model, {prompt.narrow(0, 0, B), {}, pixels.narrow(0, 0, B)}, new_tokens + 1);
+  // `generate_bench NAME...` runs only the named workloads (score, greedy1, greedy16, greedy64,
+  // sample1, sample16, sample64, beam, search) and no Python: for profiling one of them.
+  std::vector<std::string> only(argv + 1, argv + argc);
+  auto wanted = [&](const std::string& name) {
+    return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
+  };
+  std::map<std::string, double> ours;  // workload -> seconds per run
+  if (wanted("score")) ours["score"] = time_s([&] { mmb::score_tokens(model, {score_ids, {}, pixels.narrow(0, 0, 16)}, false); });
+  // Per batch size: the prefill of the prompt (vision tower included), then decoding new_tokens
+  // from it, greedy or sampled (temperature 1, top-p 0.9), timed apart (a fresh copy of the
+  // prefilled state per run, outside the timing).
+  auto prefill = [&](int64_t B) {
+    return mmb::prefill(model, {prompt.narrow(0, 0, B), {}, pixels.narrow(0, 0, B)}, new_tokens + 1);
+  };
+  for (int64_t B : {1, 16, 64}) {
+    const std::string b = std::to_string(B);
+    if (!wanted("prefill" + b) && !wanted("greedy" + b) && !wanted("sample" + b)) continue;
+    if (wanted("prefill" + b)) ours["prefill" + b] = time_s([&] { prefill(B); });
+    const auto st0 = prefill(B);
+    for (bool sample : {false, true}) {
+      const std::string key = (sample ? "sample" : "greedy") + b;
+      if (!wanted(key)) continue;
       mmb::SampleOptions o;
       o.stop.max_new_tokens = new_tokens;
-      mmb::generate(model, st, o);
-    });
-  };
-  double g1 = greedy(1), g16 = greedy(16);
-
-  // --- sentence-level search (CSR): each active node expands into 5 children by group beam
-  // search; the top 1 and bottom 2 children stay active. Re-encoding (the CSR reference code on
-  // Hugging Face generate) forwards prompt + path for every node, expanded to num_beams rows;
-  // cache reuse forwards only new tokens (children extend their parent's cache).
+      if (sample) {
+        o.temperature = 1.0;
+        o.top_p = 0.9;
+        o.seed = 1;
+      }
+      ours[key] = time_split([&] {
+        auto st = st0;
+        st.cache = st0.cache.clone();
+        return st;
+      }, [&](mmb::DecodeState& st) { mmb::generate(model, st, o); });
+    }
+  }
+  // The batch-1 weight-streaming bound: the time to read the decoder and head weights once (hot,
+  // the same threads); a decoding step cannot be faster.
+  double stream_s = 0;
+  if (wanted("greedy1")) {
+    auto weights = torch::randn({int64_t(dec_params)});
+    stream_s = time_s([&] { weights.sum(); }, 0.5);
+  }
+  // Group beam search from the batch-1 prompt (5 beams, 5 groups, 12 tokens; same outputs as before).
+  uint64_t beam_digest = 0;
   mmb::BeamOptions bo;
   bo.num_beams = 5;
   bo.num_groups = 5;
   bo.diversity_penalty = 3.0;
   bo.stop.max_new_tokens = 12;  // one "sentence"
+  if (wanted("beam")) {
+    auto st0 = mmb::prefill(model, {prompt.narrow(0, 0, 1), {}, pixels.narrow(0, 0, 1)}, 16);
+    ours["beam"] = time_s([&] { mmb::beam_search(model, st0, bo); });
+    for (const auto& b : mmb::beam_search(model, st0, bo))  // outputs, to compare across builds
+      for (int64_t t : b.tokens) beam_digest = beam_digest * 1000003u + uint64_t(t);
+  }
+
+  // --- sentence-level search (CSR): each active node expands into 5 children by group beam
+  // search; the top 1 and bottom 2 children stay active. Re-encoding (the CSR reference code on
+  // Hugging Face generate) forwards prompt + path for every node, expanded to num_beams rows;
+  // cache reuse forwards only new tokens (children extend their parent's cache).
   const int levels = 3;
   int64_t tokens_reuse = 0, tokens_reencode = 0;
   auto search = [&](bool reuse) {
@@ -136,28 +200,41 @@ int main() {
     }
     return forwarded;
   };
-  double t_reuse = time_s([&] { tokens_reuse = search(true); }, 2.0);
-  double t_reencode = time_s([&] { tokens_reencode = search(false); }, 2.0);
+  double t_reuse = 0, t_reencode = 0;
+  if (wanted("search")) {
+    t_reuse = time_s([&] { tokens_reuse = search(true); }, 2.0);
+    t_reencode = time_s([&] { tokens_reencode = search(false); }, 2.0);
+  }
 
   // --- GEMM peak at this policy
   auto a = torch::randn({1024, 1024}), b = torch::randn({1024, 1024});
   double gemm_s = time_s([&] { torch::mm(a, b); }, 0.5);
   double peak = 2.0 * 1024 * 1024 * 1024 / gemm_s;
 
-  // --- PyTorch eager on the same weights and inputs
-  // Same pools as mmb: libtorch intra-op 1, OpenBLAS at mmb's count (else Python's OpenBLAS would
-  // take every core while mmb runs with MMB_THREADS=1).
-  std::string cmd = "OPENBLAS_NUM_THREADS=" + std::to_string(policy.blas) + " /usr/bin/python3 " +
-                    std::string(MMB_SOURCE_DIR) + "/bench/generate_ref.py " + dir + " 1";
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int rc = ::pclose(p);
-  mmb::Json py = rc == 0 ? mmb::Json::parse(out) : mmb::Json::object();
+  // --- PyTorch eager on the same weights and inputs, OpenBLAS at mmb's count, run twice: with
+  // libtorch's intra-op pool at mmb's count and at 1 (Python's OpenBLAS is the pthreads build, a
+  // second pool: 1 is often faster). Each workload keeps PyTorch's faster time.
+  mmb::Json py = mmb::Json::object();
+  int rc = 0;
+  std::string cmd;
+  if (only.empty()) {
+    for (int torch_threads : {policy.torch_intra_op, 1}) {
+      cmd = "OPENBLAS_NUM_THREADS=" + std::to_string(policy.blas) + " /usr/bin/python3 " +
+            std::string(MMB_SOURCE_DIR) + "/bench/generate_ref.py " + dir + " " + std::to_string(torch_threads);
+      std::string out;
+      FILE* p = ::popen(cmd.c_str(), "r");
+      char buf[4096];
+      size_t n;
+      while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+      rc = ::pclose(p);
+      if (rc != 0) break;
+      const mmb::Json run = mmb::Json::parse(out);
+      for (const auto& [key, value] : run.items())
+        if (!py.contains(key) || value.get<double>() < py[key].get<double>()) py[key] = value;
+      if (torch_threads == 1) break;
+    }
+  }
 
-  const double dec_params = double(mmb::count_parameters(*model, "language_model."));
   const double vis_params =
       double(mmb::count_parameters(*model, "vision_tower.") + mmb::count_parameters(*model, "multi_modal_projector."));
   const double vis_flops = 2.0 * vis_params * double(cfg.vision.num_patches() + 1);
@@ -166,20 +243,37 @@ int main() {
   };
   std::printf("GEMM 1024^3 peak at policy %s: %.1f GFLOP/s\n\n", mmb::describe_threads().c_str(), peak / 1e9);
   std::printf("%-22s %14s %14s %8s %6s\n", "workload", "mmb", "pytorch", "ratio", "MFU");
-  auto row = [&](const char* name, double tokens, double images, double ours, const char* key) {
-    double theirs = py.contains(key) ? py[key].get<double>() : 0.0;
-    std::printf("%-22s %10.0f t/s %10.0f t/s %7.2fx %5.1f%%\n", name, tokens / ours, theirs > 0 ? tokens / theirs : 0.0,
-                theirs > 0 ? theirs / ours : 0.0, 100.0 * mfu(tokens, images, ours));
+  auto row = [&](const char* name, double tokens, double images, const std::string& key) {
+    if (!ours.count(key)) return;
+    const double mine = ours[key], theirs = py.contains(key) ? py[key].get<double>() : 0.0;
+    std::printf("%-22s %10.0f t/s %10.0f t/s %7.2fx %5.1f%%\n", name, tokens / mine,
+                theirs > 0 ? tokens / theirs : 0.0, theirs > 0 ? theirs / mine : 0.0,
+                100.0 * mfu(tokens, images, mine));
   };
-  row("score 16x100", 16.0 * 100, 16, score_s, "score_s");
-  row("greedy batch 1", double(new_tokens), 1, g1, "greedy1_s");
-  row("greedy batch 16", 16.0 * new_tokens, 16, g16, "greedy16_s");
-  std::printf(
-      "\nCSR sentence-level search (%d levels, 5 beams / 5 groups, 12-token sentences, top 1 + bottom 2 kept):\n",
-      levels);
-  std::printf("  cache reuse: %lld forwarded tokens, %.1f ms\n", (long long)tokens_reuse, 1e3 * t_reuse);
-  std::printf("  re-encoding: %lld forwarded tokens, %.1f ms\n", (long long)tokens_reencode, 1e3 * t_reencode);
-  std::printf("  -> %.2fx fewer tokens, %.2fx faster\n", double(tokens_reencode) / tokens_reuse, t_reencode / t_reuse);
+  row("score 16x100", 16.0 * 100, 16, "score");
+  for (int64_t B : {1, 16, 64}) {
+    const std::string b = std::to_string(B);
+    row(("prefill " + b + "x80").c_str(), double(B * prompt_len), double(B), "prefill" + b);
+    row(("greedy decode, batch " + b).c_str(), double(B * new_tokens), 0, "greedy" + b);
+    row(("sampled decode, batch " + b).c_str(), double(B * new_tokens), 0, "sample" + b);
+  }
+  if (ours.count("beam"))
+    std::printf("group beam search (5 beams / 5 groups, 12 tokens, batch-1 prompt): %.2f ms (outputs %016llx)\n",
+                1e3 * ours["beam"], (unsigned long long)beam_digest);
+  if (stream_s > 0 && ours.count("greedy1"))
+    std::printf("batch-1 decoding: %.3f ms/token; weight-streaming bound (decoder + head, %.1f MB read once): "
+                "%.0f tok/s -> %.0f%% of it\n",
+                1e3 * ours["greedy1"] / double(new_tokens), 4e-6 * dec_params, 1.0 / stream_s,
+                100.0 * stream_s * double(new_tokens) / ours["greedy1"]);
+  if (t_reuse > 0) {
+    std::printf(
+        "\nCSR sentence-level search (%d levels, 5 beams / 5 groups, 12-token sentences, top 1 + bottom 2 kept):\n",
+        levels);
+    std::printf("  cache reuse: %lld forwarded tokens, %.1f ms\n", (long long)tokens_reuse, 1e3 * t_reuse);
+    std::printf("  re-encoding: %lld forwarded tokens, %.1f ms\n", (long long)tokens_reencode, 1e3 * t_reencode);
+    std::printf("  -> %.2fx fewer tokens, %.2fx faster\n", double(tokens_reencode) / tokens_reuse,
+                t_reencode / t_reuse);
+  }
   if (rc != 0) std::printf("(python reference failed: %s)\n", cmd.c_str());
   std::system(("rm -rf '" + dir + "'").c_str());
   return 0;

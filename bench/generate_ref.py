@@ -100,19 +100,40 @@ def main():
         logits, _ = m.forward(score_ids, feats, None, 0)
         torch.log_softmax(logits, -1)
 
-    def greedy(B):
+    gen = torch.Generator().manual_seed(1)
+
+    def pick(logits, sample):
+        """Greedy, or Hugging Face's sampling: temperature 1, top-p 0.9 (sort, cumsum, scatter)."""
+        if not sample:
+            return logits.argmax(-1, keepdim=True)
+        s, idx = logits.sort(-1, descending=True)
+        p = s.softmax(-1)
+        remove = (p.cumsum(-1) - p) > 0.9
+        logits = logits.masked_fill(remove.scatter(-1, idx, remove), float("-inf"))
+        return torch.multinomial(logits.softmax(-1), 1, generator=gen)
+
+    def prefill(B):
+        feats = m.image_features(pix[:B])
+        return m.forward(ids[:B], feats, None, 0)
+
+    def decode(B, sample):
+        """new tokens from the prefilled prompt: pick, forward, as mmb's generate (the cache is
+        concatenated, so the prefilled one is reused unchanged)."""
+        logits0, cache0 = prefill(B)
+
         def run():
-            feats = m.image_features(pix[:B])
-            logits, cache = m.forward(ids[:B], feats, None, 0)
-            pos = ids.shape[1]
-            tok = logits[:, -1].argmax(-1, keepdim=True)
-            for _ in range(new - 1):
+            logits, cache, pos = logits0, cache0, ids.shape[1]
+            for _ in range(new):
+                tok = pick(logits[:, -1], sample)
                 logits, cache = m.forward(tok, None, cache, pos)
                 pos += 1
-                tok = logits[:, -1].argmax(-1, keepdim=True)
         return run
 
-    out = {"score_s": timeit(score), "greedy1_s": timeit(greedy(1)), "greedy16_s": timeit(greedy(16))}
+    out = {"score": timeit(score)}
+    for B in (1, 16, 64):
+        out[f"prefill{B}"] = timeit(lambda: prefill(B))
+        out[f"greedy{B}"] = timeit(decode(B, False))
+        out[f"sample{B}"] = timeit(decode(B, True))
     print(json.dumps(out))
 
 

@@ -141,6 +141,78 @@ TEST(Generate, SamplingIsSeededAndFiltersWork) {
   EXPECT_EQ(mmb::generate(m, f, o)[0].tokens, gg);
 }
 
+// The sampler draws from softmax(logits / T) cut to the top-k tokens and the top-p nucleus as
+// Hugging Face's warpers define them (computed here with a full sort): the first token's
+// frequencies over many rows of one batch match those probabilities, and nothing outside is drawn.
+TEST(Generate, SamplingFollowsTheFilteredDistribution) {
+  auto m = make_model(30, 5, 0.5);
+  const int64_t rows = 6000;
+  auto in = prompt(1);  // one prompt and image, repeated
+  in.input_ids = in.input_ids.repeat({rows, 1});
+  in.attention_mask = in.attention_mask.repeat({rows, 1});
+  in.pixel_values = in.pixel_values.repeat({rows, 1, 1, 1});
+  struct Case {
+    double temperature, top_p;
+    int64_t top_k;
+  };
+  for (Case c : {Case{1.0, 1.0, 0}, Case{0.7, 0.8, 0}, Case{1.3, 1.0, 5}, Case{1.0, 0.5, 8}}) {
+    auto st = mmb::prefill(m, in);
+    auto logits = st.last_logits[0].clone();  // (V,), the same for every row
+    logits[m->config().image_token_index] = -std::numeric_limits<float>::infinity();
+    logits = logits / c.temperature;
+    if (c.top_k > 0) {
+      auto kth = std::get<0>(logits.topk(c.top_k)).select(0, c.top_k - 1);
+      logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
+    }
+    auto [sorted, idx] = logits.sort(0, true);
+    auto p = sorted.softmax(0);
+    auto drop = (p.cumsum(0) - p) > c.top_p;
+    logits = logits.masked_fill(torch::zeros_like(drop).scatter(0, idx, drop), -std::numeric_limits<float>::infinity());
+    auto want = logits.softmax(0);
+    mmb::SampleOptions o;
+    o.temperature = c.temperature;
+    o.top_p = c.top_p;
+    o.top_k = c.top_k;
+    o.seed = 9;
+    o.stop.max_new_tokens = 1;
+    auto gens = mmb::generate(m, st, o);
+    std::vector<double> freq(size_t(want.size(0)), 0.0);
+    for (const auto& g : gens) freq[size_t(g.tokens[0])] += 1.0 / double(rows);
+    double worst = 0;
+    for (int64_t v = 0; v < want.size(0); ++v) {
+      const double w = want[v].item<double>();
+      if (w == 0) {
+        EXPECT_EQ(freq[size_t(v)], 0.0) << "token " << v << " is outside the filtered set";
+      }
+      worst = std::max(worst, std::abs(freq[size_t(v)] - w) / std::sqrt(w * (1 - w) / double(rows) + 1e-12));
+    }
+    EXPECT_LT(worst, 4.5) << "T " << c.temperature << " top_p " << c.top_p << " top_k " << c.top_k;
+  }
+}
+
+// Rows are chosen in parallel and the decoding step splits rows over the pool, but the uniforms are
+// drawn in row order: one seed gives the same tokens at any thread count.
+TEST(Generate, SampledTokensDoNotDependOnTheThreadCount) {
+  auto m = make_model(30, 6, 0.5);
+  auto in = prompt(24);
+  mmb::SampleOptions o;
+  o.temperature = 1.0;
+  o.top_p = 0.9;
+  o.seed = 4;
+  o.stop.max_new_tokens = 8;
+  const int threads = at::get_num_threads();
+  std::vector<std::vector<std::vector<int64_t>>> runs;
+  for (int n : {1, 2}) {
+    at::set_num_threads(n);
+    auto st = mmb::prefill(m, in);
+    std::vector<std::vector<int64_t>> tokens;
+    for (const auto& g : mmb::generate(m, st, o)) tokens.push_back(g.tokens);
+    runs.push_back(tokens);
+  }
+  at::set_num_threads(threads);
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
 TEST(Generate, StopsOnTokensAndStringsAndContinuesFromTheCache) {
   auto m = make_model(20, 4);
   auto in = prompt();

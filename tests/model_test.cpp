@@ -248,6 +248,60 @@ TEST(Model, CachedDecodingMatchesFullForward) {
   EXPECT_LE((f - expect).abs().max().item<double>(), 1e-5);
 }
 
+// The decoding fast path (LlamaModel::decode_step: loops and BLAS calls) against the libtorch
+// forward it replaces, on the same cache: padding and hidden keys, a row with no visible key, rows
+// enough to split over the pool, a full cache that must grow, grouped-query attention.
+TEST(Model, FastDecodeStepEqualsTheLibtorchStep) {
+  auto cfg = tiny_llava();
+  mmb::LlamaModel lm(cfg.text);
+  randomize(*lm, 5);
+  const int64_t B = 9, T = 6, C = cfg.text.hidden_size;
+  torch::manual_seed(3);
+  auto embeds = torch::randn({B, T, C});
+  auto keep = torch::rand({B, T}) > 0.3;        // hidden keys in every row
+  keep.select(0, 4).fill_(false);               // row 4: nothing to attend before the new token
+  auto positions = torch::arange(T).view({1, T}).expand({B, T}).contiguous();
+  mmb::KvCache slow, fast;
+  {
+    torch::NoGradGuard ng;
+    slow = lm->new_cache(B, T);  // full after the prompt: the step must grow it
+    lm->forward(embeds, positions, keep, &slow);
+    fast = slow.clone();
+  }
+  auto ids = torch::randint(0, cfg.text.vocab_size, {B, 1});
+  auto new_keep = torch::ones({B, 1}, torch::kBool);
+  new_keep[2][0] = false;                       // a new token hidden from later queries
+  new_keep[4][0] = false;                       // and row 4 sees no key at all
+  auto step_pos = torch::full({B, 1}, T, torch::kLong);
+  // Autograd on: decode_step declines and forward runs the libtorch ops.
+  ASSERT_FALSE(lm->decode_step(ids, step_pos, new_keep, slow).defined());
+  torch::Tensor want;
+  {
+    torch::AutoGradMode grad(true);
+    want = lm->forward(lm->embed_tokens()(ids), step_pos, new_keep, &slow).detach();
+  }
+  torch::NoGradGuard ng;
+  auto got = lm->decode_step(ids, step_pos, new_keep, fast);
+  ASSERT_TRUE(got.defined());
+  ASSERT_EQ(got.sizes(), want.sizes());
+  const double diff = (got - want).abs().max().item<double>();
+  double kv = 0;
+  for (size_t l = 0; l < slow.k.size(); ++l) {
+    kv = std::max(kv, (slow.k[l].narrow(2, 0, T + 1) - fast.k[l].narrow(2, 0, T + 1)).abs().max().item<double>());
+    kv = std::max(kv, (slow.v[l].narrow(2, 0, T + 1) - fast.v[l].narrow(2, 0, T + 1)).abs().max().item<double>());
+  }
+  std::printf("fast decoding step vs libtorch step: hidden max diff %.3g, cache max diff %.3g\n", diff, kv);
+  EXPECT_LE(diff, 1e-5);
+  EXPECT_LE(kv, 1e-5);
+  EXPECT_EQ(fast.length, T + 1);
+  EXPECT_GT(fast.capacity(), T);
+  EXPECT_TRUE(fast.key_keep.narrow(1, 0, T + 1).equal(slow.key_keep.narrow(1, 0, T + 1)));
+  // Bad ids are an error, not a read outside the embedding table; nothing is appended.
+  expect_throw_with([&] { lm->decode_step(torch::full({B, 1}, cfg.text.vocab_size), step_pos, {}, fast); },
+                         "outside the vocabulary");
+  EXPECT_EQ(fast.length, T + 1);
+}
+
 TEST(Model, ClipMatchesPytorchReference) {
   TempDir d;
   mmb::ClipConfig c;

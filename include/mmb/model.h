@@ -114,6 +114,8 @@ struct KvCache {
   KvCache select(const torch::Tensor& index) const;
   // Drops positions >= `new_length` (continuation from an earlier prefix).
   void truncate(int64_t new_length);
+  // Grows the capacity to at least `capacity` (doubling), keeping the filled part.
+  void reserve(int64_t capacity);
   // A deep copy.
   KvCache clone() const { return select(torch::arange(batch(), torch::kLong)); }
 };
@@ -135,6 +137,13 @@ class LlamaModelImpl : public torch::nn::Module {
   const LlamaConfig& config() const { return cfg_; }
   // An empty cache for `batch` rows with room for `capacity` positions.
   KvCache new_cache(int64_t batch, int64_t capacity) const;
+  // forward for one new token per row with a cache (decoding), in plain loops and BLAS calls
+  // (src/model/llama_step.cpp) instead of ~150 libtorch ops: ids (B, 1) int64 (embedded here),
+  // positions (B, 1), key_keep (B, 1) bool or undefined. Returns the (B, 1, C) hidden state, or an
+  // undefined tensor, having done nothing, when the fast step does not apply (autograd on, not
+  // CPU float32, non-contiguous weights or cache); callers then use forward.
+  torch::Tensor decode_step(const torch::Tensor& ids, const torch::Tensor& positions, const torch::Tensor& key_keep,
+                            KvCache& cache);
 
  private:
   LlamaConfig cfg_;
@@ -192,6 +201,10 @@ class LlavaForConditionalGenerationImpl : public torch::nn::Module {
   ClipVisionTransformer vision_model() const { return vision_model_; }
 
  private:
+  // forward_hidden's decoding step (T = 1, a cache, text only) on LlamaModel::decode_step; mask
+  // (B, 1) int64 or undefined. Undefined when the fast step does not apply.
+  torch::Tensor decode_step(const VlmInput& in, const torch::Tensor& mask, KvCache& cache);
+
   LlavaConfig cfg_;
   ClipVisionTransformer vision_model_{nullptr};          // vision_tower.vision_model
   torch::nn::Linear linear_1_{nullptr}, linear_2_{nullptr};  // multi_modal_projector

@@ -14,6 +14,7 @@
 // The cache is reordered by copying the selected rows (as HF's _reorder_cache).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "mmb/error.h"
 #include "mmb/generate.h"
@@ -41,6 +42,37 @@ double normalised(double score, size_t length, double length_penalty) {
   return score / std::pow(double(std::max<size_t>(length, 1)), length_penalty);
 }
 
+// Reorders the cache's rows in place, row i taking row src[i] (HF's _reorder_cache): only the rows
+// that change are copied, through a scratch buffer, instead of gathering a whole new cache every
+// step. A cache that is not contiguous CPU memory is gathered with KvCache::select instead.
+void reorder_rows(KvCache& cache, const std::vector<int64_t>& src) {
+  const int64_t B = cache.batch();
+  std::vector<int64_t> moved;
+  for (int64_t i = 0; i < B; ++i)
+    if (src[size_t(i)] != i) moved.push_back(i);
+  if (moved.empty()) return;
+  std::vector<torch::Tensor*> all;
+  for (auto* vec : {&cache.k, &cache.v})
+    for (auto& t : *vec) all.push_back(&t);
+  all.push_back(&cache.key_keep);
+  all.push_back(&cache.real);
+  all.push_back(&cache.next_position);
+  for (auto* t : all)
+    if (!t->device().is_cpu() || !t->is_contiguous()) {
+      cache = cache.select(torch::tensor(src, torch::kLong));
+      return;
+    }
+  std::vector<char> scratch;
+  for (auto* t : all) {
+    const size_t row = size_t(t->numel() / B) * t->element_size();
+    char* base = static_cast<char*>(t->data_ptr());
+    scratch.resize(moved.size() * row);
+    for (size_t j = 0; j < moved.size(); ++j)
+      std::memcpy(scratch.data() + j * row, base + size_t(src[size_t(moved[j])]) * row, row);
+    for (size_t j = 0; j < moved.size(); ++j) std::memcpy(base + size_t(moved[j]) * row, scratch.data() + j * row, row);
+  }
+}
+
 void add_finished(std::vector<Beam>& hyps, Beam b, int64_t keep) {
   hyps.push_back(std::move(b));
   std::stable_sort(hyps.begin(), hyps.end(), [](const Beam& x, const Beam& y) { return x.score > y.score; });
@@ -66,26 +98,34 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
   std::vector<bool> group_done(ng_, false);
 
   for (int64_t step = 0; step < opt.stop.max_new_tokens; ++step) {
-    auto logp = torch::log_softmax(st.last_logits.to(torch::kFloat32), -1);  // (nb, V)
+    auto logp = torch::log_softmax(st.last_logits.to(torch::kFloat32), -1).contiguous();  // (nb, V)
     forbid_image_token(model, logp);
     auto logp_acc = logp.accessor<float, 2>();
-    auto counts = torch::zeros({V}, torch::kFloat32);                         // picks by earlier groups
-    auto counts_acc = counts.accessor<float, 1>();
+    std::vector<float> counts(size_t(V), 0.f);                                 // picks by earlier groups
     std::vector<int64_t> src(nb), tok(nb);
     std::vector<Open> next(nb);
+    const float penalty = float(opt.diversity_penalty);
+    std::vector<std::pair<float, int64_t>> cands;                             // (score, beam * V + token)
     for (int64_t g = 0; g < ng_; ++g) {
       const int64_t r0 = g * gs;
-      auto scores = logp.narrow(0, r0, gs) - opt.diversity_penalty * counts.unsqueeze(0);  // (gs, V)
-      std::vector<double> base(gs);
-      for (int64_t i = 0; i < gs; ++i) base[i] = beams[r0 + i].score;
-      auto cand = scores + torch::tensor(base, torch::kFloat64).to(torch::kFloat32).unsqueeze(1);
-      auto top = cand.view({-1}).topk(std::min<int64_t>(2 * gs, gs * V));
-      auto vals = std::get<0>(top).accessor<float, 1>();
-      auto idx = std::get<1>(top).accessor<int64_t, 1>();
+      // The top 2 * gs of (log p - penalty * count) + beam score over the group's beams and tokens,
+      // in float as the tensor expression computed it; ties rank the lower index first.
+      const int64_t want = std::min<int64_t>(2 * gs, gs * V);
+      cands.clear();
+      for (int64_t i = 0; i < gs; ++i) {
+        const float base = float(beams[r0 + i].score);
+        const float* row = logp.data_ptr<float>() + (r0 + i) * V;
+        for (int64_t t = 0; t < V; ++t) cands.emplace_back((row[t] - penalty * counts[size_t(t)]) + base, i * V + t);
+      }
+      auto better = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+      };
+      std::partial_sort(cands.begin(), cands.begin() + want, cands.end(), better);
+      cands.resize(size_t(want));
       int64_t k = 0;
-      for (int64_t rank = 0; rank < idx.size(0) && k < gs; ++rank) {
-        const int64_t flat = idx[rank], b = r0 + flat / V, t = flat % V;
-        const double value = vals[rank];
+      for (int64_t rank = 0; rank < int64_t(cands.size()) && k < gs; ++rank) {
+        const int64_t flat = cands[size_t(rank)].second, b = r0 + flat / V, t = flat % V;
+        const double value = cands[size_t(rank)].first;
         Open o = beams[b];
         o.tokens.push_back(t);
         o.logprobs.push_back(logp_acc[b][t]);
@@ -109,7 +149,7 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
         next[r0 + k] = beams[r0];
         next[r0 + k].score = -1e18;
       }
-      for (int64_t i = 0; i < gs; ++i) counts_acc[tok[r0 + i]] += 1;
+      for (int64_t i = 0; i < gs; ++i) counts[size_t(tok[r0 + i])] += 1;
       // done when full and no open beam can beat the worst finished hypothesis
       if (int64_t(finished[g].size()) >= gs) {
         double best_open = -1e30;
@@ -122,7 +162,7 @@ std::vector<Beam> beam_search(LlavaForConditionalGeneration& model, const Decode
     beams = std::move(next);
     if (std::all_of(group_done.begin(), group_done.end(), [](bool d) { return d; })) break;
     if (step + 1 == opt.stop.max_new_tokens) break;
-    st = st.select(torch::tensor(src, torch::kLong));
+    reorder_rows(st.cache, src);  // extend replaces last_logits
     extend(model, st, torch::tensor(tok, torch::kLong).view({nb, 1}));
   }
   std::vector<Beam> out;

@@ -2,6 +2,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
+
+#include <ATen/Parallel.h>
 
 #include "mmb/error.h"
 #include "mmb/generate.h"
@@ -28,21 +31,94 @@ torch::Tensor last_logits(LlavaForConditionalGeneration& model, const torch::Ten
   return logits.scalar_type() == torch::kFloat32 ? logits : logits.to(torch::kFloat32);
 }
 
-// Keeps the top_k logits and the top_p nucleus of each row; others become -inf.
-void filter_top_k_top_p(torch::Tensor& logits, int64_t top_k, double top_p) {
-  const double neg_inf = -std::numeric_limits<double>::infinity();
-  if (top_k > 0 && top_k < logits.size(-1)) {
-    auto kth = std::get<0>(logits.topk(top_k, -1)).select(-1, top_k - 1).unsqueeze(-1);  // (B, 1)
-    logits = logits.masked_fill(logits < kth, neg_inf);
+// One row's log-softmax summary: the log normaliser and the entropy (nats) of softmax(logits).
+struct RowStats {
+  double log_z = 0, entropy = 0;
+};
+RowStats row_stats(const float* logits, int64_t V) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, logits[i]);
+  double z = 0, zl = 0;  // sum e^(l - mx), sum e^(l - mx) (l - mx)
+  for (int64_t i = 0; i < V; ++i) {
+    const double d = double(logits[i]) - mx;
+    if (d == -std::numeric_limits<double>::infinity()) continue;
+    const double e = std::exp(d);
+    z += e;
+    zl += e * d;
+  }
+  RowStats r;
+  r.log_z = mx + std::log(z);
+  r.entropy = std::log(z) - zl / z;  // -sum p log p with log p = d - log z
+  return r;
+}
+
+// Draws a token from softmax(row / temperature) restricted to the top_k tokens and the top_p
+// nucleus (Hugging Face's TopK then TopP warpers: a token is dropped when the probability mass of
+// the tokens ranked above it already exceeds top_p), with u uniform in [0, 1). The nucleus is found
+// by sorting only the tokens above a probability threshold whose mass already exceeds top_p, not
+// the whole vocabulary. row is scratch (V) and is overwritten.
+int64_t sample_row(float* row, int64_t V, double temperature, int64_t top_k, double top_p, double u,
+                   std::vector<int64_t>& order, std::vector<float>& scratch) {
+  const float inv_t = float(1.0 / temperature);
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < V; ++i) {
+    row[i] *= inv_t;
+    mx = std::max(mx, row[i]);
+  }
+  if (top_k > 0 && top_k < V) {  // keep logits >= the k-th largest (ties kept, as torch's topk mask)
+    scratch.assign(row, row + V);
+    std::nth_element(scratch.begin(), scratch.begin() + (top_k - 1), scratch.end(), std::greater<float>());
+    const float kth = scratch[size_t(top_k - 1)];
+    for (int64_t i = 0; i < V; ++i)
+      if (row[i] < kth) row[i] = -std::numeric_limits<float>::infinity();
+  }
+  double z = 0;  // row becomes unnormalised probabilities
+  for (int64_t i = 0; i < V; ++i) {
+    row[i] = row[i] == -std::numeric_limits<float>::infinity() ? 0.f : std::exp(row[i] - mx);
+    z += row[i];
   }
   if (top_p < 1.0) {
-    auto sorted = logits.sort(-1, /*descending=*/true);
-    auto probs = torch::softmax(std::get<0>(sorted), -1);
-    auto cum = probs.cumsum(-1);
-    auto remove_sorted = (cum - probs) > top_p;  // keep up to and including the token crossing top_p
-    auto remove = torch::zeros_like(remove_sorted).scatter(-1, std::get<1>(sorted), remove_sorted);
-    logits = logits.masked_fill(remove, neg_inf);
+    // The nucleus is every token with p >= cut, cut = the probability of the first token (in
+    // descending order) whose higher-ranked mass exceeds top_p (ties at cut are all kept). Only
+    // candidates with p >= tau are sorted, tau lowered until their mass exceeds top_p: then the
+    // cut lies among them (every token outside has at least their mass ranked above it).
+    float tau = 0.5f;  // relative to the largest probability, which is 1
+    for (;;) {
+      order.clear();
+      double mass = 0;
+      for (int64_t i = 0; i < V; ++i)
+        if (row[i] >= tau && row[i] > 0) {
+          order.push_back(i);
+          mass += row[i];
+        }
+      if (mass > top_p * z || tau == 0.f) break;
+      tau = tau < 1e-12f ? 0.f : tau / 16;
+    }
+    std::vector<float>& sorted = scratch;
+    sorted.clear();
+    for (int64_t i : order) sorted.push_back(row[i]);
+    std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+    float cut = sorted.back();
+    double before = 0;  // mass ranked above sorted[j]
+    for (float p : sorted) {
+      if (before > top_p * z) break;
+      cut = p;
+      before += p;
+    }
+    for (int64_t i = 0; i < V; ++i)
+      if (row[i] < cut) row[i] = 0.f;
+    z = 0;
+    for (int64_t i : order) z += row[i];
   }
+  double r = u * z;
+  int64_t last = 0;
+  for (int64_t i = 0; i < V; ++i) {
+    if (row[i] <= 0) continue;
+    last = i;
+    r -= row[i];
+    if (r < 0) return i;
+  }
+  return last;
 }
 
 }  // namespace
@@ -151,40 +227,52 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
   if (!(opt.repetition_penalty > 0)) fail("generate: repetition_penalty must be > 0, got ", opt.repetition_penalty);
   if (opt.no_repeat_ngram_size < 0) fail("generate: no_repeat_ngram_size must be >= 0, got ", opt.no_repeat_ngram_size);
   const bool penalise = opt.repetition_penalty != 1.0 || opt.no_repeat_ngram_size > 0;
-  auto gen = at::detail::createCPUGenerator(opt.seed);
+  std::mt19937_64 rng(opt.seed);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
   std::vector<Generation> out(B);
   std::vector<bool> done(B, false);
   int64_t n_done = 0;
   // Tokens so far, for the processors only: (B, max_new_tokens), the first `step` columns filled.
   auto generated = processors.empty() ? torch::Tensor()
                                       : torch::zeros({B, std::max<int64_t>(opt.stop.max_new_tokens, 0)}, torch::kLong);
-  const int64_t pad = model->config().text.pad_token_id;
+  const int64_t pad = model->config().text.pad_token_id, img = model->config().image_token_index;
+  std::vector<double> draws(B);
+  std::vector<int64_t> chosen(B);
+  std::vector<RowStats> stats(B);
   for (int64_t step = 0; step < opt.stop.max_new_tokens; ++step) {
-    auto logits = state.last_logits.scalar_type() == torch::kFloat32 ? state.last_logits
-                                                                     : state.last_logits.to(torch::kFloat32);  // (B, V)
-    auto logp = torch::log_softmax(logits, -1);                             // (B, V)
-    auto entropy = -(logp.exp() * logp).sum(-1);                            // (B,)
-    auto proc = logits.clone();
-    forbid_image_token(model, proc);
-    for (auto* p : processors) p->process(proc, generated.narrow(1, 0, step));
-    if (penalise) {
-      proc = proc.contiguous();
-      float* rows = proc.data_ptr<float>();
-      const int64_t V = proc.size(1);
-      for (int64_t b = 0; b < B; ++b)
-        if (!done[b]) penalise_repeats(rows + b * V, V, out[b].tokens, opt);
+    auto logits = state.last_logits.to(torch::kFloat32).contiguous();     // (B, V)
+    const int64_t V = logits.size(1);
+    // The logits a token is chosen from: the model's (the <image> id forbidden below), or the
+    // processors' when there are any.
+    torch::Tensor proc;
+    if (!processors.empty()) {
+      proc = logits.clone();
+      forbid_image_token(model, proc);
+      for (auto* p : processors) p->process(proc, generated.narrow(1, 0, step));
+      proc = proc.to(torch::kFloat32).contiguous();
     }
-    torch::Tensor next;                                                     // (B,)
-    if (opt.temperature == 0.0) {
-      next = proc.argmax(-1);
-    } else {
-      proc = proc / opt.temperature;
-      filter_top_k_top_p(proc, opt.top_k, opt.top_p);
-      next = torch::multinomial(torch::softmax(proc, -1), 1, false, gen).view({B});
-    }
+    // One uniform per row and step, drawn in row order: the same stream at any thread count.
+    for (int64_t b = 0; b < B; ++b) draws[b] = opt.temperature > 0 ? uniform(rng) : 0.0;
+    const float* model_rows = logits.data_ptr<float>();
+    const float* pick_rows = proc.defined() ? proc.data_ptr<float>() : model_rows;
+    auto choose = [&](int64_t b, std::vector<float>& row, std::vector<int64_t>& order, std::vector<float>& scratch) {
+      stats[b] = row_stats(model_rows + b * V, V);
+      row.assign(pick_rows + b * V, pick_rows + (b + 1) * V);
+      if (!proc.defined() && img >= 0 && img < V) row[size_t(img)] = -std::numeric_limits<float>::infinity();
+      if (penalise) penalise_repeats(row.data(), V, out[b].tokens, opt);
+      if (opt.temperature == 0.0)
+        chosen[b] = std::max_element(row.begin(), row.end()) - row.begin();  // first maximum, as argmax
+      else
+        chosen[b] = sample_row(row.data(), V, opt.temperature, opt.top_k, opt.top_p, draws[b], order, scratch);
+    };
+    at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
+      std::vector<float> row, scratch;
+      std::vector<int64_t> order;
+      for (int64_t b = begin; b < end; ++b)
+        if (!done[b]) choose(b, row, order, scratch);
+    });
+    auto next = torch::empty({B}, torch::kLong);                           // (B,)
     auto next_acc = next.accessor<int64_t, 1>();
-    auto logp_acc = logp.accessor<float, 2>();
-    auto ent_acc = entropy.accessor<float, 1>();
     auto running = torch::zeros({B}, torch::kBool);
     auto running_acc = running.accessor<bool, 1>();
     const bool all_running = n_done == 0;  // before this step's stops: every row takes its token
@@ -194,10 +282,11 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
         continue;
       }
       running_acc[b] = true;
-      int64_t tok = next_acc[b];
+      const int64_t tok = chosen[b];
+      next_acc[b] = tok;
       out[b].tokens.push_back(tok);
-      out[b].logprobs.push_back(logp_acc[b][tok]);
-      out[b].entropies.push_back(ent_acc[b]);
+      out[b].logprobs.push_back(float(double(model_rows[b * V + tok]) - stats[b].log_z));
+      out[b].entropies.push_back(float(stats[b].entropy));
       std::string why = stop_reason(opt.stop, out[b].tokens);
       if (!why.empty()) {
         done[b] = true;

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "clip_layer.h"
+#include "llama_step.h"
 #include "mmb/error.h"
 #include "mmb/model.h"
 #include "mmb/strings.h"
@@ -104,6 +105,20 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
     return r + down_proj_(torch::silu(gate_proj_(m)) * up_proj_(m));             // (B, T, C)
   }
 
+ // The weights as raw pointers for llama_decode_step; false when one is not contiguous CPU float32.
+  bool step_weights(LlamaStepLayer* out) const {
+    const torch::Tensor* ts[] = {&q_proj_->weight, &k_proj_->weight, &v_proj_->weight, &o_proj_->weight,
+                                 &gate_proj_->weight, &up_proj_->weight, &down_proj_->weight, &input_norm_,
+                                 &post_norm_};
+    for (const auto* t : ts)
+      if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat32 || !t->is_contiguous()) return false;
+    *out = {q_proj_->weight.data_ptr<float>(), k_proj_->weight.data_ptr<float>(), v_proj_->weight.data_ptr<float>(),
+            o_proj_->weight.data_ptr<float>(), gate_proj_->weight.data_ptr<float>(),
+            up_proj_->weight.data_ptr<float>(), down_proj_->weight.data_ptr<float>(), input_norm_.data_ptr<float>(),
+            post_norm_.data_ptr<float>()};
+    return true;
+  }
+
  private:
   LlamaConfig cfg_;
   torch::nn::Linear q_proj_{nullptr}, k_proj_{nullptr}, v_proj_{nullptr}, o_proj_{nullptr};
@@ -136,6 +151,24 @@ void KvCache::truncate(int64_t new_length) {
   key_keep.narrow(1, new_length, capacity() - new_length).fill_(false);
   real.narrow(1, new_length, capacity() - new_length).fill_(false);
   length = new_length;
+}
+
+void KvCache::reserve(int64_t want) {
+  if (want <= capacity()) return;
+  std::optional<c10::InferenceMode> inference;
+  if (needs_inference_mode(this, "KvCache::reserve")) inference.emplace();
+  const int64_t cap = std::max(want, 2 * capacity()), B = batch();
+  for (auto* vec : {&k, &v})
+    for (auto& t : *vec) {
+      auto bigger = torch::zeros({t.size(0), t.size(1), cap, t.size(3)}, t.options());
+      bigger.narrow(2, 0, length).copy_(t.narrow(2, 0, length));
+      t = bigger;
+    }
+  for (auto* mask : {&key_keep, &real}) {
+    auto bigger = torch::zeros({B, cap}, mask->options());
+    bigger.narrow(1, 0, length).copy_(mask->narrow(1, 0, length));
+    *mask = bigger;
+  }
 }
 
 // ---------------------------------------------------------------- decoder
@@ -199,20 +232,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& embeds, const torch::
   torch::Tensor keep_all = key_keep;  // (B, S) or undefined (all kept)
   if (cache) {
     if (cache->batch() != B) fail("LlamaModel: cache has ", cache->batch(), " rows, input has ", B);
-    if (start + T > cache->capacity()) {  // grow by doubling
-      int64_t cap = std::max(start + T, 2 * cache->capacity());
-      for (auto* vec : {&cache->k, &cache->v})
-        for (auto& t : *vec) {
-          auto bigger = torch::zeros({t.size(0), t.size(1), cap, t.size(3)}, t.options());
-          bigger.narrow(2, 0, start).copy_(t.narrow(2, 0, start));
-          t = bigger;
-        }
-      for (auto* mask : {&cache->key_keep, &cache->real}) {
-        auto bigger = torch::zeros({B, cap}, mask->options());
-        bigger.narrow(1, 0, start).copy_(mask->narrow(1, 0, start));
-        *mask = bigger;
-      }
-    }
+    cache->reserve(start + T);
     if (key_keep.defined())
       cache->key_keep.narrow(1, start, T).copy_(key_keep);
     else
@@ -251,6 +271,66 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& embeds, const torch::
                             start);
   if (cache) cache->length = start + T;
   return rms_norm(x, norm_weight_, cfg_.rms_norm_eps);  // (B, T, C)
+}
+
+torch::Tensor LlamaModelImpl::decode_step(const torch::Tensor& ids, const torch::Tensor& positions,
+                                          const torch::Tensor& key_keep, KvCache& cache) {
+  if (torch::GradMode::is_enabled() || !ids.device().is_cpu()) return {};
+  const int64_t B = ids.size(0), C = cfg_.hidden_size, D = cfg_.head_dim();
+  if (ids.dim() != 2 || ids.size(1) != 1 || cache.batch() != B || D > 512) return {};
+  auto f32 = [](const torch::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous();
+  };
+  LlamaStepModel m;
+  m.hidden = C;
+  m.heads = cfg_.num_attention_heads;
+  m.kv_heads = cfg_.num_key_value_heads;
+  m.head_dim = D;
+  m.intermediate = cfg_.intermediate_size;
+  m.eps = cfg_.rms_norm_eps;
+  m.layers.resize(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l)
+    if (!layers_[l]->step_weights(&m.layers[l])) return {};
+  const auto& embed = embed_tokens_->weight;
+  if (!f32(embed) || !f32(norm_weight_)) return {};
+  for (const auto* vec : {&cache.k, &cache.v})
+    for (const auto& t : *vec)
+      if (!f32(t)) return {};
+  if (!cache.key_keep.is_contiguous() || !cache.key_keep.device().is_cpu() || cache.key_keep.scalar_type() != torch::kBool)
+    return {};
+  auto tables = rope_tables(norm_weight_.options());
+  m.embed = embed.data_ptr<float>();
+  m.norm = norm_weight_.data_ptr<float>();
+  m.rope_cos = tables.first.data_ptr<float>();
+  m.rope_sin = tables.second.data_ptr<float>();
+  auto id = ids.to(torch::kLong).contiguous(), pos = positions.to(torch::kLong).contiguous();
+  const int64_t* idp = id.data_ptr<int64_t>();
+  const int64_t* posp = pos.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    if (idp[b] < 0 || idp[b] >= cfg_.vocab_size)
+      fail("LlamaModel: token id ", idp[b], " outside the vocabulary (", cfg_.vocab_size, ")");
+    if (posp[b] < 0 || posp[b] >= cfg_.max_position_embeddings)
+      fail("LlamaModel: position ", posp[b], " exceeds max_position_embeddings ", cfg_.max_position_embeddings);
+  }
+  const int64_t start = cache.length;
+  cache.reserve(start + 1);
+  {  // the new token's key_keep entry
+    bool* keep = cache.key_keep.data_ptr<bool>();
+    auto kk = key_keep.defined() ? key_keep.to(torch::kBool).contiguous() : torch::Tensor();
+    for (int64_t b = 0; b < B; ++b) keep[b * cache.capacity() + start] = kk.defined() ? kk.data_ptr<bool>()[b] : true;
+  }
+  LlamaStepCache c;
+  for (size_t l = 0; l < cache.k.size(); ++l) {
+    c.k.push_back(cache.k[l].data_ptr<float>());
+    c.v.push_back(cache.v[l].data_ptr<float>());
+  }
+  c.key_keep = cache.key_keep.data_ptr<bool>();
+  c.capacity = cache.capacity();
+  c.start = start;
+  auto out = torch::empty({B, 1, C}, norm_weight_.options());
+  llama_decode_step(m, B, idp, posp, c, out.data_ptr<float>());
+  cache.length = start + 1;
+  return out;
 }
 
 torch::Tensor packed_attention(const torch::Tensor& segment_ids) {
@@ -310,6 +390,10 @@ torch::Tensor LlavaForConditionalGenerationImpl::forward_hidden(const VlmInput& 
   torch::Tensor mask = all_real ? torch::Tensor() : in.attention_mask.to(torch::kLong);  // (B, T)
   if (!all_real && mask.sizes() != ids.sizes())
     fail("Llava::forward: attention_mask ", mask.sizes(), " != input_ids ", ids.sizes());
+  if (cache && T == 1 && !in.image_features.defined() && !in.pixel_values.defined() && !in.position_ids.defined() &&
+      !in.attend.defined()) {
+    if (auto hidden = decode_step(in, mask, *cache); hidden.defined()) return hidden;
+  }
   torch::Tensor feats = in.image_features;
   if (!feats.defined() && in.pixel_values.defined()) feats = image_features(in.pixel_values);
   auto embeds = embed(ids, feats);                                    // (B, T, C)
@@ -350,6 +434,39 @@ torch::Tensor LlavaForConditionalGenerationImpl::forward_hidden(const VlmInput& 
       cache->real.narrow(1, start, T).copy_(mask.to(torch::kBool));
       cache->next_position = cache->next_position + mask.sum(1);
     }
+  }
+  return hidden;
+}
+
+torch::Tensor LlavaForConditionalGenerationImpl::decode_step(const VlmInput& in, const torch::Tensor& mask,
+                                                             KvCache& cache) {
+  const auto& ids = in.input_ids;                                     // (B, 1)
+  const int64_t B = ids.size(0), start = cache.length;
+  if (cache.batch() != B) fail("Llava::forward: cache has ", cache.batch(), " rows, input has ", B);
+  if (!ids.device().is_cpu()) return {};
+  {
+    auto id = ids.to(torch::kLong).contiguous();
+    const int64_t* p = id.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b)
+      if (p[b] == cfg_.image_token_index) embed(ids, {});  // throws the slot-count error
+  }
+  // At T = 1 the new token's rotary position is the row's next position, padding or not.
+  torch::Tensor keep = mask.defined() ? mask.to(torch::kBool) : torch::Tensor();  // (B, 1)
+  if (in.key_keep.defined()) {
+    if (in.key_keep.sizes() != ids.sizes())
+      fail("Llava::forward: key_keep ", in.key_keep.sizes(), " != input_ids ", ids.sizes());
+    keep = keep.defined() ? keep & in.key_keep.to(torch::kBool) : in.key_keep.to(torch::kBool);
+  }
+  auto hidden = language_model_model_->decode_step(ids, cache.next_position.view({B, 1}), keep, cache);
+  if (!hidden.defined()) return hidden;
+  std::optional<c10::InferenceMode> inference;
+  if (needs_inference_mode(&cache, "Llava::forward")) inference.emplace();
+  if (mask.defined()) {
+    cache.real.narrow(1, start, 1).copy_(mask.to(torch::kBool));
+    cache.next_position = cache.next_position + mask.view({B});
+  } else {
+    cache.real.narrow(1, start, 1).fill_(true);
+    cache.next_position = cache.next_position + 1;
   }
   return hidden;
 }
