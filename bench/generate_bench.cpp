@@ -1,17 +1,22 @@
 // Generation and scoring speed, side by side with PyTorch eager on identical weights.
 //
 //   build/bench/generate_bench            (writes a model to a temp dir, runs both, prints ratios)
-//   MMB_THREADS=1 build/bench/generate_bench   (both sides on one BLAS thread)
+//   build/bench/generate_bench greedy16   (only the named workloads, no PyTorch: for profiling)
+//   MMB_THREADS=1 build/bench/generate_bench   (both sides on one thread)
 //
 // Workloads on the default world model (4.1M parameters; 64 image tokens):
-//   score     teacher-forced log-probs of 16 sequences x 100 tokens (64 image + 36 text)
-//   greedy@1  prompt of 80 tokens + 32 new tokens, batch 1, KV cache
-//   greedy@16 the same at batch 16
-//   sentence search: CSR-style 3 levels of group beam search (5 beams / 5 groups, sentences of
-//            12 tokens), continuing from the chosen child's cache vs re-encoding the prompt and
-//            the earlier sentences at every node (the reference CSR code): forwarded tokens, time.
-// MFU = achieved FLOP/s (2 x decoder+head parameters per token, vision tower per image) over the
-// measured 1024^3 GEMM FLOP/s at the same thread policy.
+//   score          teacher-forced log-probs of 16 sequences x 100 tokens (64 image + 36 text)
+//   prefillB       the 80-token prompt with its image into a fresh cache, B = 1, 16, 64
+//   greedyB        32 new tokens from that prefilled state, greedy (timed apart from the prefill)
+//   sampleB        the same, sampled (temperature 1, top-p 0.9)
+//   beam           group beam search (5 beams / 5 groups, 12 tokens) from the batch-1 prompt
+//   search         CSR-style 3 levels of group beam search (sentences of 12 tokens), continuing
+//                  from the chosen child's cache vs re-encoding the prompt and the earlier
+//                  sentences at every node (the reference CSR code): forwarded tokens, time.
+// PyTorch runs each workload at libtorch's intra-op count of mmb's policy and at 1 and keeps its
+// faster time. MFU = achieved FLOP/s (2 x decoder+head parameters per token, vision tower per
+// image) over the measured 1024^3 GEMM FLOP/s at the same thread policy. The batch-1 line compares
+// a decoding step with the time to read the decoder and head weights once.
 #include <chrono>
 #include <cstdio>
 #include <algorithm>
