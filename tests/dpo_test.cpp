@@ -81,6 +81,16 @@ mmb::DpoRunOptions options(TempDir& d, const std::string& out) {
 // gradients of a separate forward of prompt + that side (TRL's concatenated form). In float64, so
 // the comparison sees the packing and not float rounding (float32 gives ~2e-5 on these sums; in
 // float64 the decoder's gradients agree to 1e-12 and the vision tower's to ~3e-6 of values ~9).
+TEST(Dpo, QaBalanceDropsTheLastPairsOfTheLargerSide) {
+  using V = std::vector<size_t>;
+  EXPECT_EQ(mmb::qa_balance_drops({}), V{});
+  EXPECT_EQ(mmb::qa_balance_drops({0, 0}), V{});                 // no QA pairs
+  EXPECT_EQ(mmb::qa_balance_drops({1, -1, 0}), V{});             // balanced
+  EXPECT_EQ(mmb::qa_balance_drops({1, 0, 1, -1, 1}), (V{4, 2})); // 3 yes, 1 no: the last two yes
+  EXPECT_EQ(mmb::qa_balance_drops({-1, -1, 0}), (V{1, 0}));      // only no: all dropped
+  EXPECT_EQ(mmb::qa_balance_drops({-1, 1, -1, -1}), (V{3, 2}));
+}
+
 TEST(Dpo, PackedPairsEqualSeparateForwards) {
   mmb::LlavaConfig cfg = mmb::testing::tiny_vlm(40);
   torch::manual_seed(5);
@@ -363,8 +373,9 @@ TEST(Dpo, OnlineSamplesJudgesAndTrainsFromTheWorld) {
       qa_pairs += 2 * line["online/qa_chosen_yes"].get<double>();
     }
   }
+  // How many QA pairs form depends on the toy model's samples (often none): the balancing rule
+  // itself is tested in Dpo.QaBalanceDropsTheLastPairsOfTheLargerSide.
   std::printf("online tasks: %g QA pairs formed (kept or dropped to balance)\n", qa_pairs);
-  EXPECT_GT(qa_pairs, 0) << "no QA pair was formed: the balance went untested";
   auto noclip = run(online + " --judge clip --out " + d.file("noclip"));
   EXPECT_NE(noclip.second.find("the clip judge scores with a CLIP model: give --clip DIR"), std::string::npos) << noclip.second;
   auto avgclip = run("train dpo --avg-gamma 0.5 --judge clip --clip " + d.file("base/clip/model") + common + " --out " + d.file("avgclip"));

@@ -64,6 +64,10 @@ DpoInputs split_pair_logps(const torch::Tensor& policy, const torch::Tensor& cou
 torch::Tensor corrupt_images(const torch::Tensor& pixels, const DpoRunOptions& o, const std::vector<uint64_t>& seeds);
 uint64_t corruption_seed(uint64_t seed, int64_t a, int64_t b = 0);
 
+// --qa-balance: the indices (descending) of the pairs to drop so that as many QA pairs choose
+// "yes" as "no": the last pairs of the larger side. polarity per pair: +1 yes, -1 no, 0 not QA.
+std::vector<size_t> qa_balance_drops(const std::vector<int>& polarity);
+
 // Summed log-probs of each side's response tokens and their count: (outputs,), (outputs,),
 // chosen sides first, then rejected.
 std::pair<torch::Tensor, torch::Tensor> sequence_logps(LlavaForConditionalGeneration& model, const DpoBatch& b);

@@ -112,6 +112,20 @@ class OnlineJudge {
 
 }  // namespace
 
+std::vector<size_t> qa_balance_drops(const std::vector<int>& polarity) {
+  int64_t yes = 0, no = 0;
+  for (int p : polarity) yes += p > 0, no += p < 0;
+  int64_t excess = std::abs(yes - no);
+  const int sign = yes > no ? 1 : -1;
+  std::vector<size_t> drops;
+  for (size_t i = polarity.size(); i-- > 0 && excess > 0;)
+    if (polarity[i] == sign) {
+      drops.push_back(i);
+      --excess;
+    }
+  return drops;
+}
+
 StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist, LlavaForConditionalGeneration& model,
                          const Tokenizer& tok, const ChatTemplate& tmpl, const PairDataset* offline,
                          const std::vector<PreferencePair>& offline_pairs) {
@@ -311,19 +325,15 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     // Balanced short answers: as many "yes" as "no" chosen among the step's QA pairs (the last of
     // the larger side dropped), so the pairs cannot teach a bias towards either.
     if (o.qa_balance) {
-      int64_t yes = 0, no = 0;
-      for (const auto& k : kept) yes += k.polarity > 0, no += k.polarity < 0;
-      int64_t excess = std::abs(yes - no);
-      const int sign = yes > no ? 1 : -1;
-      for (size_t i = kept.size(); i-- > 0 && excess > 0;)
-        if (kept[i].polarity == sign) {
-          kept.erase(kept.begin() + int64_t(i));
-          chosen.erase(chosen.begin() + int64_t(i));
-          rejected.erase(rejected.begin() + int64_t(i));
-          pix.erase(pix.begin() + int64_t(i));
-          --excess;
-          ++qa_unbalanced;
-        }
+      std::vector<int> polarity;
+      for (const auto& k : kept) polarity.push_back(k.polarity);
+      for (size_t i : qa_balance_drops(polarity)) {  // descending: earlier indices stay valid
+        kept.erase(kept.begin() + int64_t(i));
+        chosen.erase(chosen.begin() + int64_t(i));
+        rejected.erase(rejected.begin() + int64_t(i));
+        pix.erase(pix.begin() + int64_t(i));
+        ++qa_unbalanced;
+      }
     }
     int64_t qa_yes = 0, qa_no = 0;
     for (const auto& k : kept) {
