@@ -213,6 +213,44 @@ TEST(Generate, SampledTokensDoNotDependOnTheThreadCount) {
   EXPECT_EQ(runs[0], runs[1]);
 }
 
+// Rows that finish leave the decoded batch: each row's tokens are those it gets alone, and the
+// state handed back holds every row, so a second call continues each row as it would alone.
+TEST(Generate, FinishedRowsLeaveTheBatchAndTheStateStaysWhole) {
+  auto m = make_model(20, 7);
+  const int64_t R = 8;
+  auto in = prompt(R);  // one image per row
+  auto row = [&](int64_t r) {
+    return mmb::VlmInput{in.input_ids.narrow(0, r, 1), in.attention_mask.narrow(0, r, 1), in.pixel_values.narrow(0, r, 1)};
+  };
+  mmb::SampleOptions free_run;
+  free_run.stop.max_new_tokens = 10;
+  std::vector<std::vector<int64_t>> alone;
+  for (int64_t r = 0; r < R; ++r) {
+    auto st = mmb::prefill(m, row(r));
+    alone.push_back(mmb::generate(m, st, free_run)[0].tokens);
+  }
+  // Stop tokens taken from different steps of different rows: rows end at different times.
+  mmb::SampleOptions o = free_run;
+  for (int64_t r = 0; r < R; r += 2) o.stop.stop_tokens.push_back(alone[size_t(r)][size_t(1 + r % 7)]);
+  mmb::SampleOptions more;
+  more.stop.max_new_tokens = 4;
+  auto batch = mmb::prefill(m, in, 2);  // small: the cache grows while rows leave
+  auto gens = mmb::generate(m, batch, o);
+  auto cont = mmb::generate(m, batch, more);
+  std::set<size_t> lengths;
+  for (int64_t r = 0; r < R; ++r) {
+    auto st = mmb::prefill(m, row(r));
+    auto first = mmb::generate(m, st, o)[0];
+    EXPECT_EQ(gens[size_t(r)].tokens, first.tokens) << "row " << r;
+    EXPECT_EQ(gens[size_t(r)].finish_reason, first.finish_reason) << "row " << r;
+    for (size_t t = 0; t < first.logprobs.size(); ++t)
+      EXPECT_NEAR(gens[size_t(r)].logprobs[t], first.logprobs[t], 1e-4) << "row " << r << " token " << t;
+    EXPECT_EQ(cont[size_t(r)].tokens, mmb::generate(m, st, more)[0].tokens) << "row " << r << " continued";
+    lengths.insert(first.tokens.size());
+  }
+  EXPECT_GE(lengths.size(), 3u) << "the rows should finish at different steps";
+}
+
 TEST(Generate, StopsOnTokensAndStringsAndContinuesFromTheCache) {
   auto m = make_model(20, 4);
   auto in = prompt();

@@ -273,3 +273,35 @@ TEST(VlmPrefix, AnswerPrefixesTokenizeAsTheExchangeWithoutItsEos) {
   EXPECT_TRUE(pre.input_ids[1].narrow(0, T - m, m).equal(plain.input_ids[0]));
   EXPECT_EQ(pre.attention_mask[1].sum().item<int64_t>(), m);  // left-padded
 }
+
+// num_return_sequences prefills each prompt once and forks its cache: the same answers as the
+// prompts repeated (greedy and sampled with one seed), in the same order.
+TEST(VlmAnswer, ReturnSequencesEqualRepeatedPrompts) {
+  mmb::Vlm vlm = mmb::Vlm::load(kShipped + "/vlm");
+  mmb::Image a(64, 64, 3), b(64, 64, 3);
+  for (size_t i = 0; i < b.pixels.size(); ++i) b.pixels[i] = uint8_t(i * 7 % 251);
+  const std::vector<std::string> qs = {"Describe the image.", "Is there a star?"};
+  const int64_t n = 3;
+  std::vector<std::string> rep_q;
+  std::vector<const mmb::Image*> rep_i;
+  for (size_t p = 0; p < qs.size(); ++p)
+    for (int64_t j = 0; j < n; ++j) {
+      rep_q.push_back(qs[p]);
+      rep_i.push_back(p == 0 ? &a : &b);
+    }
+  for (double temperature : {0.0, 1.0}) {
+    mmb::SampleOptions o;
+    o.temperature = temperature;
+    o.seed = 5;
+    o.stop = vlm.default_stop(16);
+    torch::NoGradGuard ng;
+    auto forked = vlm.answer(qs, {&a, &b}, o, n);
+    auto repeated = vlm.answer(rep_q, rep_i, o);
+    ASSERT_EQ(forked.size(), repeated.size());
+    for (size_t r = 0; r < forked.size(); ++r) {
+      EXPECT_EQ(forked[r].generation.tokens, repeated[r].generation.tokens) << "T " << temperature << " row " << r;
+      EXPECT_EQ(forked[r].text, repeated[r].text);
+    }
+  }
+  mmb::testing::expect_throw_with([&] { vlm.answer(qs, {&a, &b}, {}, 0); }, "num_return_sequences must be >= 1");
+}

@@ -48,9 +48,12 @@ class Vlm {
   VlmInput encode_exchange(const std::string& question, const Image* image, const std::string& response,
                            int64_t* response_begin) const;
 
-  // Answers a batch. Stops at EOS (plus options.stop). Greedy by default.
+  // Answers a batch. Stops at EOS (plus options.stop). Greedy by default. With
+  // num_return_sequences n > 1 (Hugging Face's name) each prompt is answered n times, its answers
+  // consecutive (prompt i's j-th at i * n + j): the prompt is prefilled once and its cache forked
+  // into n rows, not encoded n times.
   std::vector<VlmAnswer> answer(const std::vector<std::string>& questions, const std::vector<const Image*>& images,
-                                SampleOptions options);
+                                SampleOptions options, int64_t num_return_sequences = 1);
   // Per-token log-probs and entropies of `response` (its tokens, EOS included).
   Generation score(const std::string& question, const Image* image, const std::string& response);
 

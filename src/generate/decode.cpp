@@ -239,8 +239,18 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
   std::vector<double> draws(B);
   std::vector<int64_t> chosen(B);
   std::vector<RowStats> stats(B);
+  // Finished rows leave the batch (without processors, which hold per-row state): once a quarter
+  // of the decoded rows are done, the state keeps the running ones and the finished ones are
+  // parked, each with its cache at the length it finished, and merged back at the end.
+  const bool compact = processors.empty() && B > 1;
+  std::vector<int64_t> rows(static_cast<size_t>(B));  // decoded row w is row rows[w] of the batch
+  for (int64_t b = 0; b < B; ++b) rows[size_t(b)] = b;
+  DecodeState compacted;
+  DecodeState* cur = &state;
+  std::vector<std::pair<int64_t, DecodeState>> parked;  // (row, its state when it left)
   for (int64_t step = 0; step < opt.stop.max_new_tokens; ++step) {
-    auto logits = state.last_logits.to(torch::kFloat32).contiguous();     // (B, V)
+    const int64_t Bw = int64_t(rows.size());
+    auto logits = cur->last_logits.to(torch::kFloat32).contiguous();     // (Bw, V)
     const int64_t V = logits.size(1);
     // The logits a token is chosen from: the model's (the <image> id forbidden below), or the
     // processors' when there are any.
@@ -251,13 +261,15 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
       for (auto* p : processors) p->process(proc, generated.narrow(1, 0, step));
       proc = proc.to(torch::kFloat32).contiguous();
     }
-    // One uniform per row and step, drawn in row order: the same stream at any thread count.
+    // One uniform per row of the batch and step, drawn in row order whether or not the row is
+    // still decoded: the same stream at any thread count and with or without compaction.
     for (int64_t b = 0; b < B; ++b) draws[b] = opt.temperature > 0 ? uniform(rng) : 0.0;
     const float* model_rows = logits.data_ptr<float>();
     const float* pick_rows = proc.defined() ? proc.data_ptr<float>() : model_rows;
-    auto choose = [&](int64_t b, std::vector<float>& row, std::vector<int64_t>& order, std::vector<float>& scratch) {
-      stats[b] = row_stats(model_rows + b * V, V);
-      row.assign(pick_rows + b * V, pick_rows + (b + 1) * V);
+    auto choose = [&](int64_t w, std::vector<float>& row, std::vector<int64_t>& order, std::vector<float>& scratch) {
+      const int64_t b = rows[size_t(w)];
+      stats[b] = row_stats(model_rows + w * V, V);
+      row.assign(pick_rows + w * V, pick_rows + (w + 1) * V);
       if (!proc.defined() && img >= 0 && img < V) row[size_t(img)] = -std::numeric_limits<float>::infinity();
       if (penalise) penalise_repeats(row.data(), V, out[b].tokens, opt);
       if (opt.temperature == 0.0)
@@ -265,27 +277,29 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
       else
         chosen[b] = sample_row(row.data(), V, opt.temperature, opt.top_k, opt.top_p, draws[b], order, scratch);
     };
-    at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, Bw, 8, [&](int64_t begin, int64_t end) {
       std::vector<float> row, scratch;
       std::vector<int64_t> order;
-      for (int64_t b = begin; b < end; ++b)
-        if (!done[b]) choose(b, row, order, scratch);
+      for (int64_t w = begin; w < end; ++w)
+        if (!done[rows[size_t(w)]]) choose(w, row, order, scratch);
     });
-    auto next = torch::empty({B}, torch::kLong);                           // (B,)
+    auto next = torch::empty({Bw}, torch::kLong);                          // (Bw,)
     auto next_acc = next.accessor<int64_t, 1>();
-    auto running = torch::zeros({B}, torch::kBool);
+    auto running = torch::zeros({Bw}, torch::kBool);
     auto running_acc = running.accessor<bool, 1>();
-    const bool all_running = n_done == 0;  // before this step's stops: every row takes its token
-    for (int64_t b = 0; b < B; ++b) {
+    bool all_running = true;  // before this step's stops: every decoded row takes its token
+    for (int64_t w = 0; w < Bw; ++w) {
+      const int64_t b = rows[size_t(w)];
       if (done[b]) {
-        next_acc[b] = pad;
+        next_acc[w] = pad;
+        all_running = false;
         continue;
       }
-      running_acc[b] = true;
+      running_acc[w] = true;
       const int64_t tok = chosen[b];
-      next_acc[b] = tok;
+      next_acc[w] = tok;
       out[b].tokens.push_back(tok);
-      out[b].logprobs.push_back(float(double(model_rows[b * V + tok]) - stats[b].log_z));
+      out[b].logprobs.push_back(float(double(model_rows[w * V + tok]) - stats[b].log_z));
       out[b].entropies.push_back(float(stats[b].entropy));
       std::string why = stop_reason(opt.stop, out[b].tokens);
       if (!why.empty()) {
@@ -297,8 +311,48 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
     for (auto* p : processors) p->advance(next, running);
     if (generated.defined()) generated.select(1, step).copy_(next);
     // The state always ends holding every generated token, so callers can continue from it.
-    extend(model, state, next.view({B, 1}), all_running ? torch::Tensor() : running.view({B, 1}));
+    extend(model, *cur, next.view({Bw, 1}), all_running ? torch::Tensor() : running.view({Bw, 1}));
     if (n_done == B) break;
+    int64_t done_here = 0;
+    for (int64_t w = 0; w < Bw; ++w) done_here += done[rows[size_t(w)]] ? 1 : 0;
+    if (compact && done_here > 0 && 4 * done_here >= Bw) {
+      std::vector<int64_t> keep, kept_rows;
+      for (int64_t w = 0; w < Bw; ++w) {
+        const int64_t b = rows[size_t(w)];
+        if (done[b])
+          parked.emplace_back(b, cur->select(torch::tensor({w}, torch::kLong)));
+        else
+          keep.push_back(w), kept_rows.push_back(b);
+      }
+      compacted = cur->select(torch::tensor(keep, torch::kLong));
+      cur = &compacted;
+      rows = std::move(kept_rows);
+    }
+  }
+  if (!parked.empty()) {  // every row back into the caller's state, in batch order
+    for (size_t w = 0; w < rows.size(); ++w) parked.emplace_back(rows[w], cur->select(torch::tensor({int64_t(w)}, torch::kLong)));
+    int64_t length = 0, capacity = 0;
+    for (const auto& [b, st] : parked) {
+      length = std::max(length, st.cache.length);
+      capacity = std::max(capacity, st.cache.capacity());
+    }
+    DecodeState full;
+    full.cache = model->new_cache(B, capacity);
+    full.cache.length = length;
+    full.last_logits = torch::empty({B, parked.front().second.last_logits.size(1)}, parked.front().second.last_logits.options());
+    for (const auto& [b, st] : parked) {
+      // A row that left early continues as padding: positions after its length are not kept.
+      const int64_t n = st.cache.length;
+      for (size_t l = 0; l < full.cache.k.size(); ++l) {
+        full.cache.k[l][b].narrow(1, 0, n).copy_(st.cache.k[l][0].narrow(1, 0, n));
+        full.cache.v[l][b].narrow(1, 0, n).copy_(st.cache.v[l][0].narrow(1, 0, n));
+      }
+      full.cache.key_keep[b].narrow(0, 0, n).copy_(st.cache.key_keep[0].narrow(0, 0, n));
+      full.cache.real[b].narrow(0, 0, n).copy_(st.cache.real[0].narrow(0, 0, n));
+      full.cache.next_position[b].copy_(st.cache.next_position[0]);
+      full.last_logits[b].copy_(st.last_logits[0]);
+    }
+    state = std::move(full);
   }
   for (int64_t b = 0; b < B; ++b)
     if (!done[b]) out[b].finish_reason = "length";

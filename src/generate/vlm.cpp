@@ -133,11 +133,14 @@ std::string Vlm::decode(const std::vector<int64_t>& tokens) const {
 }
 
 std::vector<VlmAnswer> Vlm::answer(const std::vector<std::string>& questions, const std::vector<const Image*>& images,
-                                   SampleOptions options) {
+                                   SampleOptions options, int64_t num_return_sequences) {
+  if (num_return_sequences < 1) fail("Vlm::answer: num_return_sequences must be >= 1, got ", num_return_sequences);
   if (options.stop.stop_tokens.empty()) options.stop.stop_tokens = {tok_.eos_id()};
   if (!options.stop.decode) options.stop.decode = [this](const std::vector<int64_t>& t) { return decode(t); };
   auto in = encode_prompts(questions, images);
   auto state = prefill(model_, in, options.stop.max_new_tokens + 1);
+  if (num_return_sequences > 1)  // row i -> rows i * n .. i * n + n - 1
+    state = state.select(torch::arange(int64_t(questions.size()), torch::kLong).repeat_interleave(num_return_sequences));
   auto gens = generate(model_, state, options);
   std::vector<VlmAnswer> out;
   for (auto& g : gens) out.push_back({decode(g.tokens), std::move(g)});

@@ -58,19 +58,12 @@ StepStats train_and_save(Trainer& trainer, RunDir* run, Distributed& dist, torch
 std::vector<VlmAnswer> sample_rollouts(Vlm& sampler, torch::nn::Module& model, const std::vector<std::string>& prompts,
                                        const std::vector<const Image*>& images, int64_t k, SampleOptions options,
                                        uint64_t seed, int64_t step, int64_t first_index) {
-  std::vector<std::string> qs;
-  std::vector<const Image*> ims;
-  for (size_t b = 0; b < prompts.size(); ++b)
-    for (int64_t j = 0; j < k; ++j) {
-      qs.push_back(prompts[b]);
-      ims.push_back(images[b]);
-    }
   options.seed = seed * 1000003ULL + uint64_t(step) * 7919ULL + uint64_t(first_index);
   model.eval();
   std::vector<VlmAnswer> answers;
   {
     torch::NoGradGuard no_grad;
-    answers = sampler.answer(qs, ims, options);
+    answers = sampler.answer(prompts, images, options, k);  // each prompt prefilled once
   }
   model.train();
   return answers;
