@@ -105,7 +105,7 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
     return r + down_proj_(torch::silu(gate_proj_(m)) * up_proj_(m));             // (B, T, C)
   }
 
- // The weights as raw pointers for llama_decode_step; false when one is not contiguous CPU float32.
+  // The weights as raw pointers for llama_decode_step; false when one is not contiguous CPU float32.
   bool step_weights(LlamaStepLayer* out) const {
     const torch::Tensor* ts[] = {&q_proj_->weight, &k_proj_->weight, &v_proj_->weight, &o_proj_->weight,
                                  &gate_proj_->weight, &up_proj_->weight, &down_proj_->weight, &input_norm_,
@@ -275,9 +275,12 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& embeds, const torch::
 
 torch::Tensor LlamaModelImpl::decode_step(const torch::Tensor& ids, const torch::Tensor& positions,
                                           const torch::Tensor& key_keep, KvCache& cache) {
-  if (torch::GradMode::is_enabled() || !ids.device().is_cpu()) return {};
+  if (torch::GradMode::is_enabled() || !ids.device().is_cpu() || ids.dim() != 2 || ids.size(1) != 1) return {};
   const int64_t B = ids.size(0), C = cfg_.hidden_size, D = cfg_.head_dim();
-  if (ids.dim() != 2 || ids.size(1) != 1 || cache.batch() != B || D > 512) return {};
+  if (cache.batch() != B || D > 512) return {};
+  if (positions.numel() != B || (key_keep.defined() && key_keep.numel() != B))
+    fail("LlamaModel::decode_step: positions ", positions.sizes(), " and key_keep ",
+         key_keep.defined() ? key_keep.sizes() : torch::IntArrayRef{}, " must have one entry per row (", B, ")");
   auto f32 = [](const torch::Tensor& t) {
     return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous();
   };
