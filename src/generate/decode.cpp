@@ -247,7 +247,11 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
   for (int64_t b = 0; b < B; ++b) rows[size_t(b)] = b;
   DecodeState compacted;
   DecodeState* cur = &state;
-  std::vector<std::pair<int64_t, DecodeState>> parked;  // (row, its state when it left)
+  struct Parked {              // rows that left together, with their state when they left
+    std::vector<int64_t> rows;  // batch rows, in the order of st's rows
+    DecodeState st;
+  };
+  std::vector<Parked> parked;
   for (int64_t step = 0; step < opt.stop.max_new_tokens; ++step) {
     const int64_t Bw = int64_t(rows.size());
     auto logits = cur->last_logits.to(torch::kFloat32).contiguous();     // (Bw, V)
@@ -316,41 +320,43 @@ std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeSta
     int64_t done_here = 0;
     for (int64_t w = 0; w < Bw; ++w) done_here += done[rows[size_t(w)]] ? 1 : 0;
     if (compact && done_here > 0 && 4 * done_here >= Bw) {
-      std::vector<int64_t> keep, kept_rows;
+      std::vector<int64_t> keep, kept_rows, leave, left_rows;
       for (int64_t w = 0; w < Bw; ++w) {
         const int64_t b = rows[size_t(w)];
         if (done[b])
-          parked.emplace_back(b, cur->select(torch::tensor({w}, torch::kLong)));
+          leave.push_back(w), left_rows.push_back(b);
         else
           keep.push_back(w), kept_rows.push_back(b);
       }
+      parked.push_back({std::move(left_rows), cur->select(torch::tensor(leave, torch::kLong))});
       compacted = cur->select(torch::tensor(keep, torch::kLong));
       cur = &compacted;
       rows = std::move(kept_rows);
     }
   }
   if (!parked.empty()) {  // every row back into the caller's state, in batch order
-    for (size_t w = 0; w < rows.size(); ++w) parked.emplace_back(rows[w], cur->select(torch::tensor({int64_t(w)}, torch::kLong)));
+    parked.push_back({rows, std::move(*cur)});
     int64_t length = 0, capacity = 0;
-    for (const auto& [b, st] : parked) {
-      length = std::max(length, st.cache.length);
-      capacity = std::max(capacity, st.cache.capacity());
+    for (const auto& p : parked) {
+      length = std::max(length, p.st.cache.length);
+      capacity = std::max(capacity, p.st.cache.capacity());
     }
     DecodeState full;
     full.cache = model->new_cache(B, capacity);
     full.cache.length = length;
-    full.last_logits = torch::empty({B, parked.front().second.last_logits.size(1)}, parked.front().second.last_logits.options());
-    for (const auto& [b, st] : parked) {
-      // A row that left early continues as padding: positions after its length are not kept.
-      const int64_t n = st.cache.length;
+    full.last_logits = torch::empty({B, parked.front().st.last_logits.size(1)}, parked.front().st.last_logits.options());
+    for (const auto& p : parked) {
+      // Rows that left early continue as padding: positions after their length are not kept.
+      const auto index = torch::tensor(p.rows, torch::kLong);
+      const int64_t n = p.st.cache.length;
       for (size_t l = 0; l < full.cache.k.size(); ++l) {
-        full.cache.k[l][b].narrow(1, 0, n).copy_(st.cache.k[l][0].narrow(1, 0, n));
-        full.cache.v[l][b].narrow(1, 0, n).copy_(st.cache.v[l][0].narrow(1, 0, n));
+        full.cache.k[l].narrow(2, 0, n).index_copy_(0, index, p.st.cache.k[l].narrow(2, 0, n));
+        full.cache.v[l].narrow(2, 0, n).index_copy_(0, index, p.st.cache.v[l].narrow(2, 0, n));
       }
-      full.cache.key_keep[b].narrow(0, 0, n).copy_(st.cache.key_keep[0].narrow(0, 0, n));
-      full.cache.real[b].narrow(0, 0, n).copy_(st.cache.real[0].narrow(0, 0, n));
-      full.cache.next_position[b].copy_(st.cache.next_position[0]);
-      full.last_logits[b].copy_(st.last_logits[0]);
+      full.cache.key_keep.narrow(1, 0, n).index_copy_(0, index, p.st.cache.key_keep.narrow(1, 0, n));
+      full.cache.real.narrow(1, 0, n).index_copy_(0, index, p.st.cache.real.narrow(1, 0, n));
+      full.cache.next_position.index_copy_(0, index, p.st.cache.next_position);
+      full.last_logits.index_copy_(0, index, p.st.last_logits);
     }
     state = std::move(full);
   }
