@@ -103,7 +103,9 @@ struct Generation {
 };
 
 // Generates for every row of `state` (which is advanced: it ends holding the generations, so a
-// caller can continue from it). Rows stop independently.
+// caller can continue from it). Rows stop independently; without processors, finished rows leave
+// the decoded batch and `state` is then replaced by a new one with every row (copies of the old
+// state's tensors no longer follow it).
 std::vector<Generation> generate(LlavaForConditionalGeneration& model, DecodeState& state,
                                  const SampleOptions& options,
                                  const std::vector<LogitsProcessor*>& processors = {});
