@@ -13,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "mmb/dpo.h"
+#include "mmb/prefs.h"
 #include "mmb/progress.h"
 #include "mmb/threads.h"
 
@@ -256,9 +257,15 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->group(on)
       ->capture_default_str();
   cmd.add_option("--judge-mix", o.judge_mix, "The mix judge's weights, e.g. verifier=1,clip=0.5,likelihood=0.5")->group(on);
-  cmd.add_option("--online-tasks", o.online_tasks, "The prompts' tasks: description, qa, reasoning")
+  cmd.add_option("--online-tasks", o.online_tasks,
+                 "The prompts' tasks: description, qa, reasoning, pope or pope:CATEGORIES (e.g. pope:adversarial)")
       ->group(on)
-      ->check(CLI::IsMember({"description", "qa", "reasoning"}))
+      ->check(CLI::Validator(
+          [](std::string& t) {
+            return is_prompt_task(t) ? std::string()
+                                     : "unknown task '" + t + "' (description, qa, reasoning, pope[:categories])";
+          },
+          "TASK"))
       ->capture_default_str();
   cmd.add_option("--judge-error-weight", o.judge_error_weight,
                  "Verifier judge: score = recall - w * errors / visible objects")

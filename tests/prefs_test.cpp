@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <map>
 
 #include "mmb/atomic_file.h"
 #include "mmb/dpo.h"
@@ -306,4 +308,48 @@ TEST(VerifierJudge, JudgeWeightsParseAndNameTheBadPart) {
   expect_throw_with([] { mmb::judge_weights("mix", "clip=1x"); }, "a number >= 0");
   expect_throw_with([] { mmb::judge_weights("mix", "clip=nan"); }, "a number >= 0");
   expect_throw_with([] { mmb::judge_weights("mix", "clip=0,verifier=0"); }, "all zero");
+}
+
+// The split's POPE questions as short-answer prompts: categories chosen by the task name, the
+// label as the reference answer, judged as a short answer against the scene.
+TEST(WorldPrompts, PopeQuestionsAreShortAnswerPromptsOfTheNamedCategories) {
+  TempDir d;
+  std::filesystem::create_directories(d.file("train"));
+  const mmb::world::Scene scene = mmb::testing::hand_scene();
+  auto line = [&](const char* category, const char* label, const char* shape) {
+    return Json{{"category", category}, {"label", label}, {"scene", scene.id},
+                {"image", "images/" + scene.id + ".png"},
+                {"text", std::string("Is there a ") + shape + " in the image?"}}.dump() + "\n";
+  };
+  mmb::write_file_atomic(d.file("train/pope.jsonl"), line("random", "yes", "circle") +
+                                                         line("adversarial", "no", "triangle") +
+                                                         line("adversarial", "yes", "star") +
+                                                         line("popular", "no", "cross"));
+  const std::map<std::string, size_t> index = {{scene.id, 0}};
+  const auto all = mmb::read_task_prompts(d.path(), "train", "pope", index);
+  ASSERT_EQ(all.size(), 4u);
+  const auto adv = mmb::read_task_prompts(d.path(), "train", "pope:adversarial", index);
+  ASSERT_EQ(adv.size(), 2u);
+  EXPECT_EQ(adv[0].question, "Is there a triangle in the image?");
+  EXPECT_EQ(adv[0].reference, "No.");
+  EXPECT_EQ(adv[1].reference, "Yes.");
+  EXPECT_EQ(adv[0].task, "qa");
+  EXPECT_EQ(adv[0].image, "images/" + scene.id + ".png");
+  EXPECT_EQ(mmb::read_task_prompts(d.path(), "train", "pope:random,popular", index).size(), 2u);
+  // Judged as short answers: right against the label, wrong otherwise.
+  const mmb::world::Verifier v;
+  EXPECT_EQ(mmb::judge_answer(v, scene, adv[0].reference, "No.").true_sentences, 1);
+  EXPECT_EQ(mmb::judge_answer(v, scene, adv[0].reference, "Yes.").false_sentences, 1);
+  EXPECT_EQ(mmb::judge_answer(v, scene, adv[1].reference, "Yes, there is.").true_sentences, 1);
+  // Names that are not tasks, and files that lie, are named.
+  EXPECT_TRUE(mmb::is_prompt_task("pope:adversarial"));
+  EXPECT_FALSE(mmb::is_prompt_task("popes"));
+  expect_throw_with([&] { mmb::read_task_prompts(d.path(), "train", "pope:hard", index); },
+                    "unknown POPE category 'hard'");
+  expect_throw_with([&] { mmb::read_task_prompts(d.path(), "train", "popes", index); }, "unknown task 'popes'");
+  mmb::write_file_atomic(d.file("train/pope.jsonl"), line("random", "maybe", "circle"));
+  expect_throw_with([&] { mmb::read_task_prompts(d.path(), "train", "pope", index); }, "pope.jsonl:1: label 'maybe'");
+  mmb::write_file_atomic(d.file("train/pope.jsonl"), line("popular", "no", "cross"));
+  expect_throw_with([&] { mmb::read_task_prompts(d.path(), "train", "pope:adversarial", index); },
+                    "no pope:adversarial questions");
 }

@@ -109,8 +109,9 @@ struct DpoRunOptions {
   double temperature = 1.0;        // sampling of the policy's responses
   double top_p = 1.0;
   int64_t max_new_tokens = 80;
-  // The prompts' tasks: "description" (judged sentence by sentence) and "qa" (the world's short
-  // questions, judged right or wrong against the ground truth's answer).
+  // The prompts' tasks: "description" (judged sentence by sentence), "qa" (the world's short
+  // questions, judged right or wrong against the ground truth's answer), "reasoning", and "pope" /
+  // "pope:<categories>" (the split's POPE yes/no questions, judged as short answers).
   std::vector<std::string> online_tasks = {"description"};
   double judge_error_weight = 1.0;  // ResponseJudgement::score: an error costs this many objects
   std::string judge_recall = "strict";  // the verifier's recall term: strict | mention

@@ -61,8 +61,10 @@ void write_preference_pairs(const std::string& path, const std::vector<Preferenc
 void check_under_root(const std::string& path, const std::string& where, const char* who);
 
 // A world split's prompts with their scenes: its llava.json records of task "description" (the
-// prompts online DPO and the builders answer) or the first turn of its "qa" records (a short
-// question: presence, colour, shape, size, position, count, relation).
+// prompts online DPO and the builders answer), the first turn of its "qa" records (a short
+// question: presence, colour, shape, size, position, count, relation), its "reasoning" records,
+// or "pope" / "pope:<categories>" (comma-separated random, popular, adversarial): the split's
+// pope.jsonl questions, as short-answer prompts (task "qa") whose reference is "Yes." or "No.".
 struct DescriptionPrompt {
   std::string question;  // without "<image>"
   std::string image;     // relative to the world directory
@@ -72,6 +74,8 @@ struct DescriptionPrompt {
 };
 // scene_index maps a scene id to its index. Throws mmb::Error naming the record on a malformed
 // one, an image with no scene, an unknown task, or a split without prompts of the task.
+// Whether read_task_prompts knows the task name.
+bool is_prompt_task(const std::string& task);
 std::vector<DescriptionPrompt> read_task_prompts(const std::string& world_dir, const std::string& split,
                                                  const std::string& task,
                                                  const std::map<std::string, size_t>& scene_index);

@@ -4,9 +4,12 @@
 #include <filesystem>
 #include <numeric>
 #include <random>
+#include <set>
 
 #include "mmb/error.h"
+#include "mmb/jsonl.h"
 #include "mmb/prefs.h"
+#include "mmb/strings.h"
 
 namespace fs = std::filesystem;
 
@@ -19,11 +22,61 @@ void check_under_root(const std::string& path, const std::string& where, const c
     if (part == "..") fail(who, ": ", where, ": image path '", path, "' leaves the image root");
 }
 
+namespace {
+
+// "pope" or "pope:<category>[,<category>...]": the split's POPE yes/no questions of those categories
+// (all three when none is named), each a short-answer prompt whose reference is "Yes." or "No.".
+std::vector<DescriptionPrompt> read_pope_prompts(const std::string& world_dir, const std::string& split,
+                                                 const std::string& task,
+                                                 const std::map<std::string, size_t>& scene_index) {
+  static const std::set<std::string> kCategories = {"random", "popular", "adversarial"};
+  std::set<std::string> wanted;
+  if (task.size() > 5) {
+    if (task[4] != ':') fail("read_task_prompts: unknown task '", task, "'");
+    for (const std::string& c : split_list(task.substr(5))) {
+      if (!kCategories.count(c))
+        fail("read_task_prompts: task '", task, "': unknown POPE category '", c, "' (random, popular, adversarial)");
+      wanted.insert(c);
+    }
+  }
+  if (wanted.empty()) wanted = kCategories;
+  const std::string path = world_dir + "/" + split + "/pope.jsonl";
+  JsonlReader reader(path);
+  std::vector<DescriptionPrompt> out;
+  Json r;
+  while (reader.next(r)) {
+    const std::string where = reader.where();
+    if (!wanted.count(json_get<std::string>(r, "category", where))) continue;
+    const std::string label = json_get<std::string>(r, "label", where);
+    if (label != "yes" && label != "no") fail("read_task_prompts: ", where, ": label '", label, "' is not yes or no");
+    DescriptionPrompt p;
+    p.task = "qa";  // judged as a short answer against the reference
+    p.question = json_get<std::string>(r, "text", where);
+    p.reference = label == "yes" ? "Yes." : "No.";
+    p.image = json_get<std::string>(r, "image", where);
+    check_under_root(p.image, where, "read_task_prompts");
+    auto it = scene_index.find(json_get<std::string>(r, "scene", where));
+    if (it == scene_index.end()) fail("read_task_prompts: ", where, ": no scene '", r["scene"].dump(), "'");
+    p.scene = it->second;
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) fail("read_task_prompts: ", path, ": no ", task, " questions");
+  return out;
+}
+
+}  // namespace
+
+bool is_prompt_task(const std::string& task) {
+  return task == "description" || task == "qa" || task == "reasoning" || task == "pope" ||
+         task.rfind("pope:", 0) == 0;
+}
+
 std::vector<DescriptionPrompt> read_task_prompts(const std::string& world_dir, const std::string& split,
                                                  const std::string& task,
                                                  const std::map<std::string, size_t>& scene_index) {
-  if (task != "description" && task != "qa" && task != "reasoning")
-    fail("read_task_prompts: unknown task '", task, "' (description, qa, reasoning)");
+  if (task == "pope" || task.rfind("pope:", 0) == 0) return read_pope_prompts(world_dir, split, task, scene_index);
+  if (!is_prompt_task(task))
+    fail("read_task_prompts: unknown task '", task, "' (description, qa, reasoning, pope[:categories])");
   const std::string path = world_dir + "/" + split + "/llava.json";
   const Json records = read_json_file(path);
   if (!records.is_array()) fail("read_task_prompts: ", path, ": expected a JSON array");
