@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "mmb/atomic_file.h"
+#include "mmb/chat_template.h"
 #include "mmb/checkpoint.h"
 #include "mmb/jsonl.h"
 #include "mmb/model.h"
@@ -77,10 +78,6 @@ mmb::DpoRunOptions options(TempDir& d, const std::string& out) {
 
 }  // namespace
 
-// One packed row per pair ([prompt | chosen | rejected]) gives each side the log-probs and the
-// gradients of a separate forward of prompt + that side (TRL's concatenated form). In float64, so
-// the comparison sees the packing and not float rounding (float32 gives ~2e-5 on these sums; in
-// float64 the decoder's gradients agree to 1e-12 and the vision tower's to ~3e-6 of values ~9).
 TEST(Dpo, QaBalanceDropsTheLastPairsOfTheLargerSide) {
   using V = std::vector<size_t>;
   EXPECT_EQ(mmb::qa_balance_drops({}), V{});
@@ -91,6 +88,33 @@ TEST(Dpo, QaBalanceDropsTheLastPairsOfTheLargerSide) {
   EXPECT_EQ(mmb::qa_balance_drops({-1, 1, -1, -1}), (V{3, 2}));
 }
 
+// A sampled answer that ended at once is a side whose response is the end token alone, after
+// the same prompt ids as any other answer.
+TEST(Dpo, AnEmptySampledResponseIsTheEndTokenAlone) {
+  TempDir d;
+  make_fixture(d);
+  const mmb::Tokenizer tok = mmb::Tokenizer::load(d.file("m/tokenizer.model"));
+  const mmb::LlavaConfig cfg = mmb::llava_config_from_json(mmb::read_json_file(d.file("m/config.json")), "config");
+  const mmb::ChatTemplate tmpl = mmb::chat_template_for(d.file("m"));
+  mmb::PreferencePair pair;
+  pair.prompt = {{"What colour is the star?", ""}};
+  pair.image = "img/a.png";
+  mmb::Side empty, full;
+  int64_t truncated = 0;
+  ASSERT_TRUE(mmb::tokenize_side(tok, tmpl, cfg, pair, "", 256, false, empty, &truncated));
+  ASSERT_TRUE(mmb::tokenize_side(tok, tmpl, cfg, pair, "Yellow.", 256, false, full, &truncated));
+  const size_t prompt = empty.ids.size() - 1;
+  ASSERT_GT(full.ids.size(), empty.ids.size());
+  EXPECT_EQ(std::vector<int32_t>(full.ids.begin(), full.ids.begin() + long(prompt)),
+            std::vector<int32_t>(empty.ids.begin(), empty.ids.end() - 1));
+  EXPECT_EQ(empty.ids.back(), tok.eos_id());
+  for (size_t t = 0; t < empty.target.size(); ++t) EXPECT_EQ(empty.target[t], t == prompt ? 1 : 0) << t;
+}
+
+// One packed row per pair ([prompt | chosen | rejected]) gives each side the log-probs and the
+// gradients of a separate forward of prompt + that side (TRL's concatenated form). In float64, so
+// the comparison sees the packing and not float rounding (float32 gives ~2e-5 on these sums; in
+// float64 the decoder's gradients agree to 1e-12 and the vision tower's to ~3e-6 of values ~9).
 TEST(Dpo, PackedPairsEqualSeparateForwards) {
   mmb::LlavaConfig cfg = mmb::testing::tiny_vlm(40);
   torch::manual_seed(5);

@@ -37,8 +37,17 @@ bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaCo
                    const std::string& response, int64_t max_length, bool truncate, Side& out, int64_t* truncated) {
   std::vector<ChatTurn> turns = p.prompt;
   turns.back().assistant = response;
-  ChatExample ex = expand_image_tokens(tokenize_chat(tok, tmpl, turns, !p.image.empty()), tok.image_id(),
-                                       cfg.image_seq_length());
+  ChatExample chat;
+  if (response.empty()) {  // a sampled answer that ended at once: the response is the end token alone
+    chat.ids = tokenize_prompt(tok, tmpl, turns, !p.image.empty());
+    chat.loss_mask.assign(chat.ids.size(), 0);
+    chat.response_begin = chat.ids.size();
+    chat.ids.push_back(tok.eos_id());
+    chat.loss_mask.push_back(1);
+  } else {
+    chat = tokenize_chat(tok, tmpl, turns, !p.image.empty());
+  }
+  ChatExample ex = expand_image_tokens(chat, tok.image_id(), cfg.image_seq_length());
   out.ids = std::move(ex.ids);
   out.target.assign(out.ids.size(), 0);
   for (size_t t = ex.response_begin; t < out.ids.size(); ++t) out.target[t] = ex.loss_mask[t];

@@ -45,6 +45,7 @@ struct DpoBatch {
 };
 
 // Tokenizes prompt + response into `out`; false when it does not fit (and cannot be cut to fit).
+// An empty response (a sample that ended at once) is the end token alone.
 bool tokenize_side(const Tokenizer& tok, const ChatTemplate& tmpl, const LlavaConfig& cfg, const PreferencePair& p,
                    const std::string& response, int64_t max_length, bool truncate, Side& out, int64_t* truncated);
 
