@@ -282,7 +282,7 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd.add_option("--length-tolerance", o.length_tolerance,
-                 "Verifier judge: the rejected description's token count within this fraction of the chosen's (0 = off)")
+                 "Verifier judge: the rejected description's or reasoning chain's token count within this fraction of the chosen's (0 = off)")
       ->group(on)
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();

@@ -116,10 +116,10 @@ struct DpoRunOptions {
   double judge_error_weight = 1.0;  // ResponseJudgement::score: an error costs this many objects
   std::string judge_recall = "strict";  // the verifier's recall term: strict | mention
   double judge_false_weight = 1.0;      // a false sentence's share of an error (hallucinated mention = 1)
-  // Length-matched pairs (verifier judge, descriptions): > 0 takes the rejected only among the
-  // samples whose token count is within this fraction of the chosen's (0.25: ±25%), so the pairs
-  // carry no systematic length difference for DPO to learn; a prompt with none is dropped and
-  // counted (length_unmatched_prompts). 0 = off.
+  // Length-matched pairs (verifier judge, descriptions and reasoning chains): > 0 takes the
+  // rejected only among the samples whose token count is within this fraction of the chosen's
+  // (0.25: ±25%), so the pairs carry no systematic length difference for DPO to learn; a prompt
+  // with none is dropped and counted (length_unmatched_prompts). 0 = off.
   double length_tolerance = 0.0;
   // QA prompts: drop a step's excess pairs whose chosen answer is "yes" (or "no") so both are
   // chosen equally often; without it the pairs follow the base's errors (a base that misses more

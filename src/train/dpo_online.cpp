@@ -264,8 +264,10 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       size_t best = 0, worst = 0;
       for (size_t k = 1; k < j.size(); ++k)
         if (score[k] - score[best] > 1e-12) best = k;
-      // Length-matched pairs: the rejected's token count within length_tolerance of the chosen's.
-      const bool match_length = says_less_rule && o.length_tolerance > 0;
+      // Length-matched pairs (descriptions and reasoning chains): the rejected's token count within
+      // length_tolerance of the chosen's.
+      const bool match_length = !avg && judge.weight("verifier") > 0 && o.length_tolerance > 0 &&
+                                (p.task == "description" || p.task == "reasoning");
       const auto length_of = [&](size_t k) { return double(answers[s * size_t(K) + k].generation.tokens.size()); };
       worst = best;
       for (size_t k = 0; k < j.size(); ++k)
@@ -306,7 +308,11 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
         continue;
       }
       if (score[best] - score[worst] <= 1e-12 || cb == cw) {
-        ++tied;
+        // A reasoning prompt whose worse samples all differ in length from the best is unmatched.
+        bool any_below = false;
+        for (size_t k = 0; k < j.size() && match_length && !says_less_rule; ++k)
+          any_below = any_below || score[k] - score[best] < -1e-12;
+        ++(any_below ? length_unmatched : tied);
         continue;
       }
       Side c, r;
