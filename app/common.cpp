@@ -288,6 +288,9 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->capture_default_str();
   cmd.add_flag("--qa-balance", o.qa_balance, "QA prompts: as many pairs choosing \"yes\" as \"no\" in each step")
       ->group(on);
+  cmd.add_flag("--greedy-sample", o.greedy_sample,
+               "One of each prompt's samples is the policy's greedy answer (what mmb eval decodes)")
+      ->group(on);
   const char* t = "Training";
   cmd.add_option("--steps", o.steps, "Optimiser steps")->group(t)->capture_default_str();
   cmd.add_option("--batch", o.batch_size, "Pairs (online: prompts) per global batch")->group(t)->capture_default_str();

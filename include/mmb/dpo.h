@@ -125,6 +125,10 @@ struct DpoRunOptions {
   // chosen equally often; without it the pairs follow the base's errors (a base that misses more
   // objects than it invents learns to say "yes"). Counted as qa_unbalanced_pairs.
   bool qa_balance = false;
+  // One of each prompt's k samples is the policy's greedy answer (what `mmb eval` decodes), the
+  // other k − 1 are sampled: a greedy loop or hallucination the samples at the temperature rarely
+  // show is judged and, being worst, rejected.
+  bool greedy_sample = false;
   // The judge that ranks a prompt's samples, each by a score (higher wins; equal scores tie):
   //   verifier    ResponseJudgement::score(judge_error_weight, judge_recall, judge_false_weight),
   //               the world's exact truth; a chosen description must mention a visible object,

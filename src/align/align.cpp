@@ -74,6 +74,7 @@ Json dpo_settings(const DpoRunOptions& o) {
                       {"judge_false_weight", o.judge_false_weight},
                       {"length_tolerance", o.length_tolerance},
                       {"qa_balance", o.qa_balance},
+                      {"greedy_sample", o.greedy_sample},
                       {"judge", o.judge},
                       {"judge_mix", o.judge_mix},
                       {"clip", o.judge == "clip" || o.judge == "mix" ? o.clip_dir : ""},

@@ -139,6 +139,8 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     fail("run_dpo: avg DPO ranks its samples against y+ with the verifier judge only, not '", o.judge, "'");
   if (o.samples_per_prompt < (avg ? 1 : 2))
     fail("run_dpo: online DPO needs samples_per_prompt >= ", avg ? 1 : 2, ", got ", o.samples_per_prompt);
+  if (o.greedy_sample && o.samples_per_prompt < 2)
+    fail("run_dpo: greedy_sample takes one of the samples_per_prompt answers; it needs samples_per_prompt >= 2");
   const std::vector<world::Scene> scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
   std::map<std::string, size_t> scene_index;
   for (size_t i = 0; i < scenes.size(); ++i) scene_index[scenes[i].id] = i;
@@ -218,7 +220,19 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       so.top_p = o.top_p;
       so.stop = sampler.default_stop(o.max_new_tokens);
       const auto t0 = std::chrono::steady_clock::now();
-      answers = sample_rollouts(sampler, *model, qs, ims, K, so, o.seed, trainer.step_count(), idx.front());
+      if (o.greedy_sample) {  // rows b·K … b·K + K − 2 sampled, b·K + K − 1 the greedy answer
+        auto sampled_rows = sample_rollouts(sampler, *model, qs, ims, K - 1, so, o.seed, trainer.step_count(), idx.front());
+        SampleOptions go = so;
+        go.temperature = 0;
+        go.top_p = 1;
+        auto greedy = sample_rollouts(sampler, *model, qs, ims, 1, go, o.seed, trainer.step_count(), idx.front());
+        for (size_t b = 0; b < qs.size(); ++b) {
+          for (int64_t k = 0; k + 1 < K; ++k) answers.push_back(std::move(sampled_rows[b * size_t(K - 1) + size_t(k)]));
+          answers.push_back(std::move(greedy[b]));
+        }
+      } else {
+        answers = sample_rollouts(sampler, *model, qs, ims, K, so, o.seed, trainer.step_count(), idx.front());
+      }
       sample_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     // 2. Judge; best vs worst of each prompt (avg: the worst beside the offline pair).
@@ -269,10 +283,12 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       const bool match_length = !avg && judge.weight("verifier") > 0 && o.length_tolerance > 0 &&
                                 (p.task == "description" || p.task == "reasoning");
       const auto length_of = [&](size_t k) { return double(answers[s * size_t(K) + k].generation.tokens.size()); };
+      const auto length_matches = [&](size_t k) {
+        return !match_length || std::abs(length_of(k) - length_of(best)) <= o.length_tolerance * length_of(best);
+      };
       worst = best;
       for (size_t k = 0; k < j.size(); ++k)
-        if ((!says_less_rule || judge.recall(j[k]) <= judge.recall(j[best])) &&
-            (!match_length || std::abs(length_of(k) - length_of(best)) <= o.length_tolerance * length_of(best)) &&
+        if ((!says_less_rule || judge.recall(j[k]) <= judge.recall(j[best])) && length_matches(k) &&
             score[k] - score[worst] < -1e-12)
           worst = k;
       PreferencePair pair;
