@@ -384,13 +384,13 @@ TEST(Dpo, OnlineSamplesJudgesAndTrainsFromTheWorld) {
   // pairs choose "yes" as often as "no".
   auto tasks = run("train dpo --online --world " + d.file("base/world") + " --model " + d.file("base/sft/model") +
                    " --steps 6 --batch 4 --samples-per-prompt 3 --max-new-tokens 12"
-                   " --online-tasks description qa reasoning pope:adversarial --qa-balance --greedy-sample"
+                   " --online-tasks description qa reasoning pope:adversarial --qa-balance --greedy-sample --loop-pairs"
                    " --length-tolerance 0.25 --out " +
                    d.file("tasks"));
   ASSERT_EQ(tasks.first, 0) << tasks.second;
   const Json tm = mmb::read_json_file(d.file("tasks/manifest.json"));
   EXPECT_EQ(tm["results"]["online"]["responses_sampled"], 6 * 4 * 3) << tm.dump(2);  // one of the 3 greedy
-  for (const char* k : {"qa_unbalanced_pairs", "length_unmatched_prompts", "tied_prompts"})
+  for (const char* k : {"qa_unbalanced_pairs", "length_unmatched_prompts", "tied_prompts", "loop_pairs"})
     EXPECT_TRUE(tm["results"]["online"].contains(k)) << k;
   double qa_pairs = tm["results"]["online"]["qa_unbalanced_pairs"].get<double>();
   for (const auto& line : mmb::read_jsonl_file(d.file("tasks/metrics.jsonl"))) {

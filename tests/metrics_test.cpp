@@ -299,6 +299,11 @@ TEST(Metrics, RepeatsASentenceIgnoresCaseAndSpacing) {
   EXPECT_FALSE(mmb::repeats_a_sentence("There is a red star. There is a blue star."));
   EXPECT_TRUE(mmb::repeats_a_sentence("There is a red star. There is a blue star. There is a red star."));
   EXPECT_TRUE(mmb::repeats_a_sentence("There is a red star.  there is a  red star."));
+  EXPECT_EQ(mmb::first_repeated_sentence(""), -1);
+  EXPECT_EQ(mmb::first_repeated_sentence("There is a red star. There is a blue star."), -1);
+  EXPECT_EQ(mmb::first_repeated_sentence("A star. A moon. A star. A moon. A star."), 2);
+  EXPECT_EQ(mmb::first_repeated_sentence("A star.  a STAR. A moon."), 1);
+  EXPECT_EQ(mmb::repeated_sentences("A star. A moon. A star. A moon. A star."), 3);
 }
 
 TEST(Metrics, MentionRecallCountsNamedObjectsTrueOrNot) {

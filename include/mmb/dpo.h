@@ -129,6 +129,11 @@ struct DpoRunOptions {
   // other k − 1 are sampled: a greedy loop or hallucination the samples at the temperature rarely
   // show is judged and, being worst, rejected.
   bool greedy_sample = false;
+  // Description prompts: besides the judge's pair, a sample that repeats a sentence gives a pair of
+  // itself cut before the first repeat (chosen) against itself up to the end of that repeat
+  // (rejected); the two differ only in how they end, so the pair teaches stopping instead of
+  // looping and nothing else. The greedy answer (greedy_sample) is looked at first; one a prompt.
+  bool loop_pairs = false;
   // The judge that ranks a prompt's samples, each by a score (higher wins; equal scores tie):
   //   verifier    ResponseJudgement::score(judge_error_weight, judge_recall, judge_false_weight),
   //               the world's exact truth; a chosen description must mention a visible object,

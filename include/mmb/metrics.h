@@ -151,6 +151,9 @@ double mention_recall(const world::Scene& scene, const std::vector<world::Verdic
 bool repeats_a_sentence(const std::string& text);
 // The number of sentences of `text` that repeat an earlier one (compared as above).
 int64_t repeated_sentences(const std::string& text);
+// The index (in sentence_spans(text) order) of the first sentence that repeats an earlier one, or
+// -1 when none does.
+int64_t first_repeated_sentence(const std::string& text);
 
 // Step-level accuracy of reasoning chains: every sentence is a step.
 struct StepMetrics {

@@ -75,6 +75,7 @@ Json dpo_settings(const DpoRunOptions& o) {
                       {"length_tolerance", o.length_tolerance},
                       {"qa_balance", o.qa_balance},
                       {"greedy_sample", o.greedy_sample},
+                      {"loop_pairs", o.loop_pairs},
                       {"judge", o.judge},
                       {"judge_mix", o.judge_mix},
                       {"clip", o.judge == "clip" || o.judge == "mix" ? o.clip_dir : ""},

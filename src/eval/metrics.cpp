@@ -379,16 +379,32 @@ ChairMetrics chair_metrics(const std::vector<std::vector<world::Verdict>>& capti
   return m;
 }
 
-int64_t repeated_sentences(const std::string& text) {
+namespace {
+
+// Whether each sentence of `text` repeats an earlier one, compared without case and white space.
+std::vector<bool> sentence_repeats(const std::string& text) {
   std::set<std::string> seen;
-  int64_t repeated = 0;
+  std::vector<bool> out;
   for (const auto& s : split_sentences(text)) {
     std::string key;
     for (char c : s)
       if (!std::isspace(static_cast<unsigned char>(c))) key += char(std::tolower(static_cast<unsigned char>(c)));
-    if (!key.empty() && !seen.insert(key).second) ++repeated;
+    out.push_back(!key.empty() && !seen.insert(key).second);
   }
-  return repeated;
+  return out;
+}
+
+}  // namespace
+
+int64_t repeated_sentences(const std::string& text) {
+  const std::vector<bool> r = sentence_repeats(text);
+  return int64_t(std::count(r.begin(), r.end(), true));
+}
+
+int64_t first_repeated_sentence(const std::string& text) {
+  const std::vector<bool> r = sentence_repeats(text);
+  const auto it = std::find(r.begin(), r.end(), true);
+  return it == r.end() ? -1 : int64_t(it - r.begin());
 }
 
 bool repeats_a_sentence(const std::string& text) { return repeated_sentences(text) > 0; }

@@ -20,6 +20,7 @@
 #include "mmb/data.h"
 #include "mmb/elicitation.h"
 #include "mmb/error.h"
+#include "mmb/metrics.h"
 #include "mmb/prefs.h"
 #include "mmb/progress.h"
 #include "mmb/run_dir.h"
@@ -139,6 +140,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     fail("run_dpo: avg DPO ranks its samples against y+ with the verifier judge only, not '", o.judge, "'");
   if (o.samples_per_prompt < (avg ? 1 : 2))
     fail("run_dpo: online DPO needs samples_per_prompt >= ", avg ? 1 : 2, ", got ", o.samples_per_prompt);
+  if (o.loop_pairs && avg) fail("run_dpo: loop_pairs are online DPO's pairs; avg DPO takes none");
   if (o.greedy_sample && o.samples_per_prompt < 2)
     fail("run_dpo: greedy_sample takes one of the samples_per_prompt answers; it needs samples_per_prompt >= 2");
   const std::vector<world::Scene> scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
@@ -188,7 +190,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
   if (auto eval = dpo_eval_fn(o, model, tok, tmpl)) trainer.set_eval(std::move(eval));
   ShardedIndexBatches batches(int64_t(prompts.size()), o.batch_size, o.seed, dist.rank(), dist.world_size());
   int64_t sampled = 0, tied = 0, saying_less = 0, length_unmatched = 0, qa_unbalanced = 0, sampled_tokens = 0,
-          offline_used = 0;
+          offline_used = 0, loop_pairs = 0;
   double sample_seconds = 0;
   trainer.set_data<std::vector<int64_t>>(batches, [&](std::vector<int64_t>& idx) {
     // 0. Mixed DPO: which slots take an offline pair (seeded by the step, so a resumed run agrees).
@@ -249,6 +251,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       int polarity;  // QA pairs: +1 when the chosen answer is "yes", -1 when "no"; else 0
     };
     std::vector<KeptPair> kept;
+    int64_t step_loop_pairs = 0;
     int64_t dummy_truncated = 0;
     for (size_t b = 0; b < idx.size(); ++b) {
       if (offline_of[b] >= 0) {
@@ -271,6 +274,38 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       sampled += K;
       // The verifier alone, with the default recall and weights, ranks by compare_judgements' order.
       const std::vector<double> score = judge.scores(j, &answers[s * size_t(K)], images[s]);
+      // Loop pairs: a description that repeats a sentence, cut before the repeat (chosen) against
+      // the same text up to the end of the repeat (rejected): both share everything but the end.
+      // The greedy answer (the last row with --greedy-sample) is looked at first.
+      if (o.loop_pairs && !avg && p.task == "description") {
+        for (int64_t n = 0; n < K; ++n) {
+          const size_t k = size_t(K - 1 - n);
+          const std::string& text = answers[s * size_t(K) + k].text;
+          const int64_t r = j[k].repeated > 0 ? first_repeated_sentence(text) : -1;
+          if (r < 1) continue;
+          const std::vector<SentenceSpan> spans = sentence_spans(text);
+          PreferencePair loop;
+          loop.prompt = {{p.question, ""}};
+          loop.image = p.image;
+          const std::string kept_text = text.substr(0, spans[size_t(r - 1)].end);
+          const std::string looped_text = text.substr(0, spans[size_t(r)].end);
+          Side c, w;
+          if (!tokenize_side(tok, tmpl, model->config(), loop, kept_text, max_length, true, c, &dummy_truncated) ||
+              !tokenize_side(tok, tmpl, model->config(), loop, looped_text, max_length, true, w, &dummy_truncated))
+            break;
+          const ResponseJudgement jc = judge_response(verifier, scenes[p.scene], kept_text);
+          const ResponseJudgement jw = judge_response(verifier, scenes[p.scene], looped_text);
+          chosen.push_back(std::move(c));
+          rejected.push_back(std::move(w));
+          pix.push_back(load_image_u8(o.world_dir + "/" + p.image, image_size));
+          const auto response_tokens = [](const Side& side) {
+            return double(std::count(side.target.begin(), side.target.end(), uint8_t(1)));
+          };
+          kept.push_back({jc, jw, score[k], score[k], response_tokens(chosen.back()), response_tokens(rejected.back()), 0});
+          ++step_loop_pairs;
+          break;
+        }
+      }
       // With the verifier in the judge, the rejected description is the worst of the samples that
       // recall no more objects than the chosen one, so a pair never teaches that saying less is
       // better (avg DPO: the worst of all, set against y+).
@@ -414,7 +449,9 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     }
     // 3b. online and mixed DPO: the online pairs, then the offline slots, in one batch.
     const int64_t n_online = int64_t(chosen.size());
-    out.metrics["online/dropped_prompts"] = double(int64_t(online_slots.size()) - n_online);
+    out.metrics["online/dropped_prompts"] = double(int64_t(online_slots.size()) - (n_online - step_loop_pairs));
+    if (o.loop_pairs) out.metrics["online/loop_pairs"] = double(step_loop_pairs);
+    loop_pairs += step_loop_pairs;
     if (mixed) out.metrics["mixed/offline_share"] = double(off_c.size()) / double(idx.size());
     if (chosen.empty() && off_c.empty()) {  // nothing to learn from this micro-batch: no gradient
       out.loss = torch::zeros({}, torch::requires_grad());
@@ -470,6 +507,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
            std::to_string(saying_less) + " as saying less" +
            (o.length_tolerance > 0 ? ", " + std::to_string(length_unmatched) + " without a length-matched rejected" : "") +
            (o.qa_balance ? ", " + std::to_string(qa_unbalanced) + " QA pairs dropped to balance yes and no" : "") +
+           (o.loop_pairs ? ", " + std::to_string(loop_pairs) + " loop pairs" : "") +
            (mixed ? ", " + std::to_string(offline_used) + " offline pairs used" : ""));
   if (run)
     run->set_result(avg ? "avg" : "online", {{"responses_sampled", sampled},
@@ -477,6 +515,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
                                              {"saying_less_prompts", saying_less},
                                              {"length_unmatched_prompts", length_unmatched},
                                              {"qa_unbalanced_pairs", qa_unbalanced},
+                                             {"loop_pairs", loop_pairs},
                                              {"offline_pairs_used", offline_used},
                                              {"rollout_tokens_per_s", double(sampled_tokens) / std::max(1e-9, sample_seconds)}});
   return last;
