@@ -113,6 +113,9 @@ add("jpeg_huffman_overflow.jpg", "image", "Huffman table",
 add("jpeg_huffman_after_scan.jpg", "image", "Huffman table",
     open(os.path.join(ROOT, "tests/fuzz/corpus/image/regression_huffman_after_scan.jpg"), "rb").read(),
     why="found by fuzzing: after a scan stb_image reads a DHT of 258 codes where no marker walk would look")
+add("jpeg_undefined_huffman_table.jpg", "image", "corrupt image",
+    open(os.path.join(ROOT, "tests/fuzz/corpus/image/regression_undefined_huffman_table.jpg"), "rb").read(),
+    why="found by fuzzing: a scan names a Huffman table no DHT defined; stb_image 2.27 decodes with uncleared memory")
 add("png_empty_idat.png", "image", "empty IDAT", png(4, 4, raw_idat=b""),
     why="a zero-length IDAT chunk: stb_image 2.27 copies it into a null buffer")
 add("png_truncated.png", "image", "corrupt image", real_png[: len(real_png) // 2])
