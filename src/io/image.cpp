@@ -70,8 +70,10 @@ std::string check_jpeg_huffman_tables(std::string_view b) {
 }
 
 // stb_image 2.27 copies a zero-length IDAT chunk that comes before any image data into a null
-// buffer (memcpy(NULL, p, 0): undefined behaviour, found by fuzzing). Walks the chunks as stb does
-// (length, type, data, CRC) and refuses such a chunk first. Returns "" or the reason.
+// buffer (memcpy(NULL, p, 0): undefined behaviour), and grows its IDAT buffer to an IDAT chunk's
+// declared length before reading it, so a chunk declaring 1 GB in a tiny file allocates 2 GB
+// (both found by fuzzing). Walks the chunks as stb does (length, type, data, CRC) and refuses
+// such chunks first. Returns "" or the reason.
 std::string check_png_chunks(std::string_view b) {
   static const char kSignature[] = "\x89PNG\r\n\x1a\n";
   if (b.size() < 8 || b.compare(0, 8, std::string_view(kSignature, 8)) != 0) return "";
@@ -79,13 +81,16 @@ std::string check_png_chunks(std::string_view b) {
     return (uint32_t(uint8_t(b[at])) << 24) | (uint32_t(uint8_t(b[at + 1])) << 16) |
            (uint32_t(uint8_t(b[at + 2])) << 8) | uint32_t(uint8_t(b[at + 3]));
   };
+  bool allocated = false;  // stb's IDAT buffer exists: later empty chunks are harmless
   for (size_t p = 8; p + 8 <= b.size();) {
     const uint32_t len = be32(p);
     const std::string_view type = b.substr(p + 4, 4);
     if (type == "IEND") return "";
     if (type == "IDAT") {
-      if (len > 0) return "";  // stb has allocated its buffer: later empty chunks are harmless
-      return "an empty IDAT chunk at byte " + std::to_string(p) + " before any image data";
+      if (len == 0 && !allocated) return "an empty IDAT chunk at byte " + std::to_string(p) + " before any image data";
+      if (uint64_t(len) + 8 > uint64_t(b.size() - p))
+        return "an IDAT chunk at byte " + std::to_string(p) + " declares " + std::to_string(len) + " bytes, more than the file holds";
+      allocated = allocated || len > 0;
     }
     if (uint64_t(len) + 12 > uint64_t(b.size() - p)) return "";  // stb runs out of data: its error
     p += 12 + size_t(len);

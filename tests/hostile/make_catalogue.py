@@ -118,7 +118,10 @@ add("jpeg_undefined_huffman_table.jpg", "image", "corrupt image",
     why="found by fuzzing: a scan names a Huffman table no DHT defined; stb_image 2.27 decodes with uncleared memory")
 add("png_empty_idat.png", "image", "empty IDAT", png(4, 4, raw_idat=b""),
     why="a zero-length IDAT chunk: stb_image 2.27 copies it into a null buffer")
-add("png_truncated.png", "image", "corrupt image", real_png[: len(real_png) // 2])
+add("png_idat_length_bomb.png", "image", "more than the file holds",
+    open(os.path.join(ROOT, "tests/fuzz/corpus/image/regression_idat_length_bomb.png"), "rb").read(),
+    why="found by fuzzing: a second IDAT chunk declares 1.1 GB in a 558-byte file; stb_image 2.27 allocates 2 GB first")
+add("png_truncated.png", "image", "corrupt PNG", real_png[: len(real_png) // 2])
 add("png_bad_crc_tiny.png", "image", "corrupt image", png(4, 4, idat=b"\x00"), why="a 4x4 image with one byte of pixels")
 real_jpg = open(os.path.join(ROOT, "tests/fixtures/red16x8.jpg"), "rb").read()
 add("jpeg_truncated.jpg", "image", "corrupt image", real_jpg[:200])
