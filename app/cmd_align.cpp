@@ -14,7 +14,7 @@ namespace {
 struct AlignCmd {
   CommonOptions common;
   AlignOptions o;
-  std::string corrected_tasks = "description,qa";
+  std::string corrected_tasks = "description,qa", bpo_tasks = "description", bdhs_tasks = "description,qa";
   std::string suite = "pope,chair,mc,reasoning";
   bool no_eval_start = false, quiet = false;
 };
@@ -70,8 +70,14 @@ void setup_align(CLI::App& cmd) {
   cmd.add_option("--corrected-samples", o.corrected.samples_per_prompt, "corrected: answers per prompt")
       ->group(b)
       ->capture_default_str();
-  cmd.add_option("--corrected-tasks", c->corrected_tasks, "corrected: description, qa")->group(b)->capture_default_str();
+  cmd.add_option("--corrected-tasks", c->corrected_tasks, "corrected: description, qa, pope, pope:<categories>")->group(b)->capture_default_str();
   cmd.add_option("--corrected-fix", o.corrected.fix, "corrected: false | hallucinated")->group(b)->capture_default_str();
+  cmd.add_option("--bpo-tasks", c->bpo_tasks, "bpo: description, qa, pope, pope:<categories>")
+      ->group(b)
+      ->capture_default_str();
+  cmd.add_option("--bdhs-tasks", c->bdhs_tasks, "bdhs: description, qa, pope, pope:<categories>")
+      ->group(b)
+      ->capture_default_str();
   cmd.add_option("--bpo-sampler", o.bpo.sampler, "bpo: noised | two_pass")->group(b)->capture_default_str();
   cmd.add_option("--bpo-alpha", o.bpo.alpha, "bpo: a of the two-pass sampler")->group(b)->capture_default_str();
   cmd.add_option("--bpo-noise-step", o.bpo.noise_step, "bpo: diffusion step of the noised image")
@@ -96,6 +102,8 @@ void setup_align(CLI::App& cmd) {
     c->o.seed = c->common.seed;
     c->o.eval.suite = split_list(c->suite);
     c->o.corrected.tasks = split_list(c->corrected_tasks);
+    c->o.bpo.tasks = split_list(c->bpo_tasks);
+    c->o.bdhs.tasks = split_list(c->bdhs_tasks);
     c->o.eval_start = !c->no_eval_start;
     c->o.progress = c->o.eval.progress = !c->quiet;
     auto run = open_run_dir(cmd, c->common);

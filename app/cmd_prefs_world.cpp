@@ -27,6 +27,7 @@ struct BdhsCmd {
 struct BpoCmd {
   CommonOptions common;
   BpoBuildOptions o;
+  std::string tasks = "description";
   bool quiet = false, no_noise = false, no_inject = false;
 };
 
@@ -63,7 +64,8 @@ void setup_prefs_corrected(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--temperature", c->o.temperature, "Sampling of the policy's answers (0 = greedy)")
       ->capture_default_str();
-  cmd.add_option("--tasks", c->tasks, "Prompts: description, qa (a wrong short answer vs the ground truth's)")
+  cmd.add_option("--tasks", c->tasks,
+                 "Prompts: description, qa (a wrong short answer vs the ground truth's), pope or pope:<categories>")
       ->capture_default_str();
   cmd.add_option("--fix", c->o.fix, "hallucinated: the false sentences naming an absent kind | false: every false sentence")
       ->capture_default_str();
@@ -104,11 +106,15 @@ void setup_prefs_bpo(CLI::App& cmd) {
       ->group(i);
   cmd.add_flag("--no-inject", c->no_inject, "Do not write negative 2")->group(i);
   cmd.add_option("--max-words", c->o.max_words, "Drop pairs with a longer response")->capture_default_str();
+  cmd.add_option("--tasks", c->tasks,
+                 "Prompts: description, qa (first QA turn), pope or pope:<categories> (POPE's yes/no questions)")
+      ->capture_default_str();
   cmd.add_flag("--quiet", c->quiet, "No progress line");
   cmd.callback([c] {
     apply_common_options(c->common);
     c->o.seed = c->common.seed;
     c->o.progress = !c->quiet;
+    c->o.tasks = split_list(c->tasks);
     c->o.noise_negative = !c->no_noise;
     c->o.inject_negative = !c->no_inject;
     print_report(build_bpo_pairs(c->o), c->o.out);
@@ -125,7 +131,9 @@ void setup_prefs_bdhs(CLI::App& cmd) {
                "mmb prefs bdhs ... --noise-step 500      # BDHS_noise\n");
   add_world_builder_options(cmd, o);
   cmd.add_option("--clip", o.clip_dir, "CLIP whose text tower measures similarity")->required();
-  cmd.add_option("--tasks", c->tasks, "Prompts: description (descriptions), qa (first QA turn)")->capture_default_str();
+  cmd.add_option("--tasks", c->tasks,
+                 "Prompts: description (descriptions), qa (first QA turn), pope or pope:<categories>")
+      ->capture_default_str();
   const char* m = "Masked sampling (SPEC: rho 0.99, swap 0.5, similarity 0.97, 5 tries)";
   cmd.add_option("--keep-threshold", o.keep_threshold, "Image key kept when u >= this (u ~ U(0,1))")
       ->group(m)

@@ -291,9 +291,13 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
   cmd.add_flag("--greedy-sample", o.greedy_sample,
                "One of each prompt's samples is the policy's greedy answer (what mmb eval decodes)")
       ->group(on);
-  cmd.add_flag("--loop-pairs", o.loop_pairs,
-               "Descriptions: a sample that repeats a sentence, cut before the repeat, against itself up to the repeat's end")
-      ->group(on);
+  cmd.add_option("--loop-pairs", o.loop_pairs,
+                 "Descriptions: a sample that repeats a sentence against itself with a sentence naming an unmentioned "
+                 "object in the repeat's place (name), cut before it (stop), name while an object is unmentioned else "
+                 "stop (both), or no such pair (none)")
+      ->check(CLI::IsMember({"none", "stop", "name", "both"}))
+      ->group(on)
+      ->capture_default_str();
   const char* t = "Training";
   cmd.add_option("--steps", o.steps, "Optimiser steps")->group(t)->capture_default_str();
   cmd.add_option("--batch", o.batch_size, "Pairs (online: prompts) per global batch")->group(t)->capture_default_str();

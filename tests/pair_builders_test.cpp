@@ -59,6 +59,29 @@ TEST(GrammarEdits, CorrectionRewritesOnlyFalseSentencesEachToATrueOne) {
   EXPECT_EQ(same.text, before[0]);
 }
 
+TEST(GrammarEdits, TheUnmentionedObjectSentenceNamesAnObjectNotYetMentionedInTheNearestStyle) {
+  const mmb::world::Verifier v;
+  const auto scene = mmb::testing::hand_scene();  // visible: the red circle and the yellow star
+  const std::string circle = "I can see a large red circle at the top left.";
+  const std::string next = mmb::unmentioned_object_sentence(v, scene, circle, circle);
+  EXPECT_EQ(next, "I can see a small yellow star in the center.");
+  const auto verdict = v.verify(scene, next);
+  EXPECT_EQ(verdict.truth, Truth::kTrue);
+  EXPECT_EQ(verdict.mentioned, 1u << int(mmb::world::Shape::kStar));
+  // Another style of the sentence it stands in for gives another style of the new one.
+  const std::string there = mmb::unmentioned_object_sentence(v, scene, circle, "There is a large red circle at the top left.");
+  EXPECT_EQ(truth_of(v, scene, there), Truth::kTrue);
+  EXPECT_NE(there, next);
+  // A kind mentioned with wrong attributes is mentioned (mention recall's rule): nothing is left.
+  EXPECT_EQ(mmb::unmentioned_object_sentence(v, scene, circle + " There is a large green star at the bottom.", circle), "");
+  EXPECT_EQ(mmb::unmentioned_object_sentence(v, scene, circle + " " + next, circle), "");
+  // A count sentence opens unlike every object sentence: nothing stands in for it.
+  EXPECT_EQ(mmb::unmentioned_object_sentence(v, scene, circle, "There are two circles."), "");
+  EXPECT_EQ(mmb::unmentioned_object_sentence(v, scene, circle, "There is one circle."), "");
+  // Unverifiable text mentions nothing.
+  EXPECT_NE(mmb::unmentioned_object_sentence(v, scene, "It is nice.", circle), "");
+}
+
 TEST(GrammarEdits, InjectedErrorsAreFalseInTheGrammarAndCorrectionsUndoThem) {
   const mmb::world::Verifier v;
   const mmb::world::WorldConfig config;
@@ -182,6 +205,31 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
   }
   EXPECT_GT(sources["bpo_inject"], 6);
   EXPECT_GT(sources["bpo_noise"], 0);
+  // POPE's yes/no questions: the reference answer against the other one, and against the noised
+  // image's answer where that is wrong.
+  b.tasks = {"pope:adversarial"};
+  b.limit = 16;
+  b.out = tmp.file("bpo_pope.jsonl");
+  const auto rp = mmb::build_bpo_pairs(b);
+  EXPECT_EQ(rp.prompts, 16);
+  std::map<std::string, int> pope_sources;
+  for (const auto& p : mmb::read_preference_pairs(b.out)) {
+    pope_sources[p.extra["source"].get<std::string>()]++;
+    EXPECT_EQ(p.extra["task"], "qa");
+    ASSERT_TRUE(p.chosen == "Yes." || p.chosen == "No.") << p.chosen;
+    if (p.extra["source"] == "bpo_inject") {
+      EXPECT_EQ(p.rejected, p.chosen == "Yes." ? "No." : "Yes.");
+    }
+    const auto scene = mmb::testing::hand_scene();  // any scene: only the answers are compared
+    EXPECT_EQ(mmb::judge_answer(v, scene, p.chosen, p.rejected).false_sentences, 1) << p.chosen << " / " << p.rejected;
+  }
+  EXPECT_EQ(pope_sources["bpo_inject"], 16);  // every reference is a yes or a no
+  const auto dropped_for = [&](const char* reason) {
+    const auto it = rp.dropped.find(reason);
+    return it == rp.dropped.end() ? int64_t(0) : it->second;
+  };
+  EXPECT_EQ(pope_sources["bpo_noise"] + dropped_for("not_worse_bpo_noise") + dropped_for("empty_bpo_noise"), 16);
+  b.tasks = {"description"};
   b.sampler = "sideways";
   mmb::testing::expect_throw_with([&] { mmb::build_bpo_pairs(b); }, "--sampler must be noised or two_pass");
 }

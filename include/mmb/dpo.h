@@ -129,11 +129,16 @@ struct DpoRunOptions {
   // other k − 1 are sampled: a greedy loop or hallucination the samples at the temperature rarely
   // show is judged and, being worst, rejected.
   bool greedy_sample = false;
-  // Description prompts: besides the judge's pair, a sample that repeats a sentence gives a pair of
-  // itself cut before the first repeat (chosen) against itself up to the end of that repeat
-  // (rejected); the two differ only in how they end, so the pair teaches stopping instead of
-  // looping and nothing else. The greedy answer (greedy_sample) is looked at first; one a prompt.
-  bool loop_pairs = false;
+  // Description prompts: besides the judge's pair, a sample that repeats a sentence (the greedy
+  // answer, with greedy_sample, looked at first; one a prompt) gives a pair whose rejected is
+  // itself up to the end of the first repeat, and whose chosen is
+  //   stop  the text cut before the repeat (the pair teaches stopping instead of looping);
+  //   name  the true grammar sentence naming a visible object the text does not yet mention in the
+  //         repeat's place (unmentioned_object_sentence; neither side's end token is trained, so
+  //         the pair teaches naming the next object instead of looping); a sample with every
+  //         object mentioned gives no pair;
+  //   both  name where an object is unmentioned, stop where none is.
+  std::string loop_pairs = "none";  // none | stop | name | both
   // The judge that ranks a prompt's samples, each by a score (higher wins; equal scores tie):
   //   verifier    ResponseJudgement::score(judge_error_weight, judge_recall, judge_false_weight),
   //               the world's exact truth; a chosen description must mention a visible object,

@@ -46,6 +46,15 @@ struct EditedResponse {
 // count in both forms, the count of each shape (zero included) and the occluder's sentences.
 std::vector<std::string> true_grammar_sentences(const world::Scene& scene);
 
+// A true grammar sentence about a visible object that `text` does not yet mention: among the
+// object sentences whose verdict raises the text's mention_recall and whose first three words are
+// `like`'s, the one closest to `like` by word edit distance: it keeps the form of the sentence it
+// stands in for, so a pair of the two differs in what it names, never in "There is a" against
+// "There are two" (a count sentence has no stand-in). "" when every visible object is mentioned
+// or no such sentence has that opening. Online DPO's loop pairs set it against a repeated sentence.
+std::string unmentioned_object_sentence(const world::Verifier& verifier, const world::Scene& scene,
+                                        const std::string& text, const std::string& like);
+
 // Each false sentence of `text` (by the verifier) rewritten to the true grammar sentence closest
 // to it by word edit distance (lower-cased words, punctuation ignored). A candidate about an
 // object that a true sentence of the response already names costs one word more (so a
@@ -114,11 +123,15 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& options);
 // code's a = +1 is contrastive decoding, which removes the prior instead); temperature 0.2 as
 // the paper. Negative 2 ("bpo_inject") = inject_error on the ground truth. A pair whose negative
 // the verifier judge does not rank below the positive is dropped ("not_worse"), as is one with a
-// response of more than `max_words` words ("too_long").
+// response of more than `max_words` words ("too_long"). Short-answer prompts (tasks "qa" and
+// "pope…", read_task_prompts) pair the reference answer with the noised image's answer when that
+// is wrong (judge_answer), and with the opposite of a yes/no reference as the injected error (other
+// short answers have none: "no_injection").
 struct BpoBuildOptions {
   std::string model_dir;
   std::string world_dir;
   std::string split = "train";
+  std::vector<std::string> tasks = {"description"};
   int64_t limit = 1000;
   uint64_t seed = 1234;
   std::string out;

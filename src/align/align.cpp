@@ -34,7 +34,7 @@ Json corrected_settings(const CorrectedBuildOptions& o) {
 }
 
 Json bpo_settings(const BpoBuildOptions& o) {
-  return {{"noise_step", o.noise_step},     {"sampler", o.sampler},
+  return {{"tasks", o.tasks},               {"noise_step", o.noise_step},     {"sampler", o.sampler},
           {"alpha", o.alpha},               {"temperature", o.temperature},
           {"top_p", o.top_p},               {"max_new_tokens", o.max_new_tokens},
           {"batch_size", o.batch_size},     {"noise_negative", o.noise_negative},

@@ -8,6 +8,7 @@
 // Departure: the released code's sampler uses a = +1 (contrastive decoding); the default here
 // samples from the noised image alone, and `--sampler two_pass --alpha A` offers the formula.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <memory>
 #include <sstream>
@@ -54,6 +55,23 @@ std::vector<Generation> noised_answers(Vlm& vlm, const PromptBatch& batch, const
   return generate(vlm.model(), state, s, {&two_pass});
 }
 
+// "No." for "Yes." and the other way round, keeping what follows the word ("Yes, there is." ->
+// "No, there is."); "" when the answer does not start with yes or no.
+std::string opposite_yes_no(const std::string& answer) {
+  const size_t b = answer.find_first_not_of(" \t\n");
+  if (b == std::string::npos) return "";
+  const auto starts = [&](const char* w, size_t n) {
+    if (answer.size() < b + n) return false;
+    for (size_t i = 0; i < n; ++i)
+      if (std::tolower(static_cast<unsigned char>(answer[b + i])) != w[i]) return false;
+    return answer.size() == b + n || !std::isalpha(static_cast<unsigned char>(answer[b + n]));
+  };
+  const bool upper = std::isupper(static_cast<unsigned char>(answer[b]));
+  if (starts("yes", 3)) return answer.substr(0, b) + (upper ? "No" : "no") + answer.substr(b + 3);
+  if (starts("no", 2)) return answer.substr(0, b) + (upper ? "Yes" : "yes") + answer.substr(b + 2);
+  return "";
+}
+
 }  // namespace
 
 PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
@@ -72,7 +90,7 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   Vlm vlm = Vlm::load(o.model_dir);
   vlm.model()->eval();
-  const WorldPromptSet set = draw_world_prompts(o.world_dir, o.split, o.limit, o.seed);
+  const WorldPromptSet set = draw_world_prompts(o.world_dir, o.split, o.limit, o.seed, o.tasks);
   std::vector<world::Scene> train;
   for (const auto& sc : set.scenes)
     if (sc.split == world::Split::kTrain) train.push_back(sc);
@@ -85,13 +103,17 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
   std::unique_ptr<Progress> bar;
   if (o.progress) bar = std::make_unique<Progress>("bpo", int64_t(set.prompts.size()), "prompts");
 
+  // A short answer is judged against the reference's answer, a description sentence by sentence.
+  const auto judge = [&](const DescriptionPrompt& p, const world::Scene& scene, const std::string& text) {
+    return p.task == "qa" ? judge_answer(verifier, scene, p.reference, text) : judge_response(verifier, scene, text);
+  };
   auto add_pair = [&](const DescriptionPrompt& p, const world::Scene& scene, const std::string& positive,
                       const ResponseJudgement& pos, const std::string& negative, const char* source, Json detail) {
     if (word_count(positive) > o.max_words || word_count(negative) > o.max_words) {
       report.dropped["too_long"]++;
       return;
     }
-    const ResponseJudgement neg = judge_response(verifier, scene, negative);
+    const ResponseJudgement neg = judge(p, scene, negative);
     if (negative == positive || compare_judgements(pos, neg, o.judge_error_weight) <= 0) {
       report.dropped[std::string("not_worse_") + source]++;
       return;
@@ -112,7 +134,7 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
         report.dropped["no_reference"]++;
         continue;
       }
-      const ResponseJudgement pos = judge_response(verifier, scene, p.reference);
+      const ResponseJudgement pos = judge(p, scene, p.reference);
       if (o.noise_negative) {
         report.generated_tokens += int64_t(noised[r].tokens.size());
         const std::string answer = vlm.decode(noised[r].tokens);
@@ -123,7 +145,14 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
                    Json{{"noise_step", o.noise_step}, {"sampler", o.sampler}, {"alpha", o.alpha}});
         }
       }
-      if (o.inject_negative) {
+      if (o.inject_negative && p.task == "qa") {  // a short answer's plausible error: the other yes/no
+        const std::string flipped = opposite_yes_no(p.reference);
+        if (flipped.empty()) {
+          report.dropped["no_injection"]++;
+        } else {
+          add_pair(p, scene, p.reference, pos, flipped, "bpo_inject", Json{{"edits", {{{"kind", "yes_no"}}}}});
+        }
+      } else if (o.inject_negative) {
         EditedResponse injected;
         if (!inject_error(verifier, scene, p.reference, stats, rng, injected, o.inject_kind)) {
           report.dropped["no_injection"]++;

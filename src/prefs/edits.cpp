@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cctype>
 #include <set>
+#include <sstream>
 
 #include "mmb/error.h"
+#include "mmb/metrics.h"
 #include "mmb/pair_builders.h"
 #include "mmb/prefs.h"
 #include "mmb/sentences.h"
@@ -97,6 +99,14 @@ bool object_sentence_of(const Scene& scene, const std::string& s, int& object, i
   return false;
 }
 
+// The first n words of plain words (single spaces between them).
+std::string first_words(const std::string& plain, size_t n) {
+  std::istringstream in(plain);
+  std::string w, out;
+  for (size_t i = 0; i < n && in >> w; ++i) out += (i ? " " : "") + w;
+  return out;
+}
+
 size_t draw(std::mt19937_64& rng, size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); }
 
 }  // namespace
@@ -163,6 +173,35 @@ EditedResponse correct_response(const world::Verifier& verifier, const Scene& sc
     out.text = out.text.substr(0, s.begin) + out.edits[k].after + out.text.substr(s.end);
   }
   return out;
+}
+
+std::string unmentioned_object_sentence(const world::Verifier& verifier, const Scene& scene, const std::string& text,
+                                        const std::string& like) {
+  std::vector<world::Verdict> verdicts;
+  for (const SentenceSpan& s : sentence_spans(text)) {
+    try {
+      verdicts.push_back(verifier.verify(scene, text.substr(s.begin, s.end - s.begin)));
+    } catch (const Error&) {  // an unverifiable sentence mentions nothing
+    }
+  }
+  const double now = mention_recall(scene, verdicts);
+  const std::string target = plain_words(like);
+  const std::string opening = first_words(target, 3);
+  std::string best;
+  int64_t best_cost = 0;
+  for (const Candidate& c : grammar_candidates(scene)) {
+    if (c.object < 0 || first_words(plain_words(c.text), 3) != opening) continue;
+    verdicts.push_back(verifier.verify(scene, c.text));
+    const bool adds = mention_recall(scene, verdicts) > now + 1e-12;
+    verdicts.pop_back();
+    if (!adds) continue;
+    const int64_t cost = word_edit_distance(target, plain_words(c.text));
+    if (best.empty() || cost < best_cost) {
+      best = c.text;
+      best_cost = cost;
+    }
+  }
+  return best;
 }
 
 const std::vector<std::string>& injected_error_kinds() {

@@ -21,6 +21,7 @@
 #include "mmb/elicitation.h"
 #include "mmb/error.h"
 #include "mmb/metrics.h"
+#include "mmb/pair_builders.h"
 #include "mmb/prefs.h"
 #include "mmb/progress.h"
 #include "mmb/run_dir.h"
@@ -140,7 +141,10 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     fail("run_dpo: avg DPO ranks its samples against y+ with the verifier judge only, not '", o.judge, "'");
   if (o.samples_per_prompt < (avg ? 1 : 2))
     fail("run_dpo: online DPO needs samples_per_prompt >= ", avg ? 1 : 2, ", got ", o.samples_per_prompt);
-  if (o.loop_pairs && avg) fail("run_dpo: loop_pairs are online DPO's pairs; avg DPO takes none");
+  if (o.loop_pairs != "none" && o.loop_pairs != "stop" && o.loop_pairs != "name" && o.loop_pairs != "both")
+    fail("run_dpo: loop_pairs must be none, stop, name or both, got '", o.loop_pairs, "'");
+  const bool with_loop_pairs = o.loop_pairs != "none";
+  if (with_loop_pairs && avg) fail("run_dpo: loop_pairs are online DPO's pairs; avg DPO takes none");
   if (o.greedy_sample && o.samples_per_prompt < 2)
     fail("run_dpo: greedy_sample takes one of the samples_per_prompt answers; it needs samples_per_prompt >= 2");
   const std::vector<world::Scene> scenes = world::read_scenes(o.world_dir + "/scenes.jsonl");
@@ -277,7 +281,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       // Loop pairs: a description that repeats a sentence, cut before the repeat (chosen) against
       // the same text up to the end of the repeat (rejected): both share everything but the end.
       // The greedy answer (the last row with --greedy-sample) is looked at first.
-      if (o.loop_pairs && !avg && p.task == "description") {
+      if (with_loop_pairs && !avg && p.task == "description") {
         for (int64_t n = 0; n < K; ++n) {
           const size_t k = size_t(K - 1 - n);
           const std::string& text = answers[s * size_t(K) + k].text;
@@ -287,12 +291,24 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
           PreferencePair loop;
           loop.prompt = {{p.question, ""}};
           loop.image = p.image;
-          const std::string kept_text = text.substr(0, spans[size_t(r - 1)].end);
-          const std::string looped_text = text.substr(0, spans[size_t(r)].end);
+          const SentenceSpan &last = spans[size_t(r - 1)], &repeat = spans[size_t(r)];
+          const std::string looped_text = text.substr(0, repeat.end);
+          // "name": the chosen names a still unmentioned object in the repeat's place; "stop": it
+          // ends before the repeat; "both": name while an object is unmentioned, else stop.
+          const std::string next =
+              o.loop_pairs == "stop" ? std::string()
+                                     : unmentioned_object_sentence(verifier, scenes[p.scene], text.substr(0, last.end),
+                                                                   text.substr(repeat.begin, repeat.end - repeat.begin));
+          if (next.empty() && o.loop_pairs == "name") continue;
+          const std::string kept_text =
+              next.empty() ? text.substr(0, last.end) : text.substr(0, repeat.begin) + next;
           Side c, w;
           if (!tokenize_side(tok, tmpl, model->config(), loop, kept_text, max_length, true, c, &dummy_truncated) ||
               !tokenize_side(tok, tmpl, model->config(), loop, looped_text, max_length, true, w, &dummy_truncated))
             break;
+          if (!next.empty())
+            for (Side* side : {&c, &w})
+              if (side->ids.back() == tok.eos_id()) side->target.back() = 0;
           const ResponseJudgement jc = judge_response(verifier, scenes[p.scene], kept_text);
           const ResponseJudgement jw = judge_response(verifier, scenes[p.scene], looped_text);
           chosen.push_back(std::move(c));
@@ -450,7 +466,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     // 3b. online and mixed DPO: the online pairs, then the offline slots, in one batch.
     const int64_t n_online = int64_t(chosen.size());
     out.metrics["online/dropped_prompts"] = double(int64_t(online_slots.size()) - (n_online - step_loop_pairs));
-    if (o.loop_pairs) out.metrics["online/loop_pairs"] = double(step_loop_pairs);
+    if (with_loop_pairs) out.metrics["online/loop_pairs"] = double(step_loop_pairs);
     loop_pairs += step_loop_pairs;
     if (mixed) out.metrics["mixed/offline_share"] = double(off_c.size()) / double(idx.size());
     if (chosen.empty() && off_c.empty()) {  // nothing to learn from this micro-batch: no gradient
@@ -507,7 +523,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
            std::to_string(saying_less) + " as saying less" +
            (o.length_tolerance > 0 ? ", " + std::to_string(length_unmatched) + " without a length-matched rejected" : "") +
            (o.qa_balance ? ", " + std::to_string(qa_unbalanced) + " QA pairs dropped to balance yes and no" : "") +
-           (o.loop_pairs ? ", " + std::to_string(loop_pairs) + " loop pairs" : "") +
+           (with_loop_pairs ? ", " + std::to_string(loop_pairs) + " loop pairs" : "") +
            (mixed ? ", " + std::to_string(offline_used) + " offline pairs used" : ""));
   if (run)
     run->set_result(avg ? "avg" : "online", {{"responses_sampled", sampled},
