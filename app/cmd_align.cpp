@@ -80,6 +80,9 @@ void setup_align(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--bpo-sampler", o.bpo.sampler, "bpo: noised | two_pass")->group(b)->capture_default_str();
   cmd.add_option("--bpo-alpha", o.bpo.alpha, "bpo: a of the two-pass sampler")->group(b)->capture_default_str();
+  cmd.add_option("--bpo-inject-mode", o.bpo.inject_mode, "bpo: rules | lm (the policy's language model)")
+      ->group(b)
+      ->capture_default_str();
   cmd.add_option("--bpo-noise-step", o.bpo.noise_step, "bpo: diffusion step of the noised image")
       ->group(b)
       ->capture_default_str();

@@ -85,7 +85,8 @@ void setup_prefs_bpo(CLI::App& cmd) {
   add_examples(cmd,
                "mmb prefs bpo --model models/base/vlm --world runs/world --limit 1000 --pairs runs/bpo/pairs.jsonl\n"
                "mmb prefs bpo ... --sampler two_pass --alpha 1      # the released code's sampler\n"
-               "mmb prefs bpo ... --no-noise --inject-kind add_object\n");
+               "mmb prefs bpo ... --no-noise --inject-kind add_object\n"
+               "mmb prefs bpo ... --inject-mode lm                  # the policy's language model writes the error\n");
   add_world_builder_options(cmd, c->o);
   const char* n = "Negative 1: the answer to the diffusion-noised image";
   cmd.add_option("--noise-step", c->o.noise_step, "Diffusion step t of the noised image (0-based, of 1000)")
@@ -101,6 +102,11 @@ void setup_prefs_bpo(CLI::App& cmd) {
   cmd.add_option("--temperature", c->o.temperature, "Sampling temperature")->group(n)->capture_default_str();
   cmd.add_flag("--no-noise", c->no_noise, "Do not write negative 1")->group(n);
   const char* i = "Negative 2: the ground truth with one injected error";
+  cmd.add_option("--inject-mode", c->o.inject_mode,
+                 "rules: one error by the co-occurrence rules | lm: one sentence cut and continued by the policy's own "
+                 "language model (image hidden)")
+      ->group(i)
+      ->capture_default_str();
   cmd.add_option("--inject-kind", c->o.inject_kind,
                  "add_object | delete | color | shape | size | position | count (default: drawn per pair)")
       ->group(i);

@@ -229,7 +229,42 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
     return it == rp.dropped.end() ? int64_t(0) : it->second;
   };
   EXPECT_EQ(pope_sources["bpo_noise"] + dropped_for("not_worse_bpo_noise") + dropped_for("empty_bpo_noise"), 16);
+  // The LM rewrite: one sentence of the ground truth continued by the policy with the image hidden.
   b.tasks = {"description"};
+  b.inject_mode = "lm";
+  b.noise_negative = false;
+  b.limit = 16;
+  b.out = tmp.file("bpo_lm.jsonl");
+  const auto rl = mmb::build_bpo_pairs(b);
+  EXPECT_GT(rl.pairs, 0);
+  EXPECT_GT(rl.generated_tokens, 0);
+  for (const auto& p : mmb::read_preference_pairs(b.out)) {
+    EXPECT_EQ(p.extra["bpo"]["mode"], "lm");
+    const auto chosen = mmb::ResponseJudgement::from_json(p.extra["chosen_judgement"], p.where);
+    const auto rejected = mmb::ResponseJudgement::from_json(p.extra["rejected_judgement"], p.where);
+    EXPECT_GT(mmb::compare_judgements(chosen, rejected), 0) << p.rejected;
+    // Every sentence but one is the ground truth's: the rejected text starts with the sentences
+    // before the rewritten one and ends with those after it (a continuation without its full stop
+    // runs into the next sentence, whose text still ends the response).
+    const auto c = mmb::split_sentences(p.chosen);
+    size_t head = 0, tail = 0;
+    std::string prefix, suffix;
+    while (head < c.size() && p.rejected.rfind(prefix + (prefix.empty() ? "" : " ") + c[head], 0) == 0)
+      prefix += (prefix.empty() ? "" : " ") + c[head++];
+    while (tail < c.size() - head) {
+      const std::string next = c[c.size() - 1 - tail] + (suffix.empty() ? "" : " ") + suffix;
+      if (p.rejected.size() < next.size() || p.rejected.compare(p.rejected.size() - next.size(), next.size(), next) != 0)
+        break;
+      suffix = next;
+      ++tail;
+    }
+    EXPECT_GE(head + tail + 1, c.size()) << p.chosen << " / " << p.rejected;
+  }
+  b.inject_kind = "color";
+  mmb::testing::expect_throw_with([&] { mmb::build_bpo_pairs(b); }, "the lm mode writes its own errors");
+  b.inject_kind = "";
+  b.inject_mode = "rules";
+  b.noise_negative = true;
   b.sampler = "sideways";
   mmb::testing::expect_throw_with([&] { mmb::build_bpo_pairs(b); }, "--sampler must be noised or two_pass");
 }

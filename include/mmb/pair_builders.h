@@ -144,7 +144,14 @@ struct BpoBuildOptions {
   int64_t batch_size = 16;
   bool noise_negative = true;   // write negative 1
   bool inject_negative = true;  // write negative 2
-  std::string inject_kind;      // "" = drawn per pair (injected_error_kinds)
+  // Negative 2's writer: "rules" (inject_error, the co-occurrence rules) | "lm" (the paper's LM
+  // rewrite, with the policy's own language model: one sentence of the description, drawn
+  // uniformly, is cut after k of its words, k uniform in 0 … words − 1, and the policy continues
+  // it to the sentence end at `temperature` with every image key hidden, so its language prior
+  // writes the rest; the other sentences are kept. A short answer is the policy's answer with the
+  // image hidden.)
+  std::string inject_mode = "rules";
+  std::string inject_kind;      // "" = drawn per pair (injected_error_kinds; rules only)
   int64_t max_words = 350;
   double judge_error_weight = 1.0;
   bool progress = true;

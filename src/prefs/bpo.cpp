@@ -20,6 +20,8 @@
 #include "mmb/image_noise.h"
 #include "mmb/pair_builders.h"
 #include "mmb/progress.h"
+#include "mmb/sentences.h"
+#include "mmb/strings.h"
 #include "mmb/vlm.h"
 
 namespace mmb {
@@ -72,6 +74,69 @@ std::string opposite_yes_no(const std::string& answer) {
   return "";
 }
 
+// Negative 2 in "lm" mode: per row, one sentence of the reference (drawn with rng) cut and
+// continued by the policy with every image key hidden; a short answer is answered afresh with the
+// image hidden. Returns the rewritten text per row ("" when the policy wrote nothing).
+std::vector<std::string> lm_rewrites(Vlm& vlm, const PromptBatch& batch, const WorldPromptSet& set,
+                                     const BpoBuildOptions& o, std::mt19937_64& rng, uint64_t seed,
+                                     int64_t& generated_tokens) {
+  const size_t R = batch.prompt_of.size();
+  std::vector<std::string> qs, prefixes;
+  std::vector<const Image*> ims;
+  std::vector<std::vector<std::string>> sentences(R);
+  std::vector<size_t> cut(R, 0);
+  std::vector<BdhsHead> heads(R);
+  for (size_t r = 0; r < R; ++r) {
+    const DescriptionPrompt& p = set.prompts[batch.prompt_of[r]];
+    std::string prefix;
+    if (p.task != "qa") {
+      sentences[r] = split_sentences(p.reference);
+      if (!sentences[r].empty()) {
+        cut[r] = std::uniform_int_distribution<size_t>(0, sentences[r].size() - 1)(rng);
+        heads[r] = bdhs_sentence_head(sentences[r][cut[r]], 0.0, rng);
+        for (size_t i = 0; i < cut[r]; ++i) prefix += (prefix.empty() ? "" : " ") + sentences[r][i];
+        if (!heads[r].text.empty()) prefix += (prefix.empty() ? "" : " ") + heads[r].text;
+      }
+    }
+    qs.push_back(batch.questions[r]);
+    ims.push_back(batch.images[r]);
+    prefixes.push_back(prefix);
+  }
+  std::vector<Generation> gens;
+  {
+    torch::NoGradGuard no_grad;
+    VlmInput in = vlm.encode_prompts(qs, ims, prefixes);
+    in.key_keep = in.input_ids != vlm.model()->config().image_token_index;  // the language model alone
+    SampleOptions s;
+    s.temperature = o.temperature;
+    s.top_p = o.top_p;
+    s.stop = vlm.default_stop(o.max_new_tokens);
+    s.stop.stop_at_sentence_end = true;
+    s.seed = seed;
+    DecodeState state = prefill(vlm.model(), in, o.max_new_tokens + 1);
+    gens = generate(vlm.model(), state, s);
+  }
+  std::vector<std::string> out(R);
+  for (size_t r = 0; r < R; ++r) {
+    generated_tokens += int64_t(gens[r].tokens.size());
+    std::vector<int64_t> ids;
+    if (!heads[r].text.empty())
+      for (int32_t t : vlm.tokenizer().encode(heads[r].text, /*add_bos=*/false)) ids.push_back(t);
+    ids.insert(ids.end(), gens[r].tokens.begin(), gens[r].tokens.end());
+    const std::string sentence = trim(vlm.decode(ids));
+    if (sentences[r].empty()) {  // a short answer, or a reference without sentences
+      out[r] = sentence;
+      continue;
+    }
+    if (sentence.empty()) continue;
+    std::string text;
+    for (size_t i = 0; i < sentences[r].size(); ++i)
+      text += (text.empty() ? "" : " ") + (i == cut[r] ? sentence : sentences[r][i]);
+    out[r] = text;
+  }
+  return out;
+}
+
 }  // namespace
 
 PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
@@ -82,6 +147,10 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
   if (!o.noise_negative && !o.inject_negative) fail("prefs bpo: both negatives are off: nothing to build");
   if (o.batch_size < 1) fail("prefs bpo: --batch must be >= 1, got ", o.batch_size);
   if (o.max_words < 1) fail("prefs bpo: --max-words must be >= 1, got ", o.max_words);
+  if (o.inject_mode != "rules" && o.inject_mode != "lm")
+    fail("prefs bpo: --inject-mode must be rules or lm, got '", o.inject_mode, "'");
+  if (!o.inject_kind.empty() && o.inject_mode == "lm")
+    fail("prefs bpo: --inject-kind names a rule; the lm mode writes its own errors");
   if (!o.inject_kind.empty()) {
     const auto& k = injected_error_kinds();
     if (std::find(k.begin(), k.end(), o.inject_kind) == k.end())
@@ -127,6 +196,9 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
     const PromptBatch batch(set, o.world_dir, start, end);
     std::vector<Generation> noised;
     if (o.noise_negative) noised = noised_answers(vlm, batch, o, o.seed * 1000003ULL + uint64_t(start));
+    std::vector<std::string> rewritten;
+    if (o.inject_negative && o.inject_mode == "lm")
+      rewritten = lm_rewrites(vlm, batch, set, o, rng, o.seed * 1000033ULL + uint64_t(start), report.generated_tokens);
     for (size_t r = 0; r < batch.prompt_of.size(); ++r) {
       const DescriptionPrompt& p = set.prompts[batch.prompt_of[r]];
       const world::Scene& scene = set.scenes[p.scene];
@@ -145,7 +217,13 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
                    Json{{"noise_step", o.noise_step}, {"sampler", o.sampler}, {"alpha", o.alpha}});
         }
       }
-      if (o.inject_negative && p.task == "qa") {  // a short answer's plausible error: the other yes/no
+      if (o.inject_negative && o.inject_mode == "lm") {
+        if (rewritten[r].empty()) {
+          report.dropped["empty_bpo_inject"]++;
+        } else {
+          add_pair(p, scene, p.reference, pos, rewritten[r], "bpo_inject", Json{{"mode", "lm"}});
+        }
+      } else if (o.inject_negative && p.task == "qa") {  // a short answer's plausible error: the other yes/no
         const std::string flipped = opposite_yes_no(p.reference);
         if (flipped.empty()) {
           report.dropped["no_injection"]++;
