@@ -86,7 +86,8 @@ void setup_prefs_csr(CLI::App& cmd) {
     apply_common_options(c->common);
     c->o.seed = c->common.seed;
     c->o.progress = !c->quiet;
-    const PairBuildReport r = build_csr_pairs(c->o);
+    const PairBuildReport r =
+        run_sharded_build(c->o.out, c->o.shard, c->o.progress, [c] { return build_csr_pairs(c->o); });
     std::cout << r.to_json().dump() << "\n";
     std::cerr << "wrote " << c->o.out << "\n";
   });

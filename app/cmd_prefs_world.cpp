@@ -75,7 +75,8 @@ void setup_prefs_corrected(CLI::App& cmd) {
     c->o.seed = c->common.seed;
     c->o.progress = !c->quiet;
     c->o.tasks = split_list(c->tasks);
-    print_report(build_corrected_pairs(c->o), c->o.out);
+    print_report(run_sharded_build(c->o.out, c->o.shard, c->o.progress, [c] { return build_corrected_pairs(c->o); }),
+                 c->o.out);
   });
 }
 
@@ -123,7 +124,8 @@ void setup_prefs_bpo(CLI::App& cmd) {
     c->o.tasks = split_list(c->tasks);
     c->o.noise_negative = !c->no_noise;
     c->o.inject_negative = !c->no_inject;
-    print_report(build_bpo_pairs(c->o), c->o.out);
+    print_report(run_sharded_build(c->o.out, c->o.shard, c->o.progress, [c] { return build_bpo_pairs(c->o); }),
+                 c->o.out);
   });
 }
 
@@ -166,7 +168,8 @@ void setup_prefs_bdhs(CLI::App& cmd) {
     c->o.seed = c->common.seed;
     c->o.progress = !c->quiet;
     c->o.tasks = split_list(c->tasks);
-    print_report(build_bdhs_pairs(c->o), c->o.out);
+    print_report(run_sharded_build(c->o.out, c->o.shard, c->o.progress, [c] { return build_bdhs_pairs(c->o); }),
+                 c->o.out);
   });
 }
 

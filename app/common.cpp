@@ -7,11 +7,13 @@
 // are errors. Flags given on the command line win over the file.
 #include "common.h"
 
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
 #include <toml++/toml.h>
 
+#include "mmb/distributed.h"
 #include "mmb/dpo.h"
 #include "mmb/prefs.h"
 #include "mmb/progress.h"
@@ -311,6 +313,47 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->capture_default_str();
   cmd.add_flag("--freeze-vision,!--train-vision", o.freeze_vision, "Keep the vision tower fixed (default)")->group(t);
   cmd.add_option("--ref-batch", o.ref_batch, "Pairs per reference forward")->group(t)->capture_default_str();
+}
+
+PairBuildReport run_sharded_build(std::string& out, PromptShard& shard, bool& progress,
+                                  const std::function<PairBuildReport()>& build) {
+  const DistEnv env = dist_env_from_environment();
+  if (env.world_size <= 1) return build();
+  progress = progress && env.rank == 0;
+  Distributed dist(env);
+  const std::string whole = out;
+  const auto part = [&](int rank) { return whole + ".shard" + std::to_string(rank); };
+  shard = {env.rank, env.world_size};
+  out = part(env.rank);
+  PairBuildReport total = build();
+  write_json_file(out + ".report.json", total.to_json());
+  out = whole;
+  dist.barrier();
+  std::string error;
+  if (dist.is_main()) {
+    try {
+      std::vector<std::string> parts;
+      std::vector<PairBuildReport> reports;
+      for (int r = 0; r < env.world_size; ++r) {
+        parts.push_back(part(r));
+        reports.push_back(PairBuildReport::from_json(read_json_file(part(r) + ".report.json"), part(r) + ".report.json"));
+      }
+      total = PairBuildReport::merge(reports);
+      if (total.pairs == 0)
+        fail("mmb prefs: no prompt gave a pair on any of ", env.world_size, " ranks (", total.prompts, " prompts; dropped ",
+             Json(total.dropped).dump(), ")");
+      merge_pair_files(parts, whole);
+      for (const auto& p : parts) {
+        std::filesystem::remove(p);
+        std::filesystem::remove(p + ".report.json");
+      }
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  dist.barrier();  // the other ranks return once the joined file is written
+  if (!error.empty()) throw Error(error);
+  return total;
 }
 
 }  // namespace mmb::app

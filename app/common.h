@@ -16,6 +16,8 @@
 
 namespace mmb {
 struct DpoRunOptions;
+struct PairBuildReport;
+struct PromptShard;
 }
 
 namespace mmb::app {
@@ -48,6 +50,14 @@ void print_step_stats(const StepStats& s);
 // The loss, online-DPO and training flags of `mmb train dpo` (groups "Loss", "Online DPO",
 // "Training"), shared with `mmb align`. The model, data and world flags are each command's own.
 void add_dpo_options(CLI::App& cmd, DpoRunOptions& o);
+
+// A preference builder run by `mmb prefs`: one process calls `build` as it is. Under torchrun
+// (WORLD_SIZE > 1) each rank sets `shard` to its slice of the prompts and writes its pairs to
+// <out>.shard<rank>; after all ranks are done rank 0 joins the slices, in rank order, into `out`
+// and removes them. Only rank 0 shows `progress`. Returns every rank's totals on rank 0 (the
+// rank's own elsewhere).
+PairBuildReport run_sharded_build(std::string& out, PromptShard& shard, bool& progress,
+                                  const std::function<PairBuildReport()>& build);
 
 // Installs the TOML config reader (toml++) on the root app; see common.cpp.
 void install_toml_config(CLI::App& app);

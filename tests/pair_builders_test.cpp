@@ -4,12 +4,14 @@
 // the shipped base model on a small world.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 
 #include "mmb/pair_builders.h"
 #include "mmb/prefs.h"
 #include "mmb/sentences.h"
 #include "mmb/vlm.h"
+#include "subprocess_util.h"
 #include "test_util.h"
 #include "world_test_util.h"
 
@@ -267,6 +269,49 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
   b.noise_negative = true;
   b.sampler = "sideways";
   mmb::testing::expect_throw_with([&] { mmb::build_bpo_pairs(b); }, "--sampler must be noised or two_pass");
+}
+
+TEST(PairBuilders, TwoRanksShareThePromptsAndJoinOneFile) {
+#ifndef USE_C10D_GLOO
+  FAIL() << "built without c10d Gloo (USE_C10D_GLOO): install libgloo-dev and reconfigure";
+#endif
+  mmb::testing::TempDir tmp;
+  int status = 0;
+  std::string out = mmb::testing::run_capture(kMmb + " world generate --config " + kShipped +
+                                                  "/world.toml --train 12 --val 0 --test 0 --shifted 0 --quiet --out " +
+                                                  tmp.file("world"),
+                                              &status);
+  ASSERT_EQ(status, 0) << out;
+  // Greedy answers one prompt at a time: every answer is the same however the prompts are split.
+  const std::string cmd = kMmb + " prefs corrected --model " + kShipped + "/vlm --world " + tmp.file("world") +
+                          " --tasks description,pope:adversarial --fix false --limit 10 --batch 1 --threads 1 --quiet";
+  out = mmb::testing::run_capture(cmd + " --pairs " + tmp.file("one.jsonl"), &status);
+  ASSERT_EQ(status, 0) << out;
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(mmb::testing::free_port());
+  const std::string two = cmd + " --pairs " + tmp.file("two.jsonl");
+  out = mmb::testing::run_capture("(" + env + " RANK=0 LOCAL_RANK=0 " + two + " > " + tmp.file("rank0.log") +
+                                      " 2>&1 & " + env + " RANK=1 LOCAL_RANK=1 " + two + " > " + tmp.file("rank1.log") +
+                                      " 2>&1; r1=$?; wait $!; r0=$?; exit $((r0 | r1)))",
+                                  &status);
+  const std::string rank0 = mmb::testing::slurp(tmp.file("rank0.log"));
+  ASSERT_EQ(status, 0) << out << rank0 << mmb::testing::slurp(tmp.file("rank1.log"));
+  const auto one = mmb::read_preference_pairs(tmp.file("one.jsonl"));
+  const auto joined = mmb::read_preference_pairs(tmp.file("two.jsonl"));
+  ASSERT_EQ(joined.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(joined[i].chosen, one[i].chosen) << i;
+    EXPECT_EQ(joined[i].rejected, one[i].rejected) << i;
+    EXPECT_EQ(joined[i].extra["scene"], one[i].extra["scene"]) << i;
+  }
+  // Rank 0 reports both ranks' prompts; the slices are gone.
+  const mmb::Json report = mmb::Json::parse(rank0.substr(rank0.find('{'), rank0.find('\n', rank0.find('{')) - rank0.find('{')));
+  EXPECT_EQ(report["prompts"], 10);
+  EXPECT_EQ(report["pairs"], int64_t(one.size()));
+  for (const char* part : {"two.jsonl.shard0", "two.jsonl.shard1", "two.jsonl.shard0.report.json"})
+    EXPECT_FALSE(std::filesystem::exists(tmp.file(part))) << part;
+  // A shard outside the ranks is refused.
+  mmb::testing::expect_throw_with([] { mmb::PromptShard{2, 2}.range(10); }, "the index must be in [0, count)");
+  EXPECT_EQ(mmb::PromptShard({1, 3}).range(10), std::make_pair(size_t(3), size_t(6)));
 }
 
 TEST(Bdhs, KeepsAboutOnePercentOfImageKeysAndSwapsYesNoAtItsRate) {

@@ -99,6 +99,7 @@ struct CsrBuildOptions {
   uint64_t seed = 1234;
   std::string out;  // pairs.jsonl
   CsrOptions search;
+  PromptShard shard;  // the slice of the drawn prompts this process answers
   bool progress = true;
 };
 // Dropped: "no_pair" (a tree whose best and worst paths are the same text).

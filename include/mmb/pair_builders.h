@@ -111,6 +111,7 @@ struct CorrectedBuildOptions {
   // docs/results/prefs.md) | false: every false sentence (SPEC §7's literal form)
   std::string fix = "hallucinated";
   double judge_error_weight = 1.0;
+  PromptShard shard;  // the slice of the drawn prompts this process answers
   bool progress = true;
 };
 PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& options);
@@ -154,6 +155,7 @@ struct BpoBuildOptions {
   std::string inject_kind;      // "" = drawn per pair (injected_error_kinds; rules only)
   int64_t max_words = 350;
   double judge_error_weight = 1.0;
+  PromptShard shard;  // the slice of the drawn prompts this process answers
   bool progress = true;
 };
 PairBuildReport build_bpo_pairs(const BpoBuildOptions& options);
@@ -190,6 +192,7 @@ struct BdhsBuildOptions {
   int64_t max_new_tokens = 128;  // the last try's free generation
   int64_t batch_size = 16;       // prompts per batch (each sentence a row)
   double judge_error_weight = 1.0;
+  PromptShard shard;  // the slice of the drawn prompts this process answers
   bool progress = true;
 };
 PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& options);

@@ -153,7 +153,23 @@ struct PairBuildReport {
   std::map<std::string, int64_t> dropped;  // candidate pairs not written, by reason
   double seconds = 0;
   Json to_json() const;
+  static PairBuildReport from_json(const Json& j, const std::string& where);  // throws naming `where`
+  // The totals of several shards' reports; seconds is the slowest shard's (they run side by side).
+  static PairBuildReport merge(const std::vector<PairBuildReport>& shards);
 };
+
+// One slice of a builder's drawn prompts: shard `index` of `count` answers the contiguous range
+// [index·N/count, (index+1)·N/count) of the N prompts (`mmb prefs` under torchrun: a shard a rank).
+// Generation seeds follow the prompt's place in the whole draw, so the draw is the same however
+// it is sharded.
+struct PromptShard {
+  int64_t index = 0, count = 1;
+  std::pair<size_t, size_t> range(size_t n) const;  // throws mmb::Error unless 0 <= index < count
+};
+
+// The shards' pair files (in shard order) joined into `out` (atomically), each line checked as
+// read_preference_pairs does.
+void merge_pair_files(const std::vector<std::string>& parts, const std::string& out);
 
 // ---- pair quality (`mmb prefs stats`) ------------------------------------------------------
 

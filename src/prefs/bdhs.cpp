@@ -84,15 +84,17 @@ PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& o) {
   const WorldPromptSet set = draw_world_prompts(o.world_dir, o.split, o.limit, o.seed, o.tasks);
   const world::Verifier verifier;
   const int64_t image_id = vlm.model()->config().image_token_index;
-  std::mt19937_64 rng(o.seed ^ 0xbd45ULL);
+  std::mt19937_64 rng(shard_seed(o.seed, o.shard) ^ 0xbd45ULL);
   PairBuildReport report;
   std::vector<PreferencePair> pairs;
   std::unique_ptr<Progress> bar;
-  if (o.progress) bar = std::make_unique<Progress>("bdhs", int64_t(set.prompts.size()), "prompts");
-  uint64_t draw = 0;  // one mask (and noise) draw per decode
+  const std::pair<size_t, size_t> slice = o.shard.range(set.prompts.size());
+  const size_t first = slice.first, last = slice.second;
+  if (o.progress) bar = std::make_unique<Progress>("bdhs", int64_t(last - first), "prompts");
+  uint64_t draw = uint64_t(o.shard.index) << 32;  // one mask (and noise) draw per decode; shards apart
 
-  for (size_t start = 0; start < set.prompts.size(); start += size_t(o.batch_size)) {
-    const size_t end = std::min(set.prompts.size(), start + size_t(o.batch_size));
+  for (size_t start = first; start < last; start += size_t(o.batch_size)) {
+    const size_t end = std::min(last, start + size_t(o.batch_size));
     const PromptBatch batch(set, o.world_dir, start, end);
     std::vector<std::string> negative(end - start);
     std::vector<int64_t> tries(end - start, 0);
@@ -199,7 +201,7 @@ PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& o) {
     }
   }
   if (bar) bar->done();
-  finish_build("prefs bdhs", o.out, pairs, report, t0);
+  finish_build("prefs bdhs", o.out, pairs, report, t0, o.shard);
   return report;
 }
 

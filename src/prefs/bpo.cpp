@@ -166,11 +166,13 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
   if (train.empty()) fail("prefs bpo: ", o.world_dir, " has no training scenes for the co-occurrence statistics");
   const world::ShapeStats stats = world::shape_stats(train);
   const world::Verifier verifier;
-  std::mt19937_64 rng(o.seed ^ 0xb0b0b0b0ULL);
+  std::mt19937_64 rng(shard_seed(o.seed, o.shard) ^ 0xb0b0b0b0ULL);
   PairBuildReport report;
   std::vector<PreferencePair> pairs;
   std::unique_ptr<Progress> bar;
-  if (o.progress) bar = std::make_unique<Progress>("bpo", int64_t(set.prompts.size()), "prompts");
+  const std::pair<size_t, size_t> slice = o.shard.range(set.prompts.size());
+  const size_t first = slice.first, last = slice.second;
+  if (o.progress) bar = std::make_unique<Progress>("bpo", int64_t(last - first), "prompts");
 
   // A short answer is judged against the reference's answer, a description sentence by sentence.
   const auto judge = [&](const DescriptionPrompt& p, const world::Scene& scene, const std::string& text) {
@@ -191,8 +193,8 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
     report.pairs++;
   };
 
-  for (size_t start = 0; start < set.prompts.size(); start += size_t(o.batch_size)) {
-    const size_t end = std::min(set.prompts.size(), start + size_t(o.batch_size));
+  for (size_t start = first; start < last; start += size_t(o.batch_size)) {
+    const size_t end = std::min(last, start + size_t(o.batch_size));
     const PromptBatch batch(set, o.world_dir, start, end);
     std::vector<Generation> noised;
     if (o.noise_negative) noised = noised_answers(vlm, batch, o, o.seed * 1000003ULL + uint64_t(start));
@@ -246,7 +248,7 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
     }
   }
   if (bar) bar->done();
-  finish_build("prefs bpo", o.out, pairs, report, t0);
+  finish_build("prefs bpo", o.out, pairs, report, t0, o.shard);
   return report;
 }
 

@@ -1,6 +1,7 @@
 // The world builders' shared pieces (builder_util.h).
 #include "builder_util.h"
 
+#include "mmb/atomic_file.h"
 #include "mmb/error.h"
 
 namespace mmb {
@@ -40,8 +41,17 @@ std::string pairs_note(const PairBuildReport& report, std::chrono::steady_clock:
          " pairs/min";
 }
 
+uint64_t shard_seed(uint64_t seed, const PromptShard& shard) {
+  return seed + 0x9e3779b97f4a7c15ULL * uint64_t(shard.index);
+}
+
 void finish_build(const char* who, const std::string& out, const std::vector<PreferencePair>& pairs,
-                  PairBuildReport& report, std::chrono::steady_clock::time_point t0) {
+                  PairBuildReport& report, std::chrono::steady_clock::time_point t0, const PromptShard& shard) {
+  if (pairs.empty() && shard.count > 1) {
+    write_file_atomic(out, "");
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return;
+  }
   if (pairs.empty()) fail(who, ": no prompt gave a pair (", report.prompts, " prompts; dropped ", Json(report.dropped).dump(), ")");
   write_preference_pairs(out, pairs);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -32,8 +32,12 @@ PreferencePair world_pair(const DescriptionPrompt& p, const world::Scene& scene,
 std::string pairs_note(const PairBuildReport& report, std::chrono::steady_clock::time_point t0);
 
 // Writes the pairs (atomically) and fills report.seconds; throws mmb::Error naming `who` when no
-// prompt gave a pair, with the drop counts.
+// prompt gave a pair, with the drop counts. One shard of several may have none: its file is empty.
 void finish_build(const char* who, const std::string& out, const std::vector<PreferencePair>& pairs,
-                  PairBuildReport& report, std::chrono::steady_clock::time_point t0);
+                  PairBuildReport& report, std::chrono::steady_clock::time_point t0, const PromptShard& shard);
+
+// A shard's own stream of the builder's draws: the builder's seed for shard 0 (one process), mixed
+// with the shard index for the others.
+uint64_t shard_seed(uint64_t seed, const PromptShard& shard);
 
 }  // namespace mmb

@@ -38,9 +38,11 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
   PairBuildReport report;
   std::vector<PreferencePair> pairs;
   std::unique_ptr<Progress> bar;
-  if (o.progress) bar = std::make_unique<Progress>("corrected", int64_t(set.prompts.size()), "prompts");
-  for (size_t start = 0; start < set.prompts.size(); start += size_t(o.batch_size)) {
-    const size_t end = std::min(set.prompts.size(), start + size_t(o.batch_size));
+  const std::pair<size_t, size_t> slice = o.shard.range(set.prompts.size());
+  const size_t first = slice.first, last = slice.second;
+  if (o.progress) bar = std::make_unique<Progress>("corrected", int64_t(last - first), "prompts");
+  for (size_t start = first; start < last; start += size_t(o.batch_size)) {
+    const size_t end = std::min(last, start + size_t(o.batch_size));
     const PromptBatch batch(set, o.world_dir, start, end, o.samples_per_prompt);
     SampleOptions s;
     s.temperature = o.temperature;
@@ -91,7 +93,7 @@ PairBuildReport build_corrected_pairs(const CorrectedBuildOptions& o) {
     }
   }
   if (bar) bar->done();
-  finish_build("prefs corrected", o.out, pairs, report, t0);
+  finish_build("prefs corrected", o.out, pairs, report, t0, o.shard);
   return report;
 }
 

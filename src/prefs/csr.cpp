@@ -11,6 +11,7 @@
 #include <numeric>
 #include <random>
 
+#include "builder_util.h"
 #include "mmb/checkpoint.h"
 #include "mmb/error.h"
 #include "mmb/prefs.h"
@@ -257,8 +258,10 @@ PairBuildReport build_csr_pairs(const CsrBuildOptions& o) {
   PairBuildReport report;
   std::vector<PreferencePair> pairs;
   std::unique_ptr<Progress> bar;
-  if (o.progress) bar = std::make_unique<Progress>("csr", int64_t(items.size()), "prompts");
-  for (const Item& it : items) {
+  const std::pair<size_t, size_t> slice = o.shard.range(items.size());
+  if (o.progress) bar = std::make_unique<Progress>("csr", int64_t(slice.second - slice.first), "prompts");
+  for (size_t i = slice.first; i < slice.second; ++i) {
+    const Item& it = items[i];
     const Image image = read_image(image_root + "/" + it.image);
     const CsrTree tree = csr_search(vlm, clip, it.question, image, o.search);
     report.prompts++;
@@ -295,9 +298,7 @@ PairBuildReport build_csr_pairs(const CsrBuildOptions& o) {
     }
   }
   if (bar) bar->done();
-  if (pairs.empty()) fail("prefs csr: no prompt gave a pair (", report.prompts, " prompts searched)");
-  write_preference_pairs(o.out, pairs);
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  finish_build("prefs csr", o.out, pairs, report, t0, o.shard);
   return report;
 }
 

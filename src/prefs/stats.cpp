@@ -1,6 +1,7 @@
 // Pair quality, measured exactly: how often a builder's chosen response is truly better than its
 // rejected one by the world's verifier, and how the two differ (`mmb prefs stats`).
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -94,6 +95,45 @@ Json preference_pair_stats(const std::vector<PreferencePair>& pairs, double erro
   out["by_source"] = Json::object();
   for (const auto& [s, a] : by_source) out["by_source"][s.empty() ? "(none)" : s] = a.to_json();
   return out;
+}
+
+PairBuildReport PairBuildReport::from_json(const Json& j, const std::string& where) {
+  PairBuildReport r;
+  r.prompts = json_get<int64_t>(j, "prompts", where);
+  r.pairs = json_get<int64_t>(j, "pairs", where);
+  r.generated_tokens = json_get<int64_t>(j, "generated_tokens", where);
+  r.seconds = json_get<double>(j, "seconds", where);
+  r.dropped = json_get<std::map<std::string, int64_t>>(j, "dropped", where);
+  return r;
+}
+
+PairBuildReport PairBuildReport::merge(const std::vector<PairBuildReport>& shards) {
+  PairBuildReport out;
+  for (const auto& s : shards) {
+    out.prompts += s.prompts;
+    out.pairs += s.pairs;
+    out.generated_tokens += s.generated_tokens;
+    out.seconds = std::max(out.seconds, s.seconds);
+    for (const auto& [reason, n] : s.dropped) out.dropped[reason] += n;
+  }
+  return out;
+}
+
+std::pair<size_t, size_t> PromptShard::range(size_t n) const {
+  if (count < 1 || index < 0 || index >= count)
+    fail("prompt shard ", index, " of ", count, ": the index must be in [0, count)");
+  const auto at = [&](int64_t i) { return size_t((unsigned __int128)n * uint64_t(i) / uint64_t(count)); };
+  return {at(index), at(index + 1)};
+}
+
+void merge_pair_files(const std::vector<std::string>& parts, const std::string& out) {
+  std::vector<PreferencePair> all;
+  for (const auto& part : parts) {
+    if (std::filesystem::exists(part) && std::filesystem::file_size(part) == 0) continue;  // a shard without pairs
+    auto pairs = read_preference_pairs(part);
+    all.insert(all.end(), std::make_move_iterator(pairs.begin()), std::make_move_iterator(pairs.end()));
+  }
+  write_preference_pairs(out, all);
 }
 
 Json PairBuildReport::to_json() const {
