@@ -241,6 +241,38 @@ TEST(Report, SubdirectoryResultsAreColumns) {
   EXPECT_NE(row_of(html, "mc/accuracy").find("+0.250"), std::string::npos) << row_of(html, "mc/accuracy");
 }
 
+TEST(Report, AlignmentRoundsAreATableAndCurves) {
+  TempDir d;
+  make_run(d.file("align/round1_eval"), 1, 0.5, true);
+  const Json align = Json::parse(R"({"method": "corrected", "start": {"model": "m", "eval": {
+      "chair_s": 0.217, "chair_i": 0.106, "pope_adversarial": 0.726, "mention_recall": 0.639}},
+    "rounds": [
+      {"round": 1, "pairs": {"corrected": {"pairs": 1003}, "stats": {}}, "eval": {
+        "chair_s": 0.209, "chair_i": 0.097, "pope_adversarial": 0.727, "mention_recall": 0.641}},
+      {"round": 2, "eval": {"chair_s": 0.200, "chair_i": 0.093, "pope_adversarial": 0.729, "mention_recall": 0.650}}]})");
+  mmb::write_json_file(d.file("align/align.json"), align);
+  mmb::ReportOptions o;
+  o.runs = {d.file("align")};
+  mmb::ReportStats stats;
+  const std::string html = mmb::render_report(o, &stats);
+  EXPECT_EQ(stats.alignment_tables, 1);
+  const size_t at = html.find("<section id=\"alignment\">");
+  ASSERT_NE(at, std::string::npos);
+  const std::string section = html.substr(at, html.find("</section>", at) - at);
+  EXPECT_NE(section.find("align: corrected"), std::string::npos);
+  for (const char* row : {"0 (start)", "1", "2"})
+    EXPECT_NE(section.find(std::string("data-round=\"") + row + "\""), std::string::npos) << row;
+  EXPECT_NE(section.find("<td>1003</td>"), std::string::npos);    // round 1's pairs
+  EXPECT_NE(section.find("<td>online</td>"), std::string::npos);  // round 2 built none
+  EXPECT_NE(section.find("0.093"), std::string::npos);
+  EXPECT_EQ(section.find("POPE rnd"), std::string::npos);  // a number no round has is not a column
+  size_t charts = 0;
+  for (size_t p = section.find("<svg"); p != std::string::npos; p = section.find("<svg", p + 1)) ++charts;
+  EXPECT_EQ(charts, 3u);  // hallucination, POPE, recall and accuracy
+  mmb::write_file_atomic(d.file("align/align.json"), "{\"method\": \"csr\"}");
+  expect_throw_with([&] { mmb::render_report(o); }, d.file("align/align.json") + ": expected mmb align's summary");
+}
+
 TEST(Report, ErrorsNameTheProblem) {
   TempDir d;
   mmb::ReportOptions o;

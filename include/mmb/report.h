@@ -9,6 +9,7 @@
 //   RUN/metrics.jsonl, RUN/*/metrics.jsonl     training curves: lines with "step" and "loss"
 //                                              (also "lr", "grad_norm")
 //   RUN/manifest.json, RUN/*/manifest.json     command line, git commit, seed, times, machine
+//   RUN/align.json                             `mmb align`'s rounds: a table and curves per round
 //   samples: results["samples"], else samples.jsonl next to the results.json
 //   images: sample "image" paths, relative to the world directory: RUN/world, or the "data" /
 //           "world" / "images" keys of the results or a manifest's config
@@ -36,6 +37,7 @@ struct ReportStats {
   int result_sets = 0;         // results.json files = table columns
   int calibration_charts = 0;  // calibration summaries drawn (each: reliability + risk-coverage)
   int training_curves = 0;     // metrics.jsonl files with step/loss lines
+  int alignment_tables = 0;    // align.json files drawn (a table and curves per round)
   int examples = 0;            // example cards
   int images = 0;              // example cards with an embedded image
 };

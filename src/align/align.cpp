@@ -219,6 +219,7 @@ Json align_headline(const Json& r) {
   put("chair_s", {"chair", "chair_s"});
   put("chair_i", {"chair", "chair_i"});
   put("object_recall", {"chair", "object_recall"});
+  put("mention_recall", {"chair", "mention_recall"});
   put("verifiable_share", {"chair", "verifiable_share"});
   put("repeating_share", {"chair", "repeating_share"});
   put("description_tokens", {"chair", "mean_tokens"});

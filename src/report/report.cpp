@@ -95,6 +95,7 @@ class Page {
     header();
     if (!cols_.empty()) headline();
     if (!calibration_paths_.empty()) calibration();
+    if (any_alignment()) alignment();
     training();
     if (opt_.examples_per_task > 0) examples();
     if (!cols_.empty()) all_metrics();
@@ -127,6 +128,99 @@ class Page {
       if (!c->samples.empty()) return true;
     return false;
   }
+  bool any_alignment() const {
+    for (const auto& r : runs_)
+      if (!r.align.is_null()) return true;
+    return false;
+  }
+
+  // `mmb align`'s rounds, laid out as the papers' tables: a row per model (the start, then each
+  // round), a column per headline number, and the numbers as curves over the rounds.
+  void alignment() {
+    static const std::vector<std::pair<const char*, const char*>> kColumns = {
+        {"pope_random", "POPE rnd"},        {"pope_popular", "POPE pop"},   {"pope_adversarial", "POPE adv"},
+        {"chair_s", "CHAIR_s"},             {"chair_i", "CHAIR_i"},         {"mention_recall", "mention recall"},
+        {"object_recall", "object recall"}, {"verifiable_share", "verifiable"}, {"repeating_share", "repeating"},
+        {"mc_accuracy", "MC"},              {"mc_ece", "MC ECE"},           {"reasoning_step_accuracy", "step acc"},
+        {"reasoning_answer_accuracy", "answer acc"}};
+    static const std::vector<std::pair<std::string, std::vector<std::string>>> kCharts = {
+        {"hallucination (lower is better)", {"chair_s", "chair_i"}},
+        {"POPE accuracy", {"pope_random", "pope_popular", "pope_adversarial"}},
+        {"recall and accuracy", {"mention_recall", "mc_accuracy", "reasoning_answer_accuracy"}}};
+    os_ << "<section id=\"alignment\"><h2>Alignment rounds</h2><p class=\"definition\">Each round of "
+        << "<code>mmb align</code> builds pairs with the round's start model, trains DPO from it and evaluates; "
+        << "round 0 is the start model (docs/prefs.md).</p><div class=\"cards\">";
+    for (const auto& run : runs_) {
+      if (run.align.is_null()) continue;
+      stats_.alignment_tables++;
+      std::vector<std::pair<std::string, const Json*>> rows;  // label, headline
+      std::vector<double> x;
+      std::vector<std::string> pairs;
+      if (run.align.contains("start") && run.align["start"].contains("eval")) {
+        rows.emplace_back("0 (start)", &run.align["start"]["eval"]);
+        x.push_back(0);
+        pairs.emplace_back("");
+      }
+      for (const auto& r : run.align["rounds"]) {
+        if (!r.is_object() || !r.contains("eval") || !r.contains("round")) continue;
+        const int64_t round = r["round"].is_number_integer() ? r["round"].get<int64_t>() : int64_t(rows.size());
+        rows.emplace_back(std::to_string(round), &r["eval"]);
+        x.push_back(double(round));
+        int64_t n = 0;
+        bool built = false;
+        if (r.contains("pairs") && r["pairs"].is_object())
+          for (const auto& [name, rep] : r["pairs"].items())
+            if (name != "stats" && rep.is_object() && rep.contains("pairs") && rep["pairs"].is_number()) {
+              n += rep["pairs"].get<int64_t>();
+              built = true;
+            }
+        pairs.push_back(built ? std::to_string(n) : "online");
+      }
+      std::vector<const char*> shown;
+      for (const auto& [key, name] : kColumns)
+        for (const auto& row : rows)
+          if (row.second->contains(key)) {
+            shown.push_back(key);
+            break;
+          }
+      const std::string method = run.align.value("method", std::string("?"));
+      os_ << "<div class=\"card\" id=\"alignment-" << slug(run.name) << "\"><h3>" << html_escape(run.name)
+          << ": " << html_escape(method) << "</h3><table><thead><tr><th>round</th><th>pairs</th>";
+      for (const char* key : shown)
+        for (const auto& [k, name] : kColumns)
+          if (k == key) os_ << "<th>" << html_escape(name) << "</th>";
+      os_ << "</tr></thead><tbody>";
+      for (size_t i = 0; i < rows.size(); ++i) {
+        os_ << "<tr data-round=\"" << html_escape(rows[i].first) << "\"><th>" << html_escape(rows[i].first)
+            << "</th><td>" << html_escape(pairs[i]) << "</td>";
+        for (const char* key : shown) os_ << cell(rows[i].second->contains(key) ? &(*rows[i].second)[key] : nullptr);
+        os_ << "</tr>";
+      }
+      os_ << "</tbody></table>";
+      if (rows.size() >= 2) {
+        os_ << "<div class=\"charts\">";
+        for (const auto& [title, keys] : kCharts) {
+          std::vector<Series> series;
+          for (size_t k = 0; k < keys.size(); ++k) {
+            Series s;
+            s.label = keys[k];
+            s.color = series_color(k);
+            for (size_t i = 0; i < rows.size(); ++i)
+              if (const Json* v = rows[i].second; v->contains(keys[k]) && (*v)[keys[k]].is_number()) {
+                s.x.push_back(x[i]);
+                s.y.push_back((*v)[keys[k]].get<double>());
+              }
+            if (s.x.size() >= 2) series.push_back(std::move(s));
+          }
+          if (!series.empty()) os_ << line_chart_svg(series, title, "round", "", 300, 220, false);
+        }
+        os_ << "</div>";
+      }
+      os_ << "</div>";
+    }
+    os_ << "</div></section>\n";
+  }
+
   bool any_curves() const {
     for (const auto& r : runs_)
       if (!r.curves.empty()) return true;
@@ -146,6 +240,7 @@ class Page {
         << "</p><nav>";
     if (!cols_.empty()) os_ << "<a href=\"#headline\">Headline</a>";
     if (!calibration_paths_.empty()) os_ << "<a href=\"#calibration\">Calibration</a>";
+    if (any_alignment()) os_ << "<a href=\"#alignment\">Alignment rounds</a>";
     if (any_curves()) os_ << "<a href=\"#training\">Training</a>";
     if (any_samples() && opt_.examples_per_task > 0) os_ << "<a href=\"#examples\">Examples</a>";
     if (!cols_.empty()) os_ << "<a href=\"#metrics\">All metrics</a>";

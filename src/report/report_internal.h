@@ -43,6 +43,7 @@ struct Run {
   std::vector<TrainingCurve> curves;
   std::vector<Manifest> manifests;
   std::vector<std::pair<std::string, double>> phases;  // {"phase", "seconds"} lines of RUN/metrics.jsonl
+  Json align;  // RUN/align.json (`mmb align`: the start's and each round's headline), or null
 };
 
 // Reads RUN and its subdirectories (one level). Throws mmb::Error "render_report: ..." when the
