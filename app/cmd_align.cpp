@@ -80,6 +80,9 @@ void setup_align(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--bpo-sampler", o.bpo.sampler, "bpo: noised | two_pass")->group(b)->capture_default_str();
   cmd.add_option("--bpo-alpha", o.bpo.alpha, "bpo: a of the two-pass sampler")->group(b)->capture_default_str();
+  cmd.add_flag("--bpo-match-sentences,!--no-bpo-match-sentences", o.bpo.match_sentences,
+               "bpo: cut a description's noised-image negative to the positive's sentence count")
+      ->group(b);
   cmd.add_option("--bpo-inject-mode", o.bpo.inject_mode, "bpo: rules | lm (the policy's language model)")
       ->group(b)
       ->capture_default_str();

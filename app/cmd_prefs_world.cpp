@@ -102,6 +102,9 @@ void setup_prefs_bpo(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--temperature", c->o.temperature, "Sampling temperature")->group(n)->capture_default_str();
   cmd.add_flag("--no-noise", c->no_noise, "Do not write negative 1")->group(n);
+  cmd.add_flag("--match-sentences,!--no-match-sentences", c->o.match_sentences,
+               "Cut a description's negative 1 to the positive's sentence count")
+      ->group(n);
   const char* i = "Negative 2: the ground truth with one injected error";
   cmd.add_option("--inject-mode", c->o.inject_mode,
                  "rules: one error by the co-occurrence rules | lm: one sentence cut and continued by the policy's own "

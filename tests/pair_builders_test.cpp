@@ -22,6 +22,16 @@ using mmb::world::Truth;
 const std::string kShipped = std::string(MMB_SOURCE_DIR) + "/models/base";
 const std::string kMmb = std::string(MMB_BINARY_DIR) + "/mmb";
 
+// A world of the shipped model's config with `train` training scenes, in tmp/world.
+void make_world(const mmb::testing::TempDir& tmp, int train) {
+  int status = 0;
+  const std::string out = mmb::testing::run_capture(kMmb + " world generate --config " + kShipped + "/world.toml --train " +
+                                                        std::to_string(train) +
+                                                        " --val 0 --test 0 --shifted 0 --quiet --out " + tmp.file("world"),
+                                                    &status);
+  ASSERT_EQ(status, 0) << out;
+}
+
 Truth truth_of(const mmb::world::Verifier& v, const mmb::world::Scene& s, const std::string& sentence) {
   return v.verify(s, sentence).truth;
 }
@@ -132,12 +142,7 @@ TEST(GrammarEdits, InjectedErrorsAreFalseInTheGrammarAndCorrectionsUndoThem) {
 
 TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
   mmb::testing::TempDir tmp;
-  int status = 0;
-  std::string out = mmb::testing::run_capture(kMmb + " world generate --config " + kShipped +
-                                                  "/world.toml --train 40 --val 0 --test 0 --shifted 0 --quiet --out " +
-                                                  tmp.file("world"),
-                                              &status);
-  ASSERT_EQ(status, 0) << out;
+  ASSERT_NO_FATAL_FAILURE(make_world(tmp, 40));
   const mmb::world::Verifier v;
   mmb::CorrectedBuildOptions c;
   c.model_dir = kShipped + "/vlm";
@@ -207,6 +212,18 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
   }
   EXPECT_GT(sources["bpo_inject"], 6);
   EXPECT_GT(sources["bpo_noise"], 0);
+  // Negative 1 cut to the positive's sentence count: never longer in sentences, and some were cut.
+  b.match_sentences = true;
+  b.out = tmp.file("bpo_matched.jsonl");
+  mmb::build_bpo_pairs(b);
+  int cut = 0;
+  for (const auto& p : mmb::read_preference_pairs(b.out)) {
+    if (p.extra["source"] != "bpo_noise") continue;
+    EXPECT_LE(mmb::split_sentences(p.rejected).size(), mmb::split_sentences(p.chosen).size()) << p.rejected;
+    cut += p.extra["bpo"].contains("sentences_cut");
+  }
+  EXPECT_GT(cut, 0);
+  b.match_sentences = false;
   // POPE's yes/no questions: the reference answer against the other one, and against the noised
   // image's answer where that is wrong.
   b.tasks = {"pope:adversarial"};
@@ -276,16 +293,12 @@ TEST(PairBuilders, TwoRanksShareThePromptsAndJoinOneFile) {
   FAIL() << "built without c10d Gloo (USE_C10D_GLOO): install libgloo-dev and reconfigure";
 #endif
   mmb::testing::TempDir tmp;
-  int status = 0;
-  std::string out = mmb::testing::run_capture(kMmb + " world generate --config " + kShipped +
-                                                  "/world.toml --train 12 --val 0 --test 0 --shifted 0 --quiet --out " +
-                                                  tmp.file("world"),
-                                              &status);
-  ASSERT_EQ(status, 0) << out;
+  ASSERT_NO_FATAL_FAILURE(make_world(tmp, 12));
   // Greedy answers one prompt at a time: every answer is the same however the prompts are split.
   const std::string cmd = kMmb + " prefs corrected --model " + kShipped + "/vlm --world " + tmp.file("world") +
                           " --tasks description,pope:adversarial --fix false --limit 10 --batch 1 --threads 1 --quiet";
-  out = mmb::testing::run_capture(cmd + " --pairs " + tmp.file("one.jsonl"), &status);
+  int status = 0;
+  std::string out = mmb::testing::run_capture(cmd + " --pairs " + tmp.file("one.jsonl"), &status);
   ASSERT_EQ(status, 0) << out;
   const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(mmb::testing::free_port());
   const std::string two = cmd + " --pairs " + tmp.file("two.jsonl");
@@ -347,12 +360,7 @@ TEST(Bdhs, KeepsAboutOnePercentOfImageKeysAndSwapsYesNoAtItsRate) {
 
 TEST(Bdhs, PairsFollowTheResampleRule) {
   mmb::testing::TempDir tmp;
-  int status = 0;
-  std::string out = mmb::testing::run_capture(kMmb + " world generate --config " + kShipped +
-                                                  "/world.toml --train 20 --val 0 --test 0 --shifted 0 --quiet --out " +
-                                                  tmp.file("world"),
-                                              &status);
-  ASSERT_EQ(status, 0) << out;
+  ASSERT_NO_FATAL_FAILURE(make_world(tmp, 20));
   mmb::BdhsBuildOptions b;
   b.model_dir = kShipped + "/vlm";
   b.clip_dir = kShipped + "/clip";

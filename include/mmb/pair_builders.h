@@ -154,6 +154,10 @@ struct BpoBuildOptions {
   std::string inject_mode = "rules";
   std::string inject_kind;      // "" = drawn per pair (injected_error_kinds; rules only)
   int64_t max_words = 350;
+  // Negative 1 of a description keeps at most as many sentences as the positive ("sentences_cut"
+  // counts the rest): the noised image's answers run longer than the ground truth, and a pair
+  // whose rejected is longer teaches saying less.
+  bool match_sentences = false;
   double judge_error_weight = 1.0;
   PromptShard shard;  // the slice of the drawn prompts this process answers
   bool progress = true;

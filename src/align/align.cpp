@@ -38,7 +38,7 @@ Json bpo_settings(const BpoBuildOptions& o) {
           {"alpha", o.alpha},               {"temperature", o.temperature},
           {"top_p", o.top_p},               {"max_new_tokens", o.max_new_tokens},
           {"batch_size", o.batch_size},     {"noise_negative", o.noise_negative},
-          {"inject_negative", o.inject_negative}, {"inject_mode", o.inject_mode}, {"inject_kind", o.inject_kind},
+          {"inject_negative", o.inject_negative}, {"inject_mode", o.inject_mode}, {"match_sentences", o.match_sentences}, {"inject_kind", o.inject_kind},
           {"max_words", o.max_words},       {"judge_error_weight", o.judge_error_weight}};
 }
 

@@ -211,12 +211,22 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
       const ResponseJudgement pos = judge(p, scene, p.reference);
       if (o.noise_negative) {
         report.generated_tokens += int64_t(noised[r].tokens.size());
-        const std::string answer = vlm.decode(noised[r].tokens);
+        std::string answer = vlm.decode(noised[r].tokens);
+        int64_t cut = 0;
+        if (o.match_sentences && p.task != "qa") {  // no longer than the positive, in sentences
+          const std::vector<SentenceSpan> spans = sentence_spans(answer);
+          const size_t keep = split_sentences(p.reference).size();
+          if (keep > 0 && spans.size() > keep) {
+            cut = int64_t(spans.size() - keep);
+            answer = answer.substr(0, spans[keep - 1].end);
+          }
+        }
         if (answer.find_first_not_of(" \t\n") == std::string::npos) {
           report.dropped["empty_bpo_noise"]++;
         } else {
-          add_pair(p, scene, p.reference, pos, answer, "bpo_noise",
-                   Json{{"noise_step", o.noise_step}, {"sampler", o.sampler}, {"alpha", o.alpha}});
+          Json detail{{"noise_step", o.noise_step}, {"sampler", o.sampler}, {"alpha", o.alpha}};
+          if (cut > 0) detail["sentences_cut"] = cut;
+          add_pair(p, scene, p.reference, pos, answer, "bpo_noise", std::move(detail));
         }
       }
       if (o.inject_negative && o.inject_mode == "lm") {
