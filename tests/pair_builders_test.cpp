@@ -390,7 +390,18 @@ TEST(Bdhs, PairsFollowTheResampleRule) {
   EXPECT_GE(2 * first_try, int(pairs.size()));
   b.similarity = -2.0;  // nothing is ever dissimilar enough: every prompt uses its tries and is dropped
   b.max_tries = 2;
+  b.swap_prob = 0.0;
   mmb::testing::expect_throw_with([&] { mmb::build_bdhs_pairs(b); }, "\"similar\":12");
+  // ... except a swapped yes/no, which differs in meaning by construction.
+  b.swap_prob = 1.0;
+  b.tasks = {"pope:adversarial"};
+  b.out = tmp.file("bdhs_pope.jsonl");
+  const auto swapped = mmb::build_bdhs_pairs(b);
+  EXPECT_EQ(swapped.pairs, 12);
+  for (const auto& p : mmb::read_preference_pairs(b.out)) {
+    EXPECT_EQ(p.rejected, p.chosen == "Yes." ? "No." : "Yes.") << p.chosen;
+    EXPECT_EQ(p.extra["bdhs"]["tries"], 1);
+  }
 }
 
 TEST(VlmPrefix, AnswerPrefixesTokenizeAsTheExchangeWithoutItsEos) {

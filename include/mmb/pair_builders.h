@@ -173,7 +173,9 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& options);
 // continues from the ground-truth prefix (the earlier sentences and the cut sentence's head) to
 // the sentence end; y− joins the rewritten sentences. When sim(y−, y+) >= similarity (0.97;
 // ClipScorer::similarity, mean-pooled CLIP text states) it is drawn again with a new mask, at
-// most max_tries times, the last a free generation under the mask. Dropped: negatives still too
+// most max_tries times, the last a free generation under the mask; a short answer whose yes/no was
+// swapped is kept whatever its similarity (the text tower scores "Yes." and "No." as near-identical,
+// and the swap changes the meaning by construction). Dropped: negatives still too
 // similar after the last try ("similar"), negatives the verifier judge does not rank below y+
 // ("not_worse"; a QA negative is worse when its answer is wrong or missing).
 struct BdhsBuildOptions {

@@ -107,6 +107,7 @@ PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& o) {
       std::vector<BdhsHead> heads;
       std::vector<const Image*> ims;
       std::vector<size_t> row_prompt;
+      std::vector<bool> swapped_answer(end - start, false);  // a short answer whose yes/no was swapped
       for (size_t b : pending) {
         const DescriptionPrompt& p = set.prompts[start + b];
         const auto sentences = split_sentences(p.reference);
@@ -121,6 +122,7 @@ PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& o) {
         std::string before;
         for (const auto& s : sentences) {
           const BdhsHead head = bdhs_sentence_head(s, o.swap_prob, rng);
+          if (p.task == "qa" && head.swapped) swapped_answer[b] = true;
           qs.push_back(p.question);
           ims.push_back(batch.images[b]);
           prefixes.push_back(trim(before + (before.empty() || head.text.empty() ? "" : " ") + head.text));
@@ -168,7 +170,10 @@ PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& o) {
       for (size_t i = 0; i < pending.size(); ++i) {
         const size_t k = pending[i];
         tries[k] = attempt;
-        if (!rewritten[k].empty() && rewritten[k] != b[i] && sim[i] < o.similarity) negative[k] = rewritten[k];
+        // A swapped yes/no differs in meaning by construction; the text tower cannot tell "Yes." from
+        // "No." apart (similarity near 1), so the similarity rule does not apply to it.
+        if (!rewritten[k].empty() && rewritten[k] != b[i] && (sim[i] < o.similarity || swapped_answer[k]))
+          negative[k] = rewritten[k];
         else still.push_back(k);
       }
       pending = std::move(still);
