@@ -3,8 +3,9 @@
 // The paper's two negatives: image weakening (the model answers from a diffusion-noised image, so
 // its language prior speaks) and error injection (a text LM rewrites the answer with plausible
 // errors). On the world the injection is rule-based from the training split's co-occurrence
-// statistics (inject_error, src/prefs/edits.cpp); the pairs whose negative the verifier finds no
-// worse than the positive are dropped and counted, which the paper could not do.
+// statistics by default (inject_error, src/prefs/edits.cpp), or the policy's own language model
+// rewrites a sentence with the image hidden (lm_rewrites); the pairs whose negative the verifier
+// finds no worse than the positive are dropped and counted, which the paper could not do.
 // Departure: the released code's sampler uses a = +1 (contrastive decoding); the default here
 // samples from the noised image alone, and `--sampler two_pass --alpha A` offers the formula.
 #include <algorithm>

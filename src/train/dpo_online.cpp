@@ -278,8 +278,9 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       sampled += K;
       // The verifier alone, with the default recall and weights, ranks by compare_judgements' order.
       const std::vector<double> score = judge.scores(j, &answers[s * size_t(K)], images[s]);
-      // Loop pairs: a description that repeats a sentence, cut before the repeat (chosen) against
-      // the same text up to the end of the repeat (rejected): both share everything but the end.
+      // Loop pairs (DpoRunOptions::loop_pairs): a description that repeats a sentence, up to the end
+      // of the repeat (rejected), against the same text stopping before the repeat or naming a
+      // still unmentioned object in its place (chosen): both share everything before the repeat.
       // The greedy answer (the last row with --greedy-sample) is looked at first.
       if (with_loop_pairs && !avg && p.task == "description") {
         for (int64_t n = 0; n < K; ++n) {
