@@ -14,7 +14,7 @@ namespace {
 struct AlignCmd {
   CommonOptions common;
   AlignOptions o;
-  std::string corrected_tasks = "description,qa", bpo_tasks = "description", bdhs_tasks = "description,qa";
+  std::string corrected_tasks = "description,qa,pope:adversarial", bpo_tasks = "description", bdhs_tasks = "description,qa";
   std::string suite = "pope,chair,mc,reasoning";
   bool no_eval_start = false, quiet = false;
 };

@@ -13,7 +13,7 @@ namespace {
 struct CorrectedCmd {
   CommonOptions common;
   CorrectedBuildOptions o;
-  std::string tasks = "description,qa";
+  std::string tasks = "description,qa,pope:adversarial";
   bool quiet = false;
 };
 

@@ -96,9 +96,10 @@ struct CorrectedBuildOptions {
   std::string model_dir;  // the policy
   std::string world_dir;
   std::string split = "train";
-  // Prompts: description (descriptions) and qa (the first turn of the QA conversations: a wrong
-  // short answer is paired with the ground truth's).
-  std::vector<std::string> tasks = {"description", "qa"};
+  // Prompts: description (descriptions), qa (the first turn of the QA conversations: a wrong
+  // short answer is paired with the ground truth's) and pope:adversarial (POPE's yes/no questions
+  // about absent shapes that co-occur with present ones, and about present ones; read_task_prompts).
+  std::vector<std::string> tasks = {"description", "qa", "pope:adversarial"};
   int64_t limit = 1000;  // prompts, drawn with `seed` (-1: all)
   uint64_t seed = 1234;
   std::string out;                 // pairs.jsonl
