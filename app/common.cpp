@@ -288,6 +288,9 @@ void add_dpo_options(CLI::App& cmd, DpoRunOptions& o) {
       ->group(on)
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
+  cmd.add_flag("--finish-chains", o.finish_chains,
+               "With --length-tolerance: a reasoning chain without its final answer may be the rejected at any length")
+      ->group(on);
   cmd.add_flag("--qa-balance", o.qa_balance, "QA prompts: as many pairs choosing \"yes\" as \"no\" in each step")
       ->group(on);
   cmd.add_flag("--greedy-sample", o.greedy_sample,

@@ -121,6 +121,10 @@ struct DpoRunOptions {
   // (0.25: ±25%), so the pairs carry no systematic length difference for DPO to learn; a prompt
   // with none is dropped and counted (length_unmatched_prompts). 0 = off.
   double length_tolerance = 0.0;
+  // With length_tolerance: a reasoning chain that stops before its final answer may be the
+  // rejected whatever its length (the length rule would hide exactly that failure: an unfinished
+  // chain is shorter than a finished one).
+  bool finish_chains = false;
   // QA prompts: drop a step's excess pairs whose chosen answer is "yes" (or "no") so both are
   // chosen equally often; without it the pairs follow the base's errors (a base that misses more
   // objects than it invents learns to say "yes"). Counted as qa_unbalanced_pairs.

@@ -72,7 +72,7 @@ Json dpo_settings(const DpoRunOptions& o) {
                       {"judge_error_weight", o.judge_error_weight},
                       {"judge_recall", o.judge_recall},
                       {"judge_false_weight", o.judge_false_weight},
-                      {"length_tolerance", o.length_tolerance},
+                      {"length_tolerance", o.length_tolerance}, {"finish_chains", o.finish_chains},
                       {"qa_balance", o.qa_balance},
                       {"greedy_sample", o.greedy_sample},
                       {"loop_pairs", o.loop_pairs},

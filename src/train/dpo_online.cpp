@@ -335,8 +335,14 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       const bool match_length = !avg && judge.weight("verifier") > 0 && o.length_tolerance > 0 &&
                                 (p.task == "description" || p.task == "reasoning");
       const auto length_of = [&](size_t k) { return double(answers[s * size_t(K) + k].generation.tokens.size()); };
+      // finish_chains: a chain without its final answer is rejected at any length.
+      const auto unfinished = [&](size_t k) {
+        return o.finish_chains && p.task == "reasoning" &&
+               verifier.check_answer(answers[s * size_t(K) + k].text, "yes").answer.empty();
+      };
       const auto length_matches = [&](size_t k) {
-        return !match_length || std::abs(length_of(k) - length_of(best)) <= o.length_tolerance * length_of(best);
+        return !match_length || std::abs(length_of(k) - length_of(best)) <= o.length_tolerance * length_of(best) ||
+               unfinished(k);
       };
       worst = best;
       for (size_t k = 0; k < j.size(); ++k)
