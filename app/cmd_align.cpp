@@ -14,7 +14,8 @@ namespace {
 struct AlignCmd {
   CommonOptions common;
   AlignOptions o;
-  std::string corrected_tasks = "description,qa,pope:adversarial", bpo_tasks = "description", bdhs_tasks = "description,qa";
+  std::string corrected_tasks = "description,qa,pope:adversarial", bpo_tasks = "description",
+              bdhs_tasks = "description,qa";
   std::string suite = "pope,chair,mc,reasoning";
   bool no_eval_start = false, quiet = false;
 };
@@ -70,7 +71,9 @@ void setup_align(CLI::App& cmd) {
   cmd.add_option("--corrected-samples", o.corrected.samples_per_prompt, "corrected: answers per prompt")
       ->group(b)
       ->capture_default_str();
-  cmd.add_option("--corrected-tasks", c->corrected_tasks, "corrected: description, qa, pope, pope:<categories>")->group(b)->capture_default_str();
+  cmd.add_option("--corrected-tasks", c->corrected_tasks, "corrected: description, qa, pope, pope:<categories>")
+      ->group(b)
+      ->capture_default_str();
   cmd.add_option("--corrected-fix", o.corrected.fix, "corrected: false | hallucinated")->group(b)->capture_default_str();
   cmd.add_option("--bpo-tasks", c->bpo_tasks, "bpo: description, qa, pope, pope:<categories>")
       ->group(b)

@@ -339,12 +339,13 @@ PairBuildReport run_sharded_build(std::string& out, PromptShard& shard, bool& pr
       std::vector<PairBuildReport> reports;
       for (int r = 0; r < env.world_size; ++r) {
         parts.push_back(part(r));
-        reports.push_back(PairBuildReport::from_json(read_json_file(part(r) + ".report.json"), part(r) + ".report.json"));
+        reports.push_back(
+            PairBuildReport::from_json(read_json_file(part(r) + ".report.json"), part(r) + ".report.json"));
       }
       total = PairBuildReport::merge(reports);
       if (total.pairs == 0)
-        fail("mmb prefs: no prompt gave a pair on any of ", env.world_size, " ranks (", total.prompts, " prompts; dropped ",
-             Json(total.dropped).dump(), ")");
+        fail("mmb prefs: no prompt gave a pair on any of ", env.world_size, " ranks (", total.prompts,
+             " prompts; dropped ", Json(total.dropped).dump(), ")");
       merge_pair_files(parts, whole);
       for (const auto& p : parts) {
         std::filesystem::remove(p);

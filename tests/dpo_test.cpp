@@ -384,7 +384,8 @@ TEST(Dpo, OnlineSamplesJudgesAndTrainsFromTheWorld) {
   // pairs choose "yes" as often as "no".
   auto tasks = run("train dpo --online --world " + d.file("base/world") + " --model " + d.file("base/sft/model") +
                    " --steps 6 --batch 4 --samples-per-prompt 3 --max-new-tokens 12"
-                   " --online-tasks description qa reasoning pope:adversarial --qa-balance --greedy-sample --loop-pairs both --finish-chains"
+                   " --online-tasks description qa reasoning pope:adversarial --qa-balance --greedy-sample "
+                   "--loop-pairs both --finish-chains"
                    " --length-tolerance 0.25 --out " +
                    d.file("tasks"));
   ASSERT_EQ(tasks.first, 0) << tasks.second;

@@ -25,10 +25,10 @@ const std::string kMmb = std::string(MMB_BINARY_DIR) + "/mmb";
 // A world of the shipped model's config with `train` training scenes, in tmp/world.
 void make_world(const mmb::testing::TempDir& tmp, int train) {
   int status = 0;
-  const std::string out = mmb::testing::run_capture(kMmb + " world generate --config " + kShipped + "/world.toml --train " +
-                                                        std::to_string(train) +
-                                                        " --val 0 --test 0 --shifted 0 --quiet --out " + tmp.file("world"),
-                                                    &status);
+  const std::string out = mmb::testing::run_capture(
+      kMmb + " world generate --config " + kShipped + "/world.toml --train " + std::to_string(train) +
+          " --val 0 --test 0 --shifted 0 --quiet --out " + tmp.file("world"),
+      &status);
   ASSERT_EQ(status, 0) << out;
 }
 
@@ -81,11 +81,13 @@ TEST(GrammarEdits, TheUnmentionedObjectSentenceNamesAnObjectNotYetMentionedInThe
   EXPECT_EQ(verdict.truth, Truth::kTrue);
   EXPECT_EQ(verdict.mentioned, 1u << int(mmb::world::Shape::kStar));
   // Another style of the sentence it stands in for gives another style of the new one.
-  const std::string there = mmb::unmentioned_object_sentence(v, scene, circle, "There is a large red circle at the top left.");
+  const std::string there =
+      mmb::unmentioned_object_sentence(v, scene, circle, "There is a large red circle at the top left.");
   EXPECT_EQ(truth_of(v, scene, there), Truth::kTrue);
   EXPECT_NE(there, next);
   // A kind mentioned with wrong attributes is mentioned (mention recall's rule): nothing is left.
-  EXPECT_EQ(mmb::unmentioned_object_sentence(v, scene, circle + " There is a large green star at the bottom.", circle), "");
+  EXPECT_EQ(mmb::unmentioned_object_sentence(v, scene, circle + " There is a large green star at the bottom.", circle),
+            "");
   EXPECT_EQ(mmb::unmentioned_object_sentence(v, scene, circle + " " + next, circle), "");
   // A count sentence opens unlike every object sentence: nothing stands in for it.
   EXPECT_EQ(mmb::unmentioned_object_sentence(v, scene, circle, "There are two circles."), "");
@@ -272,7 +274,8 @@ TEST(PairBuilders, CorrectedAndBpoPairsFromTheShippedBase) {
       prefix += (prefix.empty() ? "" : " ") + c[head++];
     while (tail < c.size() - head) {
       const std::string next = c[c.size() - 1 - tail] + (suffix.empty() ? "" : " ") + suffix;
-      if (p.rejected.size() < next.size() || p.rejected.compare(p.rejected.size() - next.size(), next.size(), next) != 0)
+      if (p.rejected.size() < next.size() ||
+          p.rejected.compare(p.rejected.size() - next.size(), next.size(), next) != 0)
         break;
       suffix = next;
       ++tail;
@@ -317,7 +320,8 @@ TEST(PairBuilders, TwoRanksShareThePromptsAndJoinOneFile) {
     EXPECT_EQ(joined[i].extra["scene"], one[i].extra["scene"]) << i;
   }
   // Rank 0 reports both ranks' prompts; the slices are gone.
-  const mmb::Json report = mmb::Json::parse(rank0.substr(rank0.find('{'), rank0.find('\n', rank0.find('{')) - rank0.find('{')));
+  const mmb::Json report =
+      mmb::Json::parse(rank0.substr(rank0.find('{'), rank0.find('\n', rank0.find('{')) - rank0.find('{')));
   EXPECT_EQ(report["prompts"], 10);
   EXPECT_EQ(report["pairs"], int64_t(one.size()));
   for (const char* part : {"two.jsonl.shard0", "two.jsonl.shard1", "two.jsonl.shard0.report.json"})

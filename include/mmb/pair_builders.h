@@ -153,7 +153,7 @@ struct BpoBuildOptions {
   // writes the rest; the other sentences are kept. A short answer is the policy's answer with the
   // image hidden.)
   std::string inject_mode = "rules";
-  std::string inject_kind;      // "" = drawn per pair (injected_error_kinds; rules only)
+  std::string inject_kind;  // "" = drawn per pair (injected_error_kinds; rules only)
   int64_t max_words = 350;
   // Negative 1 of a description keeps at most as many sentences as the positive ("sentences_cut"
   // counts the rest): the noised image's answers run longer than the ground truth, and a pair

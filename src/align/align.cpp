@@ -34,12 +34,21 @@ Json corrected_settings(const CorrectedBuildOptions& o) {
 }
 
 Json bpo_settings(const BpoBuildOptions& o) {
-  return {{"tasks", o.tasks},               {"noise_step", o.noise_step},     {"sampler", o.sampler},
-          {"alpha", o.alpha},               {"temperature", o.temperature},
-          {"top_p", o.top_p},               {"max_new_tokens", o.max_new_tokens},
-          {"batch_size", o.batch_size},     {"noise_negative", o.noise_negative},
-          {"inject_negative", o.inject_negative}, {"inject_mode", o.inject_mode}, {"match_sentences", o.match_sentences}, {"inject_kind", o.inject_kind},
-          {"max_words", o.max_words},       {"judge_error_weight", o.judge_error_weight}};
+  return {{"tasks", o.tasks},
+          {"noise_step", o.noise_step},
+          {"sampler", o.sampler},
+          {"alpha", o.alpha},
+          {"temperature", o.temperature},
+          {"top_p", o.top_p},
+          {"max_new_tokens", o.max_new_tokens},
+          {"batch_size", o.batch_size},
+          {"noise_negative", o.noise_negative},
+          {"inject_negative", o.inject_negative},
+          {"inject_mode", o.inject_mode},
+          {"match_sentences", o.match_sentences},
+          {"inject_kind", o.inject_kind},
+          {"max_words", o.max_words},
+          {"judge_error_weight", o.judge_error_weight}};
 }
 
 Json bdhs_settings(const BdhsBuildOptions& o) {
@@ -63,25 +72,27 @@ Json dpo_settings(const DpoRunOptions& o) {
           {"truncate_response", o.truncate_response},
           {"freeze_vision", o.freeze_vision},
           {"skip_bad", o.skip_bad},
-          {"online", {{"split", o.online_split},
-                      {"samples_per_prompt", o.samples_per_prompt},
-                      {"temperature", o.temperature},
-                      {"top_p", o.top_p},
-                      {"max_new_tokens", o.max_new_tokens},
-                      {"tasks", o.online_tasks},
-                      {"judge_error_weight", o.judge_error_weight},
-                      {"judge_recall", o.judge_recall},
-                      {"judge_false_weight", o.judge_false_weight},
-                      {"length_tolerance", o.length_tolerance}, {"finish_chains", o.finish_chains},
-                      {"qa_balance", o.qa_balance},
-                      {"greedy_sample", o.greedy_sample},
-                      {"loop_pairs", o.loop_pairs},
-                      {"judge", o.judge},
-                      {"judge_mix", o.judge_mix},
-                      {"clip", o.judge == "clip" || o.judge == "mix" ? o.clip_dir : ""},
-                      {"online_weight", o.online_weight},
-                      {"mix_online", o.mix_online},
-                      {"avg_gamma", o.avg_gamma}}}};
+          {"online",
+           {{"split", o.online_split},
+            {"samples_per_prompt", o.samples_per_prompt},
+            {"temperature", o.temperature},
+            {"top_p", o.top_p},
+            {"max_new_tokens", o.max_new_tokens},
+            {"tasks", o.online_tasks},
+            {"judge_error_weight", o.judge_error_weight},
+            {"judge_recall", o.judge_recall},
+            {"judge_false_weight", o.judge_false_weight},
+            {"length_tolerance", o.length_tolerance},
+            {"finish_chains", o.finish_chains},
+            {"qa_balance", o.qa_balance},
+            {"greedy_sample", o.greedy_sample},
+            {"loop_pairs", o.loop_pairs},
+            {"judge", o.judge},
+            {"judge_mix", o.judge_mix},
+            {"clip", o.judge == "clip" || o.judge == "mix" ? o.clip_dir : ""},
+            {"online_weight", o.online_weight},
+            {"mix_online", o.mix_online},
+            {"avg_gamma", o.avg_gamma}}}};
 }
 
 Json eval_settings(const EvalOptions& o) {

@@ -138,10 +138,18 @@ class Page {
   // round), a column per headline number, and the numbers as curves over the rounds.
   void alignment() {
     static const std::vector<std::pair<const char*, const char*>> kColumns = {
-        {"pope_random", "POPE rnd"},        {"pope_popular", "POPE pop"},   {"pope_adversarial", "POPE adv"},
-        {"chair_s", "CHAIR_s"},             {"chair_i", "CHAIR_i"},         {"mention_recall", "mention recall"},
-        {"object_recall", "object recall"}, {"verifiable_share", "verifiable"}, {"repeating_share", "repeating"},
-        {"mc_accuracy", "MC"},              {"mc_ece", "MC ECE"},           {"reasoning_step_accuracy", "step acc"},
+        {"pope_random", "POPE rnd"},
+        {"pope_popular", "POPE pop"},
+        {"pope_adversarial", "POPE adv"},
+        {"chair_s", "CHAIR_s"},
+        {"chair_i", "CHAIR_i"},
+        {"mention_recall", "mention recall"},
+        {"object_recall", "object recall"},
+        {"verifiable_share", "verifiable"},
+        {"repeating_share", "repeating"},
+        {"mc_accuracy", "MC"},
+        {"mc_ece", "MC ECE"},
+        {"reasoning_step_accuracy", "step acc"},
         {"reasoning_answer_accuracy", "answer acc"}};
     static const std::vector<std::pair<std::string, std::vector<std::string>>> kCharts = {
         {"hallucination (lower is better)", {"chair_s", "chair_i"}},
@@ -184,8 +192,8 @@ class Page {
             break;
           }
       const std::string method = run.align.value("method", std::string("?"));
-      os_ << "<div class=\"card\" id=\"alignment-" << slug(run.name) << "\"><h3>" << html_escape(run.name)
-          << ": " << html_escape(method) << "</h3><table><thead><tr><th>round</th><th>pairs</th>";
+      os_ << "<div class=\"card\" id=\"alignment-" << slug(run.name) << "\"><h3>" << html_escape(run.name) << ": "
+          << html_escape(method) << "</h3><table><thead><tr><th>round</th><th>pairs</th>";
       for (const char* key : shown)
         for (const auto& [k, name] : kColumns)
           if (k == key) os_ << "<th>" << html_escape(name) << "</th>";

@@ -111,7 +111,8 @@ Run scan_run(const std::string& dir) {
   if (is_file(fs::path(dir) / "align.json")) {
     run.align = read_json_checked(fs::path(dir) / "align.json", "align");
     if (!run.align.is_object() || !run.align.contains("rounds") || !run.align["rounds"].is_array())
-      fail("render_report: ", (fs::path(dir) / "align.json").string(), ": expected mmb align's summary with \"rounds\"");
+      fail("render_report: ", (fs::path(dir) / "align.json").string(),
+           ": expected mmb align's summary with \"rounds\"");
   }
   bool any_metrics = false;
   for (const auto& [sub, p] : places) {

@@ -296,13 +296,12 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
           const std::string looped_text = text.substr(0, repeat.end);
           // "name": the chosen names a still unmentioned object in the repeat's place; "stop": it
           // ends before the repeat; "both": name while an object is unmentioned, else stop.
-          const std::string next =
-              o.loop_pairs == "stop" ? std::string()
-                                     : unmentioned_object_sentence(verifier, scenes[p.scene], text.substr(0, last.end),
-                                                                   text.substr(repeat.begin, repeat.end - repeat.begin));
+          const std::string next = o.loop_pairs == "stop" ? std::string()
+                                                          : unmentioned_object_sentence(
+                                                                verifier, scenes[p.scene], text.substr(0, last.end),
+                                                                text.substr(repeat.begin, repeat.end - repeat.begin));
           if (next.empty() && o.loop_pairs == "name") continue;
-          const std::string kept_text =
-              next.empty() ? text.substr(0, last.end) : text.substr(0, repeat.begin) + next;
+          const std::string kept_text = next.empty() ? text.substr(0, last.end) : text.substr(0, repeat.begin) + next;
           Side c, w;
           if (!tokenize_side(tok, tmpl, model->config(), loop, kept_text, max_length, true, c, &dummy_truncated) ||
               !tokenize_side(tok, tmpl, model->config(), loop, looped_text, max_length, true, w, &dummy_truncated))
@@ -525,13 +524,17 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
     return out;
   });
   StepStats last = train_and_save(trainer, run, dist, *model, to_json(model->config()), o.model_dir, o.out);
-  log_info(std::string(avg ? "avg" : mixed ? "mixed" : "online") + " dpo: " + std::to_string(sampled) +
-           " responses sampled, " + std::to_string(tied) + (avg ? " sampled negatives no worse than y+, " : " prompts dropped as ties, ") +
-           std::to_string(saying_less) + " as saying less" +
-           (o.length_tolerance > 0 ? ", " + std::to_string(length_unmatched) + " without a length-matched rejected" : "") +
-           (o.qa_balance ? ", " + std::to_string(qa_unbalanced) + " QA pairs dropped to balance yes and no" : "") +
-           (with_loop_pairs ? ", " + std::to_string(loop_pairs) + " loop pairs" : "") +
-           (mixed ? ", " + std::to_string(offline_used) + " offline pairs used" : ""));
+  log_info(
+      std::string(avg     ? "avg"
+                  : mixed ? "mixed"
+                          : "online") +
+      " dpo: " + std::to_string(sampled) + " responses sampled, " + std::to_string(tied) +
+      (avg ? " sampled negatives no worse than y+, " : " prompts dropped as ties, ") + std::to_string(saying_less) +
+      " as saying less" +
+      (o.length_tolerance > 0 ? ", " + std::to_string(length_unmatched) + " without a length-matched rejected" : "") +
+      (o.qa_balance ? ", " + std::to_string(qa_unbalanced) + " QA pairs dropped to balance yes and no" : "") +
+      (with_loop_pairs ? ", " + std::to_string(loop_pairs) + " loop pairs" : "") +
+      (mixed ? ", " + std::to_string(offline_used) + " offline pairs used" : ""));
   if (run)
     run->set_result(avg ? "avg" : "online", {{"responses_sampled", sampled},
                                              {"tied_prompts", tied},
