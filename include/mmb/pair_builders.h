@@ -214,6 +214,11 @@ struct BdhsHead {
 };
 BdhsHead bdhs_sentence_head(const std::string& sentence, double swap_prob, std::mt19937_64& rng);
 
+// "No" for a leading "Yes" and the other way round (any case; the first letter's case kept), with
+// what follows the word kept ("Yes, there is." -> "No, there is."); "" when the text does not
+// start with the word yes or no. BDHS's swap and BPO's injected short-answer error.
+std::string opposite_yes_no(const std::string& answer);
+
 // BDHS's image-key mask for `in` (key_keep, model.h): every non-image position kept, each image
 // position kept when its u ~ U(0, 1) from `generator` is >= keep_threshold. (B, T) bool.
 torch::Tensor bdhs_key_keep(const torch::Tensor& input_ids, int64_t image_token_index, double keep_threshold,

@@ -138,6 +138,11 @@ ResponseJudgement judge_answer(const world::Verifier& verifier, const world::Sce
 ResponseJudgement judge_reasoning(const world::Verifier& verifier, const world::Scene& scene,
                                   const std::string& reference, const std::string& text);
 
+// A response to a world prompt judged by the prompt's task: judge_answer for "qa" (short answers,
+// POPE's questions), judge_reasoning for "reasoning", judge_response for descriptions.
+ResponseJudgement judge_prompt_response(const world::Verifier& verifier, const world::Scene& scene,
+                                        const DescriptionPrompt& prompt, const std::string& text);
+
 // The verifier judge's order, by score(error_weight): > 0 when a is better than b, < 0 when
 // worse, 0 on a tie (a pair of tied responses teaches nothing and is dropped).
 int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight = 1.0);

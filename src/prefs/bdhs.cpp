@@ -37,16 +37,10 @@ std::vector<std::string> words_of(const std::string& s) {
 BdhsHead bdhs_sentence_head(const std::string& sentence, double swap_prob, std::mt19937_64& rng) {
   std::vector<std::string> w = words_of(sentence);
   if (w.empty()) return {};
-  std::string core = w[0];
-  while (!core.empty() && std::ispunct(static_cast<unsigned char>(core.back()))) core.pop_back();
-  const std::string tail = w[0].substr(core.size());
-  std::string lower = core;
-  for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string other = opposite_yes_no(w[0]);
   bool swapped = false;
-  if ((lower == "yes" || lower == "no") && std::bernoulli_distribution(swap_prob)(rng)) {
-    std::string other = lower == "yes" ? "no" : "yes";
-    if (std::isupper(static_cast<unsigned char>(core[0]))) other[0] = char(std::toupper(other[0]));
-    w[0] = other + tail;
+  if (!other.empty() && std::bernoulli_distribution(swap_prob)(rng)) {
+    w[0] = other;
     swapped = true;
   }
   if (swapped && w.size() == 1) return {w[0], true, true};
@@ -185,11 +179,8 @@ PairBuildReport build_bdhs_pairs(const BdhsBuildOptions& o) {
         report.dropped["similar"]++;
         continue;
       }
-      const bool qa = p.task == "qa";
-      const ResponseJudgement pos = qa ? judge_answer(verifier, scene, p.reference, p.reference)
-                                       : judge_response(verifier, scene, p.reference);
-      const ResponseJudgement neg = qa ? judge_answer(verifier, scene, p.reference, negative[k])
-                                       : judge_response(verifier, scene, negative[k]);
+      const ResponseJudgement pos = judge_prompt_response(verifier, scene, p, p.reference);
+      const ResponseJudgement neg = judge_prompt_response(verifier, scene, p, negative[k]);
       if (compare_judgements(pos, neg, o.judge_error_weight) <= 0) {
         report.dropped["not_worse"]++;
         continue;

@@ -9,7 +9,6 @@
 // Departure: the released code's sampler uses a = +1 (contrastive decoding); the default here
 // samples from the noised image alone, and `--sampler two_pass --alpha A` offers the formula.
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <memory>
 #include <sstream>
@@ -56,23 +55,6 @@ std::vector<Generation> noised_answers(Vlm& vlm, const PromptBatch& batch, const
   DecodeState state = prefill(vlm.model(), clean, room);
   SecondContextProcessor two_pass(vlm.model(), prefill(vlm.model(), noised, room), o.alpha, 0.2);
   return generate(vlm.model(), state, s, {&two_pass});
-}
-
-// "No." for "Yes." and the other way round, keeping what follows the word ("Yes, there is." ->
-// "No, there is."); "" when the answer does not start with yes or no.
-std::string opposite_yes_no(const std::string& answer) {
-  const size_t b = answer.find_first_not_of(" \t\n");
-  if (b == std::string::npos) return "";
-  const auto starts = [&](const char* w, size_t n) {
-    if (answer.size() < b + n) return false;
-    for (size_t i = 0; i < n; ++i)
-      if (std::tolower(static_cast<unsigned char>(answer[b + i])) != w[i]) return false;
-    return answer.size() == b + n || !std::isalpha(static_cast<unsigned char>(answer[b + n]));
-  };
-  const bool upper = std::isupper(static_cast<unsigned char>(answer[b]));
-  if (starts("yes", 3)) return answer.substr(0, b) + (upper ? "No" : "no") + answer.substr(b + 3);
-  if (starts("no", 2)) return answer.substr(0, b) + (upper ? "Yes" : "yes") + answer.substr(b + 2);
-  return "";
 }
 
 // Negative 2 in "lm" mode: per row, one sentence of the reference (drawn with rng) cut and
@@ -175,17 +157,13 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
   const size_t first = slice.first, last = slice.second;
   if (o.progress) bar = std::make_unique<Progress>("bpo", int64_t(last - first), "prompts");
 
-  // A short answer is judged against the reference's answer, a description sentence by sentence.
-  const auto judge = [&](const DescriptionPrompt& p, const world::Scene& scene, const std::string& text) {
-    return p.task == "qa" ? judge_answer(verifier, scene, p.reference, text) : judge_response(verifier, scene, text);
-  };
   auto add_pair = [&](const DescriptionPrompt& p, const world::Scene& scene, const std::string& positive,
                       const ResponseJudgement& pos, const std::string& negative, const char* source, Json detail) {
     if (word_count(positive) > o.max_words || word_count(negative) > o.max_words) {
       report.dropped["too_long"]++;
       return;
     }
-    const ResponseJudgement neg = judge(p, scene, negative);
+    const ResponseJudgement neg = judge_prompt_response(verifier, scene, p, negative);
     if (negative == positive || compare_judgements(pos, neg, o.judge_error_weight) <= 0) {
       report.dropped[std::string("not_worse_") + source]++;
       return;
@@ -209,7 +187,7 @@ PairBuildReport build_bpo_pairs(const BpoBuildOptions& o) {
         report.dropped["no_reference"]++;
         continue;
       }
-      const ResponseJudgement pos = judge(p, scene, p.reference);
+      const ResponseJudgement pos = judge_prompt_response(verifier, scene, p, p.reference);
       if (o.noise_negative) {
         report.generated_tokens += int64_t(noised[r].tokens.size());
         std::string answer = vlm.decode(noised[r].tokens);

@@ -204,6 +204,21 @@ std::string unmentioned_object_sentence(const world::Verifier& verifier, const S
   return best;
 }
 
+std::string opposite_yes_no(const std::string& answer) {
+  const size_t b = answer.find_first_not_of(" \t\n");
+  if (b == std::string::npos) return "";
+  const auto starts = [&](const char* w, size_t n) {
+    if (answer.size() < b + n) return false;
+    for (size_t i = 0; i < n; ++i)
+      if (std::tolower(static_cast<unsigned char>(answer[b + i])) != w[i]) return false;
+    return answer.size() == b + n || !std::isalpha(static_cast<unsigned char>(answer[b + n]));
+  };
+  const bool upper = std::isupper(static_cast<unsigned char>(answer[b]));
+  if (starts("yes", 3)) return answer.substr(0, b) + (upper ? "No" : "no") + answer.substr(b + 3);
+  if (starts("no", 2)) return answer.substr(0, b) + (upper ? "Yes" : "yes") + answer.substr(b + 2);
+  return "";
+}
+
 const std::vector<std::string>& injected_error_kinds() {
   static const std::vector<std::string> kinds = {"add_object", "delete", "color", "shape", "size", "position", "count"};
   return kinds;

@@ -113,6 +113,13 @@ ResponseJudgement judge_answer(const world::Verifier& verifier, const world::Sce
   return j;
 }
 
+ResponseJudgement judge_prompt_response(const world::Verifier& verifier, const world::Scene& scene,
+                                        const DescriptionPrompt& prompt, const std::string& text) {
+  if (prompt.task == "qa") return judge_answer(verifier, scene, prompt.reference, text);
+  if (prompt.task == "reasoning") return judge_reasoning(verifier, scene, prompt.reference, text);
+  return judge_response(verifier, scene, text);
+}
+
 int compare_judgements(const ResponseJudgement& a, const ResponseJudgement& b, double error_weight) {
   const double d = a.score(error_weight) - b.score(error_weight);
   return d > 1e-12 ? 1 : d < -1e-12 ? -1 : 0;

@@ -271,9 +271,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       for (int64_t k = 0; k < K; ++k) {
         const VlmAnswer& a = answers[s * size_t(K) + size_t(k)];
         sampled_tokens += int64_t(a.generation.tokens.size());
-        j.push_back(p.task == "qa"          ? judge_answer(verifier, scenes[p.scene], p.reference, a.text)
-                    : p.task == "reasoning" ? judge_reasoning(verifier, scenes[p.scene], p.reference, a.text)
-                                            : judge_response(verifier, scenes[p.scene], a.text));
+        j.push_back(judge_prompt_response(verifier, scenes[p.scene], p, a.text));
       }
       sampled += K;
       // The verifier alone, with the default recall and weights, ranks by compare_judgements' order.
@@ -354,8 +352,7 @@ StepStats run_online_dpo(const DpoRunOptions& o, RunDir* run, Distributed& dist,
       const std::string& cw = answers[s * size_t(K) + worst].text;
       if (avg) {  // ỹ−: the worst sample, against the offline chosen y+ (the ground truth's judgement)
         const int64_t i = idx[online_slots[s]];
-        const ResponseJudgement yplus = p.task == "qa" ? judge_answer(verifier, scenes[p.scene], p.reference, p.reference)
-                                                       : judge_response(verifier, scenes[p.scene], p.reference);
+        const ResponseJudgement yplus = judge_prompt_response(verifier, scenes[p.scene], p, p.reference);
         Side w;
         if (compare_judgements(yplus, j[worst], o.judge_error_weight) <= 0 || cw == p.reference ||
             !tokenize_side(tok, tmpl, model->config(), pair, cw, max_length, true, w, &dummy_truncated)) {
